@@ -1,0 +1,1 @@
+"""IAD-GPT Desktop: the Qt application."""
