@@ -1,0 +1,187 @@
+"""Presets: JSON files read into frozen dataclasses.
+
+A preset names the image/text towers (an open_clip architecture or an explicit config), the
+encoder blocks to tap, the language model, and the sizes of the trainable heads. Unknown keys are
+an error, so a typo in a preset fails loudly instead of silently using a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from iadgpt.errors import ConfigError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """The open_clip image and text towers."""
+
+    arch: str | None = None  # open_clip model name, e.g. "ViT-H-14"
+    arch_config: dict[str, Any] | None = None  # explicit open_clip config when arch is None
+    weights: str | None = None  # "hf-hub:org/name", a local file or folder; None = random init
+    taps: tuple[int, ...] = (8, 16, 24, 32)  # 1-based encoder blocks whose patch tokens are used
+    image_size: int = 224
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    seed: int = 0  # random initialisation seed when weights is None
+
+
+@dataclass(frozen=True)
+class TinyLLMConfig:
+    """A small random-initialised causal LM with a tokenizer built offline (tests, benchmarks)."""
+
+    hidden_size: int = 64
+    layers: int = 2
+    heads: int = 4
+    intermediate_size: int = 128
+    vocab_size: int = 1024
+    max_positions: int = 1024
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """The causal language model: a local folder or a Hugging Face repo id found in the cache."""
+
+    path: str | None = None
+    tiny: TinyLLMConfig | None = None
+    max_new_tokens: int = 64
+    system_prompt: str = (
+        "You are an industrial inspection assistant. You look at an image of a product and answer "
+        "questions about anomalies in it: whether there is one, where it is and what kind it is."
+    )
+
+
+@dataclass(frozen=True)
+class HeadsConfig:
+    """Sizes of the trainable parts: decoder, Text-Guided Enhancer and Multi-Mask Fusion."""
+
+    mask_size: int = 64  # side of the layer masks fed to Multi-Mask Fusion
+    fusion_grid: int = 3  # E_fusion has fusion_grid**2 tokens (L1)
+    base_prompts: int = 4  # learned E_base tokens (L3)
+    tge_heads: int = 4
+    tge_ffn_ratio: float = 2.0
+    logit_scale: float = 100.0  # CLIP's similarity scale in the decoder softmax (Eq. 1)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    smoothing_sigma: float = 4.0  # Gaussian sigma (pixels at encoder resolution) on the anomaly map
+    max_memory_patches: int = 20000  # coreset size of a few-shot memory bank
+    defect_types_top_k: int = 3
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    clip: ClipConfig
+    llm: LLMConfig
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+    def base_model_ids(self) -> dict[str, str]:
+        """Identifies the frozen towers, recorded in weight manifests."""
+        clip = self.clip.arch or "custom"
+        llm = self.llm.path or ("tiny-random" if self.llm.tiny else "none")
+        return {"clip": f"{clip}:{self.clip.weights or 'random-seed-%d' % self.clip.seed}", "llm": llm}
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """Turn a JSON value into the annotated type `tp`, checking unknown keys of nested dataclasses."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{where} must not be null")
+        for arg in args:
+            if arg is type(None):
+                continue
+            return _convert(arg, value, where)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} must be a list")
+        inner = typing.get_args(tp)[0]
+        return tuple(_convert(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be an object")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp in (int, str, bool):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise ConfigError(f"{where} must be of type {tp.__name__}, got {value!r}")
+        return value
+    return value
+
+
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a JSON object")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; allowed: {sorted(names)}")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def builtin_presets() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("iadgpt.configs").iterdir() if p.name.endswith(".json"))
+
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    """A built-in preset by name ("paper", "tiny-test", ...) or a preset JSON file by path."""
+    text: str
+    origin: str
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".json" and candidate.is_file():
+        text, origin = candidate.read_text(encoding="utf-8"), str(candidate)
+    else:
+        ref = resources.files("iadgpt.configs") / f"{name_or_path}.json"
+        if not ref.is_file():
+            raise ConfigError(f"unknown preset '{name_or_path}'; built-in presets: "
+                              f"{', '.join(builtin_presets())}, or give the path of a preset .json file")
+        text, origin = ref.read_text(encoding="utf-8"), f"preset '{name_or_path}'"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{origin} is not valid JSON: {exc}") from None
+    preset = _from_dict(Preset, data, origin)
+    if not preset.clip.taps or min(preset.clip.taps) < 1:
+        raise ConfigError(f"{origin}: clip.taps must list 1-based encoder blocks")
+    if (preset.clip.arch is None) == (preset.clip.arch_config is None):
+        raise ConfigError(f"{origin}: give exactly one of clip.arch and clip.arch_config")
+    if (preset.llm.path is None) == (preset.llm.tiny is None):
+        raise ConfigError(f"{origin}: give exactly one of llm.path and llm.tiny")
+    return preset
+
+
+def with_overrides(preset: Preset, *, llm_path: str | None = None, clip_weights: str | None = None) -> Preset:
+    """A copy of the preset pointing at other weight locations (Settings > Model, CLI flags)."""
+    if llm_path:
+        preset = dataclasses.replace(preset, llm=dataclasses.replace(preset.llm, path=llm_path, tiny=None))
+    if clip_weights:
+        preset = dataclasses.replace(preset, clip=dataclasses.replace(preset.clip, weights=clip_weights))
+    return preset

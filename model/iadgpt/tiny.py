@@ -1,0 +1,107 @@
+"""Small random-initialised language models with a tokenizer built offline.
+
+They let tests and benchmarks run the very same loading path as a real model (a local folder with
+config.json, model.safetensors and tokenizer files) on a machine with no downloaded weights. The
+folder is built once, deterministically from the config, and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from iadgpt.config import TinyLLMConfig
+
+log = logging.getLogger(__name__)
+
+_SPECIALS = ["<pad>", "<s>", "</s>", "<image>"]
+_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] }}\n"
+    "{% elif m['role'] == 'user' %}### Human: {{ m['content'] }}\n"
+    "{% else %}### Assistant: {{ m['content'] }}</s>\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}### Assistant:{% endif %}"
+)
+# Text the byte-level BPE learns its merges from: the words this product's prompts and answers use.
+_CORPUS = """
+Yes, there is an anomaly in the image, at the top left of the image.
+No, there are no abnormalities in the image.
+Is there any anomaly in the image? Where is the defect? What kind of defect is it? How big is it?
+This is a photo of a product for industrial inspection. The anomaly is at the center, top, bottom,
+left, right, top right, bottom left, bottom right of the image. Cracks, scratches, holes, dents, stains,
+contamination, missing parts, broken edges, pitting, blowholes, fray, uneven surface, color spots.
+You are an industrial inspection assistant. You look at an image of a product and answer questions.
+### Human: ### Assistant: ### System:
+"""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("IADGPT_CACHE", Path.home() / ".cache" / "iadgpt"))
+
+
+def _fingerprint(cfg: TinyLLMConfig) -> str:
+    payload = json.dumps({"cfg": asdict(cfg), "corpus": _CORPUS, "template": _CHAT_TEMPLATE,
+                          "specials": _SPECIALS, "format": 1}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _build_tokenizer(cfg: TinyLLMConfig):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, special_tokens=_SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_CORPUS.splitlines(), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
+                                   eos_token="</s>", additional_special_tokens=["<image>"])
+    fast.chat_template = _CHAT_TEMPLATE
+    return fast
+
+
+def _build_model(cfg: TinyLLMConfig, tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
+        max_position_embeddings=cfg.max_positions, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        return LlamaForCausalLM(config)
+
+
+def ensure_tiny_llm(cfg: TinyLLMConfig, root: Path | None = None) -> Path:
+    """The folder of the tiny LLM described by cfg, building it on first use."""
+    folder = (root or cache_root()) / f"tiny-llm-{_fingerprint(cfg)}"
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    try:
+        tokenizer = _build_tokenizer(cfg)
+        model = _build_model(cfg, tokenizer)
+        tokenizer.save_pretrained(staging)
+        model.save_pretrained(staging, safe_serialization=True)
+        try:
+            os.rename(staging, folder)  # atomic: a reader sees the whole folder or none
+        except OSError:
+            if not (folder / "config.json").is_file():  # not another process finishing first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("built tiny LLM in %s", folder)
+    return folder
