@@ -1,0 +1,200 @@
+"""`iadgpt`: headless inspection, APG prompt-bank generation and model management."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from iadgpt.errors import IADGPTError, ImageLoadError
+
+log = logging.getLogger("iadgpt")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="tiny-test", help="built-in preset name or preset .json (default: tiny-test)")
+    p.add_argument("--weights", help="folder of trained decoder/TGE/MMF weights (safetensors + manifest.json)")
+    p.add_argument("--llm", help="local folder of the language model (overrides the preset)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    p.add_argument("--class", dest="class_name", default="generic",
+                   help="product class the prompts speak about (a shipped APG bank, else the generic one)")
+    p.add_argument("--prompt-bank", help="a prompt bank .json to use instead of the shipped one")
+
+
+def _make_inspector(args: argparse.Namespace):
+    from iadgpt.inspector import Inspector
+    from iadgpt.prompt_bank import PromptBank
+
+    bank = PromptBank.load(args.prompt_bank) if args.prompt_bank else None
+    return Inspector(args.preset, device=args.device, precision=args.precision, weights=args.weights,
+                     llm_path=args.llm, class_name=args.class_name, prompt_bank=bank)
+
+
+def _mask_path(out: Path, image: Path, used: set[Path]) -> Path:
+    candidate = out / f"{image.stem}_anomaly_map.png"
+    n = 1
+    while candidate in used:
+        n += 1
+        candidate = out / f"{image.stem}_{n}_anomaly_map.png"
+    used.add(candidate)
+    return candidate
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from iadgpt.imageio import iter_image_files, save_anomaly_map_png
+
+    images = iter_image_files(args.paths)
+    if not images:
+        print("no images found in " + ", ".join(args.paths), file=sys.stderr)
+        return 1
+    inspector = _make_inspector(args)
+    if args.reference:
+        references = iter_image_files(args.reference)
+        inspector.build_memory_bank(references)
+        log.info("few-shot memory bank from %d reference image(s)", len(references))
+    out = Path(args.out)
+    used: set[Path] = set()
+    failures = 0
+    for path in images:
+        try:
+            result = inspector.inspect(path, generate_answer=not args.no_answer)
+        except ImageLoadError as exc:
+            failures += 1
+            if args.json:
+                print(json.dumps({"image": str(path), "error": str(exc)}, ensure_ascii=False), flush=True)
+            else:
+                print(f"{path}: ERROR {exc}", file=sys.stderr, flush=True)
+            continue
+        mask = save_anomaly_map_png(_mask_path(out, path, used), result.anomaly_map)
+        record = {
+            "image": str(path), "score": round(result.score, 6), "verdict": result.verdict,
+            "answer": result.answer, "position": result.position,
+            "defect_types": [[name, p] for name, p in result.defect_types],
+            "mask": str(mask), "latency_ms": round(result.latency_ms, 2),
+            "p_yes": round(result.p_yes, 6), "score_top1": round(result.score_top1, 6),
+            "mode": result.mode, "model": result.model_id,
+        }
+        if args.json:
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        else:
+            where = f" at {result.position}" if result.position else ""
+            kinds = ", ".join(f"{n} {p:.0%}" for n, p in result.defect_types)
+            print(f"{path}: {result.verdict.upper()}{where} score={result.score:.3f} "
+                  f"{('[' + kinds + '] ') if kinds else ''}{result.latency_ms:.0f} ms  mask={mask}", flush=True)
+    return 1 if failures else 0
+
+
+def cmd_apg_generate(args: argparse.Namespace) -> int:
+    from iadgpt.apg import generate_bank, hf_chat_fn
+    from iadgpt.inspector import pick_device, pick_dtype
+    from iadgpt.llm import LanguageModel
+    from iadgpt.prompt_bank import default_bank_dir, normalise_class_name
+    from iadgpt.weights import resolve_model_folder
+
+    device = pick_device(args.device)
+    folder = resolve_model_folder(args.llm, what="LLM for the Abnormal Prompt Generator",
+                                  fix="give --llm the folder of a local instruction-tuned model")
+    llm = LanguageModel.load(folder, device, pick_dtype("auto", device))
+    chat = hf_chat_fn(llm.model, llm.tokenizer, max_new_tokens=args.max_new_tokens)
+    is_object = {"object": True, "texture": False, None: None}[args.kind]
+    bank = generate_bank(args.class_name, chat, model_name=folder.name, is_object=is_object,
+                         max_keywords=args.max_keywords)
+    out = Path(args.out) if args.out else default_bank_dir() / f"{normalise_class_name(args.class_name)}.json"
+    bank.save(out)
+    print(f"wrote {len(bank.attributes)} defect sentences for '{bank.class_name}' to {out}")
+    for a in bank.attributes:
+        print("  " + a.sentence)
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from iadgpt.config import builtin_presets, load_preset
+    from iadgpt.encoders import CLIP_FILENAMES
+    from iadgpt.weights import resolve_checkpoint, resolve_model_folder
+
+    for name in builtin_presets():
+        preset = load_preset(name)
+        found = []
+        for what, spec, resolve in (
+            ("clip", preset.clip.weights,
+             lambda s: resolve_checkpoint(s, filenames=CLIP_FILENAMES, what="clip", fix="")),
+            ("llm", preset.llm.path, lambda s: resolve_model_folder(s, what="llm", fix="")),
+        ):
+            if spec is None:
+                found.append(f"{what}: random (no download needed)")
+                continue
+            try:
+                found.append(f"{what}: {resolve(spec)}")
+            except IADGPTError:
+                found.append(f"{what}: MISSING {spec}")
+        print(f"{name:12s} {preset.description}")
+        for line in found:
+            print(f"{'':12s}   {line}")
+    return 0
+
+
+def cmd_models_verify(args: argparse.Namespace) -> int:
+    from iadgpt.weights import verify_trainable
+
+    problems = verify_trainable(args.folder)
+    if problems:
+        for p in problems:
+            print(f"PROBLEM: {p}")
+        return 1
+    print(f"{args.folder}: ok (manifest and every file's sha256 match)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iadgpt", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="inspect image files and folders")
+    p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    _add_model_args(p)
+    p.add_argument("--reference", nargs="+", help="images of good parts: few-shot mode (memory bank)")
+    p.add_argument("--out", default="iadgpt-results", help="folder for the anomaly-map PNGs")
+    p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    p.add_argument("--no-answer", action="store_true", help="skip the LLM's full answer (verdict only)")
+    p.set_defaults(func=cmd_inspect)
+
+    apg = sub.add_parser("apg", help="Abnormal Prompt Generator").add_subparsers(dest="apg_command", required=True)
+    g = apg.add_parser("generate", help="write a prompt bank for a class with a local LLM (three-turn QA)")
+    g.add_argument("--class", dest="class_name", required=True)
+    g.add_argument("--llm", required=True, help="local folder (or cached repo id) of a causal LM")
+    g.add_argument("--out", help="output .json (default: resources/apg/<class>.json)")
+    g.add_argument("--kind", choices=["object", "texture"], help="object on a background, or a texture")
+    g.add_argument("--max-keywords", type=int, default=10)
+    g.add_argument("--max-new-tokens", type=int, default=320)
+    g.add_argument("--device", default="auto")
+    g.set_defaults(func=cmd_apg_generate)
+
+    models = sub.add_parser("models", help="model management").add_subparsers(dest="models_command", required=True)
+    m = models.add_parser("list", help="presets and whether their weights are found locally")
+    m.set_defaults(func=cmd_models_list)
+    v = models.add_parser("verify", help="check a trained weights folder against its manifest")
+    v.add_argument("folder")
+    v.set_defaults(func=cmd_models_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except IADGPTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

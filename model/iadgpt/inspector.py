@@ -1,0 +1,315 @@
+"""Inspector: what runs the model. Loading, device and precision, pre/post-processing, chat.
+
+`Inspector.inspect(image)` returns a plain `InspectionResult` (numbers, strings, a numpy map): the
+desktop app and the command line use nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from iadgpt.config import Preset, load_preset, with_overrides
+from iadgpt.encoders import VisualFeatures, build_clip
+from iadgpt.errors import CancelledError, ConfigError, WeightsError
+from iadgpt.imageio import DEFAULT_MAX_PIXELS, load_image
+from iadgpt.llm import IMAGE_TOKEN, LanguageModel
+from iadgpt.memory_bank import MemoryBank
+from iadgpt.model import IADGPT, TRAINABLE_PARTS
+from iadgpt.position import anomaly_regions, positions_phrase
+from iadgpt.prompt_bank import PromptBank, load_bank
+from iadgpt.prompts import TextPrompts, build_text_prompts, class_words, defect_type_probabilities
+from iadgpt.tiny import ensure_tiny_llm
+from iadgpt.weights import load_trainable, resolve_model_folder
+
+log = logging.getLogger(__name__)
+
+ImageInput = str | os.PathLike | np.ndarray
+
+
+@dataclass
+class InspectionResult:
+    """One inspected image, as plain data that can cross threads and be stored."""
+
+    image: str | None  # the source path, when the image came from a file
+    image_size: tuple[int, int]  # (H, W)
+    class_name: str
+    score: float  # max of the smoothed anomaly map
+    score_top1: float  # mean of its top 1 %
+    verdict: str  # "defective" or "good", from the LLM's first answer token
+    p_yes: float
+    answer: str
+    position: str | None  # 3x3-grid phrase of the anomaly regions, when defective
+    regions: list[dict]
+    defect_types: list[tuple[str, float]]
+    anomaly_map: np.ndarray = field(repr=False)  # (H, W) float32 in [0, 1]
+    mode: str = "zero-shot"  # "zero-shot", "few-shot", or "untrained"
+    model_id: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def latency_ms(self) -> float:
+        return sum(self.timings_ms.values())
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' was asked for but no CUDA GPU is available; choose 'cpu' "
+                          f"or 'auto' in Settings > Model (or --device)")
+    return torch.device(device)
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision not in table:
+        raise ConfigError(f"precision '{precision}' is not one of auto, fp32, fp16, bf16")
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError("fp16 is not supported on the CPU; choose fp32 or bf16")
+    return table[precision]
+
+
+class Inspector:
+    """Loads a preset on a device and inspects images of one product class at a time."""
+
+    def __init__(self, preset: str | Preset = "tiny-test", *, device: str = "auto", precision: str = "auto",
+                 weights: str | os.PathLike | None = None, llm_path: str | None = None,
+                 class_name: str = "generic", prompt_bank: PromptBank | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.preset = load_preset(preset) if isinstance(preset, str) else preset
+        self.preset = with_overrides(self.preset, llm_path=llm_path)
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(precision, self.device)
+        self.max_pixels = max_pixels
+        started = time.perf_counter()
+        self.llm = self._load_llm()
+        towers = build_clip(self.preset.clip)
+        self.model = IADGPT(self.preset, towers, self.llm.hidden_size)
+        self.trained = False
+        self.weights_manifest: dict | None = None
+        if weights is not None:
+            self.load_weights(weights)
+        self.model.to(self.device, self.dtype).eval()
+        self.memory_bank: MemoryBank | None = None
+        self._embed_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.set_product(class_name, prompt_bank)
+        log.info("inspector ready: preset %s on %s/%s in %.1f s", self.preset.name, self.device,
+                 self.dtype, time.perf_counter() - started)
+
+    # -- loading -----------------------------------------------------------------------------
+    def _load_llm(self) -> LanguageModel:
+        cfg = self.preset.llm
+        if cfg.tiny is not None:
+            folder = ensure_tiny_llm(cfg.tiny)
+        else:
+            folder = resolve_model_folder(
+                cfg.path, what=f"LLM of preset '{self.preset.name}'",
+                fix="run `iadgpt models download " + self.preset.name + "` on an online machine, "
+                    "`iadgpt models import DIR`, or point Settings > Model (or --llm) at the model folder")
+        return LanguageModel.load(folder, self.device, self.dtype)
+
+    def load_weights(self, folder: str | os.PathLike) -> None:
+        """Load trained decoder, TGE and MMF weights (safetensors + manifest) for this preset."""
+        manifest, parts = load_trainable(folder, expect_preset=self.preset.name)
+        for name in TRAINABLE_PARTS:
+            if name not in parts:
+                raise WeightsError(f"weights folder {folder} has no '{name}' part; train all stages "
+                                   f"or point Settings > Model at a complete weights folder")
+            try:
+                getattr(self.model, name).load_state_dict(parts[name], strict=True)
+            except RuntimeError as exc:
+                raise WeightsError(f"{Path(folder) / (name + '.safetensors')} does not fit preset "
+                                   f"'{self.preset.name}': {str(exc).splitlines()[0]}; use weights trained "
+                                   f"for this preset") from exc
+        self.model.to(self.device, self.dtype)
+        self.trained = True
+        self.weights_manifest = manifest
+
+    @property
+    def model_id(self) -> str:
+        if self.weights_manifest:
+            return f"{self.preset.name}@{self.weights_manifest.get('created', 'trained')}"
+        return f"{self.preset.name}@untrained"
+
+    @property
+    def mode(self) -> str:
+        if self.memory_bank is not None:
+            return "few-shot"
+        return "zero-shot" if self.trained else "untrained"
+
+    # -- product -----------------------------------------------------------------------------
+    def set_product(self, class_name: str, prompt_bank: PromptBank | None = None) -> None:
+        """Switch the class the prompts speak about (T_win, T_apg); clears cached chat images."""
+        self.bank = prompt_bank or load_bank(class_name)
+        self.class_name = self.bank.class_name if prompt_bank else class_name
+        self.prompts: TextPrompts = build_text_prompts(self.model.towers, self.bank).to(self.device, self.dtype)
+        self._embed_cache.clear()
+
+    def memory_bank_meta(self) -> dict[str, str]:
+        return {"preset": self.preset.name, "clip": self.preset.base_model_ids()["clip"]}
+
+    def build_memory_bank(self, references: Iterable[ImageInput], *,
+                          progress: Callable[[int, int], None] | None = None,
+                          should_stop: Callable[[], bool] = lambda: False) -> MemoryBank:
+        """Few-shot mode (Eq. 2): a memory bank from images of good parts, set on this inspector."""
+        references = list(references)
+        bank = MemoryBank(self.model.towers.layer_dims, meta=self.memory_bank_meta())
+        for i, ref in enumerate(references):
+            if should_stop():
+                raise CancelledError("building the memory bank was cancelled; the previous bank is kept")
+            features = self._encode(load_image(ref, max_pixels=self.max_pixels))
+            bank.add(features.patch_tokens)
+            if progress:
+                progress(i + 1, len(references))
+        bank.subsample(self.preset.inference.max_memory_patches)
+        self.set_memory_bank(bank)
+        return bank
+
+    def set_memory_bank(self, bank: MemoryBank | None) -> None:
+        self.memory_bank = bank
+        self._embed_cache.clear()
+
+    # -- inspection --------------------------------------------------------------------------
+    def _preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        size = self.preset.clip.image_size
+        interp = cv2.INTER_AREA if min(rgb.shape[:2]) > size else cv2.INTER_CUBIC
+        resized = cv2.resize(rgb, (size, size), interpolation=interp)  # (S, S, 3)
+        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float().div_(255)  # (3, S, S)
+        mean = torch.tensor(self.preset.clip.mean, device=self.device).view(3, 1, 1)
+        std = torch.tensor(self.preset.clip.std, device=self.device).view(3, 1, 1)
+        return ((x - mean) / std).unsqueeze(0).to(self.dtype)  # (1, 3, S, S)
+
+    @torch.no_grad()
+    def _encode(self, rgb: np.ndarray) -> VisualFeatures:
+        return self.model.towers.encode_image(self._preprocess(rgb))
+
+    def _conversation(self, question: str | None = None) -> list[dict[str, str]]:
+        first = (f"{IMAGE_TOKEN}\nThis is a photo of a {class_words(self.class_name)} for industrial "
+                 f"inspection. Is there any anomaly in the image?")
+        return [{"role": "system", "content": self.preset.llm.system_prompt}, {"role": "user", "content": first}]
+
+    @torch.no_grad()
+    def inspect(self, image: ImageInput, *, generate_answer: bool = True,
+                should_stop: Callable[[], bool] = lambda: False) -> InspectionResult:
+        """Inspect one image (a path or an array in any common format)."""
+        timings: dict[str, float] = {}
+
+        @contextmanager
+        def stage(name: str):
+            t0 = time.perf_counter()
+            yield
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            timings[name] = (time.perf_counter() - t0) * 1000
+
+        with stage("load"):
+            rgb = load_image(image, max_pixels=self.max_pixels)
+            x = self._preprocess(rgb)
+        with stage("encoder"):
+            features = self.model.towers.encode_image(x)
+        with stage("anomaly_map"):
+            maps = self.model.layer_maps(features, self.prompts, self.memory_bank,
+                                         use_decoder=self.trained or self.memory_bank is None)
+        with stage("heads"):
+            image_embeds = self.model.image_embeddings(features, self.prompts, maps)
+            types = defect_type_probabilities(features.global_embedding, self.prompts)[0]
+        with stage("postprocess"):
+            anomaly_map, score, top1 = self._postprocess(maps[0], rgb.shape[:2])
+            regions = anomaly_regions(anomaly_map)
+            k = min(self.preset.inference.defect_types_top_k, len(self.prompts.apg_names))
+            top = types.topk(k)
+            defect_types = [(self.prompts.apg_names[i], round(float(p), 4))
+                            for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+        messages = self._conversation()
+        with stage("llm_verdict"):
+            embeds, mask = self.llm.embed_prompt(messages, image_embeds)
+            verdict = self.llm.verdict(embeds, mask)[0]
+        answer = ""
+        if generate_answer:
+            with stage("llm_answer"):
+                answer = "".join(self.llm.stream(embeds, mask, max_new_tokens=self.preset.llm.max_new_tokens,
+                                                 should_stop=should_stop)).strip()
+        key = self._cache_key(rgb)
+        self._remember(key, image_embeds)
+        position = positions_phrase([r.position for r in regions[:3]]) if verdict.defective and regions else None
+        return InspectionResult(
+            image=str(image) if not isinstance(image, np.ndarray) else None,
+            image_size=(int(rgb.shape[0]), int(rgb.shape[1])),
+            class_name=self.class_name, score=score, score_top1=top1,
+            verdict="defective" if verdict.defective else "good", p_yes=verdict.p_yes, answer=answer,
+            position=position,
+            regions=[{"position": r.position, "bbox": list(r.bbox), "area": r.area, "peak": round(r.peak, 4)}
+                     for r in regions[:5]],
+            defect_types=defect_types if verdict.defective else [],
+            anomaly_map=anomaly_map, mode=self.mode, model_id=self.model_id, timings_ms=timings,
+        )
+
+    def _postprocess(self, layer_maps: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, float, float]:
+        """(L, h, w) layer maps -> smoothed (H, W) map at the image's resolution, max and top-1% scores."""
+        s = self.preset.clip.image_size
+        grid_map = layer_maps.float().mean(dim=0).cpu().numpy()  # (h, w)
+        small = cv2.resize(grid_map, (s, s), interpolation=cv2.INTER_LINEAR)  # (S, S)
+        sigma = self.preset.inference.smoothing_sigma
+        if sigma > 0:
+            small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma)
+        small = np.clip(small, 0.0, 1.0)
+        flat = small.reshape(-1)
+        k = max(1, flat.size // 100)
+        top1 = float(np.partition(flat, -k)[-k:].mean())
+        full = cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        return full, float(flat.max()), top1
+
+    # -- conversation ------------------------------------------------------------------------
+    @staticmethod
+    def _cache_key(rgb: np.ndarray) -> str:
+        return hashlib.sha1(rgb.tobytes()).hexdigest()
+
+    def _remember(self, key: str, embeds: torch.Tensor) -> None:
+        self._embed_cache[key] = embeds
+        self._embed_cache.move_to_end(key)
+        while len(self._embed_cache) > 16:
+            self._embed_cache.popitem(last=False)
+
+    @torch.no_grad()
+    def chat(self, image: ImageInput, history: list[dict[str, str]], question: str, *,
+             should_stop: Callable[[], bool] = lambda: False, max_new_tokens: int | None = None
+             ) -> Iterator[str]:
+        """Answer a question about an inspected image, streamed piece by piece.
+
+        history: the earlier turns after the first question, as {"role": "user"|"assistant", "content"}
+        (the image's first question and answer included). Multi-turn history is passed as text.
+        """
+        rgb = load_image(image, max_pixels=self.max_pixels)
+        key = self._cache_key(rgb)
+        embeds = self._embed_cache.get(key)
+        if embeds is None:
+            features = self._encode(rgb)
+            maps = self.model.layer_maps(features, self.prompts, self.memory_bank,
+                                         use_decoder=self.trained or self.memory_bank is None)
+            embeds = self.model.image_embeddings(features, self.prompts, maps)
+            self._remember(key, embeds)
+        messages = self._conversation()
+        turns = list(history)
+        if turns and turns[0]["role"] == "user":
+            messages[1] = {"role": "user", "content": f"{IMAGE_TOKEN}\n{turns[0]['content']}"}
+            turns = turns[1:]
+        messages += turns
+        if question:
+            messages.append({"role": "user", "content": question})
+        inputs, mask = self.llm.embed_prompt(messages, embeds)
+        yield from self.llm.stream(inputs, mask, max_new_tokens=max_new_tokens or self.preset.llm.max_new_tokens,
+                                   should_stop=should_stop)
