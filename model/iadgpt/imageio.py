@@ -223,6 +223,8 @@ def _decode_file(path: Path, max_pixels: int) -> np.ndarray:
         with image:
             width, height = image.size
             _check_size(path, width, height, max_pixels)
+            # Decided from the tile list, which load() empties.
+            high_depth_colour = _is_high_depth_colour(image)
             try:
                 image.load()
             except MemoryError:
@@ -233,7 +235,7 @@ def _decode_file(path: Path, max_pixels: int) -> np.ndarray:
                     f"the image data is truncated or corrupt ({exc})",
                     "it was probably cut short while copying or saving; copy or export it again",
                 ) from exc
-            if _is_high_depth_colour(image):
+            if high_depth_colour:
                 return _decode_high_depth_colour(path, fh, image)
             _exif_transpose(path, image)
             return _pil_to_array(image)
@@ -311,6 +313,8 @@ def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
 
 def _is_high_depth_colour(image: Image.Image) -> bool:
     """True for 16-bit colour files, which PIL would cut to 8 bits by dropping the low byte.
+
+    Call it before `load()`: it reads the not yet decoded tile list.
 
     That truncation would skip the 12-bit/16-bit scaling rule, so such files go through OpenCV.
     """

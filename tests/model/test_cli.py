@@ -1,0 +1,70 @@
+"""`iadgpt inspect` keeps the JSON contract other tools rely on."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+
+from iadgpt.cli import main
+
+KEYS = {"image", "score", "verdict", "answer", "position", "defect_types", "mask", "latency_ms"}
+
+
+def _write(path, seed: int, size=(96, 140)) -> None:
+    rng = np.random.default_rng(seed)
+    cv2.imwrite(str(path), cv2.GaussianBlur((rng.random(size) * 255).astype(np.uint8), (0, 0), 2))
+
+
+def test_inspect_json_contract_and_bad_file(tmp_path, capsys) -> None:
+    folder = tmp_path / "batch"
+    (folder / "sub").mkdir(parents=True)
+    _write(folder / "a.png", 0)
+    _write(folder / "sub" / "b.png", 1)
+    (folder / "c.png").write_text("not an image")
+    ref = tmp_path / "good.png"
+    _write(ref, 2)
+    out = tmp_path / "out"
+    code = main(["inspect", str(folder), "--json", "--out", str(out), "--reference", str(ref),
+                 "--class", "magnetic_tile"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1, "a failed image makes the exit status non-zero"
+    assert [r["image"].rsplit("/", 1)[-1] for r in lines] == ["a.png", "c.png", "b.png"]
+    bad = lines[1]
+    assert set(bad) == {"image", "error"} and "c.png" in bad["error"]
+    for record in (lines[0], lines[2]):
+        assert KEYS <= set(record)
+        assert record["verdict"] in ("defective", "good")
+        assert all(isinstance(n, str) and 0 <= p <= 1 for n, p in record["defect_types"])
+        mask = cv2.imread(record["mask"], cv2.IMREAD_UNCHANGED)
+        assert mask is not None and mask.shape == (96, 140) and mask.dtype == np.uint8
+        assert record["mask"].startswith(str(out))
+        assert record["latency_ms"] > 0
+
+
+def test_inspect_all_good_files_exit_zero_and_text_output(tmp_path, capsys) -> None:
+    _write(tmp_path / "x.png", 3)
+    code = main(["inspect", str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--no-answer"])
+    out = capsys.readouterr().out
+    assert code == 0 and "x.png" in out and ("GOOD" in out or "DEFECTIVE" in out)
+
+
+def test_unknown_preset_is_a_clear_error(tmp_path, capsys) -> None:
+    _write(tmp_path / "x.png", 3)
+    code = main(["inspect", str(tmp_path / "x.png"), "--preset", "nope"])
+    assert code == 2 and "unknown preset 'nope'" in capsys.readouterr().err
+
+
+def test_models_verify_reports_a_corrupt_file(tmp_path, capsys) -> None:
+    import torch
+
+    from iadgpt.weights import save_trainable
+
+    folder = save_trainable(tmp_path / "w", {"decoder": {"w": torch.ones(4)}}, preset="tiny-test",
+                            base_models={"clip": "c", "llm": "l"})
+    assert main(["models", "verify", str(folder)]) == 0
+    path = folder / "decoder.safetensors"
+    path.write_bytes(path.read_bytes()[:-3])
+    assert main(["models", "verify", str(folder)]) == 1
+    assert "decoder.safetensors" in capsys.readouterr().out
