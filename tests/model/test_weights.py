@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from iadgpt.errors import WeightsError
 from iadgpt.weights import (
     FORMAT_VERSION,
@@ -24,6 +22,7 @@ from iadgpt.weights import (
     sha256_file,
     verify_trainable,
 )
+from safetensors.torch import save_file
 
 
 class Gadget:

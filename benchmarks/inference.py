@@ -1,0 +1,93 @@
+"""Inference benchmark: median time of each stage of an inspection, on the CPU (or --device).
+
+For each preset, the whole inspection without LLM generation is compared with the image encoder
+alone, measured in the same run on the same input (the encoder is the floor; target ratio <= 1.15).
+The LLM verdict (one prefill of the prompt, no generation) is reported beside it.
+
+    .venv/bin/python benchmarks/inference.py [--presets tiny-test bench-b16] [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from iadgpt.inspector import Inspector  # noqa: E402
+
+STAGES = ("load", "encoder", "anomaly_map", "heads", "postprocess", "llm_verdict")
+
+
+def _image(seed: int, size=(512, 512)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    gray = cv2.GaussianBlur((rng.random(size) * 255).astype(np.uint8), (0, 0), 3)
+    return np.dstack([gray, gray, gray])
+
+
+def _median_ms(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def bench(preset: str, mode: str, runs: int, device: str) -> dict[str, float]:
+    inspector = Inspector(preset, device=device, class_name="ball_screw_drive")
+    if mode == "few-shot":
+        inspector.build_memory_bank([_image(s) for s in range(4)])
+    image = _image(99)
+    x = inspector._preprocess(image)
+    for _ in range(3):  # warm-up
+        inspector.inspect(image, generate_answer=False)
+        inspector.model.towers.encode_image(x)
+    encoder_alone = _median_ms(lambda: inspector.model.towers.encode_image(x), runs)
+    stage_runs: dict[str, list[float]] = {s: [] for s in STAGES}
+    without_llm, with_verdict = [], []
+    for _ in range(runs):
+        result = inspector.inspect(image, generate_answer=False)
+        for s in STAGES:
+            stage_runs[s].append(result.timings_ms[s])
+        vision = sum(result.timings_ms[s] for s in STAGES if s != "llm_verdict")
+        without_llm.append(vision)
+        with_verdict.append(vision + result.timings_ms["llm_verdict"])
+    row = {s: statistics.median(v) for s, v in stage_runs.items()}
+    row["encoder_alone"] = encoder_alone
+    row["inspection"] = statistics.median(without_llm)
+    row["ratio"] = row["inspection"] / encoder_alone
+    row["ratio_with_verdict"] = statistics.median(with_verdict) / encoder_alone
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["tiny-test", "bench-b16"])
+    parser.add_argument("--modes", nargs="+", default=["zero-shot", "few-shot"])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
+          f"input 512x512, median of {args.runs} runs (ms)\n")
+    cols = ("encoder_alone",) + STAGES + ("inspection", "ratio", "ratio_with_verdict")
+    print("| preset | mode | " + " | ".join(cols) + " |")
+    print("|---|---|" + "---:|" * len(cols))
+    for preset in args.presets:
+        for mode in args.modes:
+            row = bench(preset, mode, args.runs, args.device)
+            cells = [f"{row[c]:.2f}" if not c.startswith("ratio") else f"**{row[c]:.3f}**" for c in cols]
+            print(f"| {preset} | {mode} | " + " | ".join(cells) + " |", flush=True)
+    print("\ninspection = load + encoder + anomaly_map + heads + postprocess (no LLM); "
+          "ratio = inspection / encoder_alone (target <= 1.15); "
+          "ratio_with_verdict adds the LLM's one-pass Yes/No read-out.")
+
+
+if __name__ == "__main__":
+    main()
