@@ -110,6 +110,9 @@ def cmd_apg_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+_FETCH_FIX = "download it on an online machine or import it from a local folder"
+
+
 def cmd_models_list(args: argparse.Namespace) -> int:
     from iadgpt.config import builtin_presets, load_preset
     from iadgpt.encoders import CLIP_FILENAMES
@@ -120,8 +123,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         found = []
         for what, spec, resolve in (
             ("clip", preset.clip.weights,
-             lambda s: resolve_checkpoint(s, filenames=CLIP_FILENAMES, what="clip", fix="")),
-            ("llm", preset.llm.path, lambda s: resolve_model_folder(s, what="llm", fix="")),
+             lambda s: resolve_checkpoint(s, filenames=CLIP_FILENAMES, what="clip", fix=_FETCH_FIX)),
+            ("llm", preset.llm.path, lambda s: resolve_model_folder(s, what="llm", fix=_FETCH_FIX)),
         ):
             if spec is None:
                 found.append(f"{what}: random (no download needed)")
@@ -133,6 +136,39 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         print(f"{name:12s} {preset.description}")
         for line in found:
             print(f"{'':12s}   {line}")
+    return 0
+
+
+def cmd_models_download(args: argparse.Namespace) -> int:
+    """Fetch a preset's pretrained towers and LLM into the Hugging Face cache (online machines only)."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    from iadgpt.config import load_preset
+    from iadgpt.encoders import CLIP_FILENAMES
+    from iadgpt.weights import HF_PREFIX
+
+    preset = load_preset(args.preset)
+    try:
+        if preset.clip.weights and preset.clip.weights.startswith(HF_PREFIX):
+            repo = preset.clip.weights.removeprefix(HF_PREFIX)
+            for i, filename in enumerate(CLIP_FILENAMES):
+                try:
+                    print(f"{repo}/{filename}: {hf_hub_download(repo, filename)}")
+                    break
+                except Exception:  # noqa: BLE001 - try the next file name the repo may use
+                    if i == len(CLIP_FILENAMES) - 1:
+                        raise
+        if preset.llm.path and not Path(preset.llm.path).expanduser().exists():
+            folder = snapshot_download(preset.llm.path, allow_patterns=[
+                "*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt"])
+            print(f"{preset.llm.path}: {folder}")
+    except Exception as exc:  # noqa: BLE001 - network and hub errors come in many types
+        print(f"error: downloading the weights of preset '{preset.name}' failed: {exc}. This needs a machine "
+              f"that reaches the Hugging Face hub (HF_HUB_OFFLINE must be unset); on an offline machine copy "
+              f"the files into the Hugging Face cache or point --llm / the preset at local folders",
+              file=sys.stderr)
+        return 1
+    print(f"preset '{preset.name}' is ready: its weights are in the local Hugging Face cache")
     return 0
 
 
@@ -176,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="model management").add_subparsers(dest="models_command", required=True)
     m = models.add_parser("list", help="presets and whether their weights are found locally")
     m.set_defaults(func=cmd_models_list)
+    d = models.add_parser("download", help="fetch a preset's pretrained weights (online machines)")
+    d.add_argument("preset")
+    d.set_defaults(func=cmd_models_download)
     v = models.add_parser("verify", help="check a trained weights folder against its manifest")
     v.add_argument("folder")
     v.set_defaults(func=cmd_models_verify)

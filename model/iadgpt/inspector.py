@@ -228,8 +228,10 @@ class Inspector:
             image_embeds = self.model.image_embeddings(features, self.prompts, maps)
             types = defect_type_probabilities(features.global_embedding, self.prompts)[0]
         with stage("postprocess"):
-            anomaly_map, score, top1 = self._postprocess(maps[0], rgb.shape[:2])
-            regions = anomaly_regions(anomaly_map)
+            anomaly_map, small, score, top1 = self._postprocess(maps[0], rgb.shape[:2])
+            # Regions are found on the encoder-resolution map (cheap) and scaled to the image.
+            regions = [r.scaled(rgb.shape[0] / small.shape[0], rgb.shape[1] / small.shape[1])
+                       for r in anomaly_regions(small)]
             k = min(self.preset.inference.defect_types_top_k, len(self.prompts.apg_names))
             top = types.topk(k)
             defect_types = [(self.prompts.apg_names[i], round(float(p), 4))
@@ -258,8 +260,10 @@ class Inspector:
             anomaly_map=anomaly_map, mode=self.mode, model_id=self.model_id, timings_ms=timings,
         )
 
-    def _postprocess(self, layer_maps: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, float, float]:
-        """(L, h, w) layer maps -> smoothed (H, W) map at the image's resolution, max and top-1% scores."""
+    def _postprocess(self, layer_maps: torch.Tensor, size: tuple[int, int],
+                     ) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(L, h, w) layer maps -> smoothed map at the image's resolution (H, W) and at the encoder's
+        (S, S), its max and its top-1% mean."""
         s = self.preset.clip.image_size
         grid_map = layer_maps.float().mean(dim=0).cpu().numpy()  # (h, w)
         small = cv2.resize(grid_map, (s, s), interpolation=cv2.INTER_LINEAR)  # (S, S)
@@ -271,7 +275,7 @@ class Inspector:
         k = max(1, flat.size // 100)
         top1 = float(np.partition(flat, -k)[-k:].mean())
         full = cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        return full, float(flat.max()), top1
+        return full, small, float(flat.max()), top1
 
     # -- conversation ------------------------------------------------------------------------
     @staticmethod

@@ -32,6 +32,13 @@ class Region:
     area: int  # pixels
     peak: float  # highest anomaly value inside
 
+    def scaled(self, sy: float, sx: float) -> Region:
+        """The same region on an image sy times taller and sx times wider (position is unchanged)."""
+        x, y, w, h = self.bbox
+        return Region(self.position, (self.centroid[0] * sy, self.centroid[1] * sx),
+                      (round(x * sx), round(y * sy), max(1, round(w * sx)), max(1, round(h * sy))),
+                      round(self.area * sx * sy), self.peak)
+
 
 def region_threshold(anomaly_map: np.ndarray) -> float:
     """Where a region's border lies: Otsu's split of the map, but at least halfway from median to peak.

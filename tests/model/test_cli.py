@@ -68,3 +68,13 @@ def test_models_verify_reports_a_corrupt_file(tmp_path, capsys) -> None:
     path.write_bytes(path.read_bytes()[:-3])
     assert main(["models", "verify", str(folder)]) == 1
     assert "decoder.safetensors" in capsys.readouterr().out
+
+
+def test_models_download_offline_says_why(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    code = main(["models", "download", "workstation"])
+    err = capsys.readouterr().err
+    assert code == 1 and "workstation" in err and "offline" in err
