@@ -94,7 +94,8 @@ class Preset:
         """Identifies the frozen towers, recorded in weight manifests."""
         clip = self.clip.arch or "custom"
         llm = self.llm.path or ("tiny-random" if self.llm.tiny else "none")
-        return {"clip": f"{clip}:{self.clip.weights or 'random-seed-%d' % self.clip.seed}", "llm": llm}
+        weights = self.clip.weights or f"random-seed-{self.clip.seed}"
+        return {"clip": f"{clip}:{weights}", "llm": llm}
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from iadgpt.apg import (
     APG_QUESTIONS,
     generate_bank,

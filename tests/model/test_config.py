@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+
 from iadgpt.config import (
     ClipConfig,
     HeadsConfig,

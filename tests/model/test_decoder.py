@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from iadgpt.decoder import VisionGuidedDecoder
 
 C = 16  # text width = every layer width

@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
+
 from iadgpt import imageio
 from iadgpt.errors import ImageLoadError
 from iadgpt.imageio import (
@@ -22,7 +24,6 @@ from iadgpt.imageio import (
     load_mask,
     save_anomaly_map_png,
 )
-from PIL import Image, ImageOps
 
 RED = (255, 0, 0)
 GREEN = (0, 255, 0)

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+
 from iadgpt.config import load_preset
 from iadgpt.errors import WeightsError
 from iadgpt.llm import IMAGE_TOKEN, LanguageModel, plain_transcript

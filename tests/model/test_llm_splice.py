@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from iadgpt.llm import IGNORE_INDEX, splice_image_embeddings
 
 IMG = 99  # the placeholder id used in these tests

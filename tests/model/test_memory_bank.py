@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
+
 from iadgpt.errors import MemoryBankError
 from iadgpt.memory_bank import MemoryBank, greedy_coreset, patch_maps_to_image
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from iadgpt.mmf import MultiMaskFusion
 
 LAYERS, OUT, GRID, BASE, S = 4, 32, 3, 2, 32  # the tiny-test sizes (mask_size 32)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from iadgpt.errors import PromptBankError
 from iadgpt.prompt_bank import GENERIC_CLASS, PromptBank, available_banks, load_bank
 

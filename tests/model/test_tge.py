@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from iadgpt.tge import TextGuidedEnhancer
 
 IMG, TXT, OUT = 24, 16, 32

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from iadgpt.errors import WeightsError
 from iadgpt.weights import (
     FORMAT_VERSION,
@@ -22,7 +24,6 @@ from iadgpt.weights import (
     sha256_file,
     verify_trainable,
 )
-from safetensors.torch import save_file
 
 
 class Gadget:
