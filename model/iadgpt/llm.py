@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
@@ -109,7 +110,7 @@ class LanguageModel:
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
             raise WeightsError(f"cannot load the LLM from {folder}: {exc}; check that the folder is "
                                f"complete (re-import or re-download it)") from exc
         return cls(model.to(device), tokenizer, folder.name)
@@ -127,11 +128,13 @@ class LanguageModel:
         return self.model.get_input_embeddings().weight.dtype
 
     def _first_token_ids(self, words: list[str]) -> set[int]:
+        """The first token that carries letters of each spelling (a bare space token is skipped)."""
         ids = set()
         for w in words:
-            tokens = self.tokenizer.encode(w, add_special_tokens=False)
-            if tokens:
-                ids.add(tokens[0])
+            for token in self.tokenizer.encode(w, add_special_tokens=False):
+                if self.tokenizer.decode([token]).strip():
+                    ids.add(token)
+                    break
         return ids
 
     def prompt_text(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
@@ -195,6 +198,8 @@ class LanguageModel:
             if not text.endswith("\ufffd") and len(text) > len(shown):  # hold back half a character
                 yield text[len(shown):]
                 shown = text
+            if len(generated) == max_new_tokens:
+                break
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(1, 1)], dim=1)
             next_ids = torch.tensor([[token]], device=inputs_embeds.device)
             out = self.model(input_ids=next_ids, attention_mask=attention_mask, use_cache=True,

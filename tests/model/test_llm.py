@@ -155,12 +155,6 @@ def test_load_folder_without_weights(tiny_folder, tmp_path):
     assert str(folder) in str(info.value)
 
 
-@pytest.mark.xfail(
-    reason="LanguageModel.load catches only OSError/ValueError/RuntimeError (llm.py:112); a truncated "
-           "model.safetensors raises safetensors.SafetensorError (a plain Exception subclass), which "
-           "escapes unwrapped instead of becoming a WeightsError",
-    strict=True,
-)
 @pytest.mark.parametrize("keep", [0.5, 0.99])
 def test_load_truncated_weights(tiny_folder, tmp_path, keep):
     folder = tmp_path / "truncated"
@@ -194,12 +188,6 @@ def test_yes_and_no_ids(lm):
     assert lm.image_token_id not in lm.yes_ids | lm.no_ids
 
 
-@pytest.mark.xfail(
-    reason="LanguageModel._first_token_ids (llm.py:131-137) keeps the first token of ' Yes' even when "
-           "that token is only the leading space (byte-level 'Ġ' here, '▁' in Llama-2-style "
-           "SentencePiece tokenizers); the bare space token then counts as a 'Yes' in verdict()",
-    strict=True,
-)
 def test_yes_and_no_ids_mean_yes_and_no(lm):
     for ids, word in ((lm.yes_ids, "yes"), (lm.no_ids, "no")):
         for i in ids:
