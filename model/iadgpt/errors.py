@@ -33,3 +33,7 @@ class MemoryBankError(IADGPTError):
 
 class CancelledError(IADGPTError):
     """A long operation (generation, memory-bank build) was cancelled by the user."""
+
+
+class DatasetError(IADGPTError):
+    """A training or evaluation dataset is laid out wrongly, incomplete, or cannot be synthesised from."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from iadgpt.position import (
     GRID,
     POSITIONS,
@@ -151,6 +152,27 @@ def test_threshold_is_scale_and_offset_invariant():
     reference = anomaly_regions(base)
     shifted = anomaly_regions(base * 3.0 + 10.0)
     assert [(r.position, r.bbox, r.area) for r in shifted] == [(r.position, r.bbox, r.area) for r in reference]
+
+
+def test_region_scaled_to_the_image_keeps_its_place():
+    """A region found on the small encoder map, scaled to the image it came from."""
+    region = anomaly_regions(gaussian(15, 20, 1.0))[0]
+    big = region.scaled(4.0, 2.5)
+    assert big.position == region.position == "top left"
+    assert big.peak == region.peak
+    assert big.centroid == pytest.approx((region.centroid[0] * 4.0, region.centroid[1] * 2.5))
+    x, y, w, h = region.bbox
+    assert big.bbox == (round(x * 2.5), round(y * 4.0), round(w * 2.5), round(h * 4.0))
+    assert big.area == round(region.area * 10.0)
+    assert bbox_contains(big.bbox, 15 * 4.0, 20 * 2.5)
+    # on the scaled image the centroid still lies in the same grid cell
+    assert grid_position(*big.centroid, H * 4, W * 5 // 2) == big.position
+
+
+def test_region_scaled_down_never_loses_its_box():
+    region = anomaly_regions(gaussian(45, 60, 1.0))[0]
+    small = region.scaled(0.01, 0.01)
+    assert small.bbox[2] >= 1 and small.bbox[3] >= 1
 
 
 # --------------------------------------------------------------------------------------------------

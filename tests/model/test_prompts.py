@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from iadgpt.config import load_preset
 from iadgpt.encoders import ClipTowers, build_clip
 from iadgpt.prompt_bank import DefectAttribute, PromptBank, load_bank
