@@ -116,8 +116,12 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where} must be a list")
-        inner = typing.get_args(tp)[0]
-        return tuple(_convert(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[int, ...]: any length
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where} must have {len(args)} values, got {len(value)}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be an object")

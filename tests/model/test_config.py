@@ -280,12 +280,6 @@ def test_with_overrides_without_arguments_is_unchanged():
     assert with_overrides(preset) == preset
 
 
-@pytest.mark.xfail(
-    reason="config._convert reads only the first type argument of tuple[float, float, float] and never "
-           "checks the length, so clip.mean/std of the wrong length load and only fail later in "
-           "Inspector (.view(3, 1, 1)) with a RuntimeError instead of a ConfigError",
-    strict=True,
-)
 @pytest.mark.parametrize("key", ["mean", "std"])
 def test_mean_and_std_must_have_three_channels(tmp_path, tiny_data, key):
     tiny_data["clip"][key] = [0.5]
