@@ -198,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-answer", action="store_true", help="skip the LLM's full answer (verdict only)")
     p.set_defaults(func=cmd_inspect)
 
+    from iadgpt.eval_cli import add_eval_parser
+
+    add_eval_parser(sub)
+
     apg = sub.add_parser("apg", help="Abnormal Prompt Generator").add_subparsers(dest="apg_command", required=True)
     g = apg.add_parser("generate", help="write a prompt bank for a class with a local LLM (three-turn QA)")
     g.add_argument("--class", dest="class_name", required=True)
