@@ -1,0 +1,84 @@
+"""Application settings: a small JSON file in the user's config folder (no Qt, easy to test)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def config_dir() -> Path:
+    if os.environ.get("IADGPT_DESKTOP_CONFIG"):
+        return Path(os.environ["IADGPT_DESKTOP_CONFIG"])
+    base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    return base / "iadgpt-desktop"
+
+
+def default_data_dir() -> Path:
+    if os.environ.get("IADGPT_DESKTOP_DATA"):
+        return Path(os.environ["IADGPT_DESKTOP_DATA"])
+    base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return base / "iadgpt-desktop"
+
+
+@dataclass(frozen=True)
+class Settings:
+    preset: str = "tiny-test"
+    weights_dir: str = ""  # trained decoder/TGE/MMF weights; "" = the preset's own (or none)
+    llm_dir: str = ""  # overrides the preset's LLM folder
+    device: str = "auto"
+    precision: str = "auto"
+    data_dir: str = ""  # "" = default_data_dir()
+    database_url: str = ""  # "" = SQLite file in the data folder
+    max_pixels: int = 100_000_000
+    overlay_mode: str = "heatmap"  # "heatmap" or "outline"
+    overlay_opacity: float = 0.45
+    overlay_visible: bool = True
+    operator: str = ""
+    generate_answers: bool = True
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
+
+    def model_key(self) -> tuple:
+        """What requires reloading the model when it changes."""
+        return (self.preset, self.weights_dir, self.llm_dir, self.device, self.precision, self.max_pixels)
+
+    def storage_key(self) -> tuple:
+        return (str(self.data_path), self.database_url)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Saved settings; unknown or invalid entries fall back to defaults with a warning (never a crash)."""
+    path = path or config_dir() / "settings.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Settings()
+    except (OSError, ValueError) as exc:
+        log.warning("settings file %s is unreadable (%s); using defaults", path, exc)
+        return Settings()
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    clean = {}
+    for key, value in data.items() if isinstance(data, dict) else []:
+        default = getattr(Settings(), key, None)
+        if key in fields and isinstance(value, type(default)):
+            clean[key] = value
+        else:
+            log.warning("ignoring setting %r=%r in %s", key, value, path)
+    return Settings(**clean)
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    path = path or config_dir() / "settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(settings), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,101 @@
+"""Chat pane: multi-turn questions about the selected inspection, answers streamed token by token."""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QTextCursor
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget
+
+FIRST_QUESTION = "Is there any anomaly in the image?"
+
+
+class ChatPane(QWidget):
+    ask = Signal(int, str, object, str)  # inspection id, image path, history, question
+    stop_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.inspection_id: int | None = None
+        self.image_path = ""
+        self.history: list[dict[str, str]] = []
+        self._streaming = ""
+        self.title = QLabel("No inspection selected")
+        self.transcript = QTextBrowser()
+        self.input = QLineEdit()
+        self.input.setPlaceholderText("Ask about this inspection: where is it? what kind? how big?")
+        self.input.returnPressed.connect(self.send)
+        self.send_button = QPushButton("Send")
+        self.send_button.clicked.connect(self.send)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.stop_requested.emit)
+        row = QHBoxLayout()
+        row.addWidget(self.input, 1)
+        row.addWidget(self.send_button)
+        row.addWidget(self.stop_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(self.transcript, 1)
+        layout.addLayout(row)
+        self._set_busy(False)
+        self.send_button.setEnabled(False)
+
+    def set_inspection(self, inspection_id: int | None, image_path: str, answer: str,
+                       messages: list[dict[str, str]]) -> None:
+        """Show an inspection's conversation: the first question and answer, then the stored turns."""
+        self.inspection_id = inspection_id
+        self.image_path = image_path
+        self.history = [{"role": "user", "content": FIRST_QUESTION}, {"role": "assistant", "content": answer}]
+        self.history += [{"role": m["role"], "content": m["content"]} for m in messages]
+        self.title.setText(f"Inspection #{inspection_id}" if inspection_id is not None else "Unsaved inspection")
+        self._render()
+        self._set_busy(False)
+
+    def _render(self) -> None:
+        parts = []
+        for m in self.history:
+            who = "You" if m["role"] == "user" else "IAD-GPT"
+            colour = "#1565c0" if m["role"] == "user" else "#2e7d32"
+            parts.append(f"<p><b style='color:{colour}'>{who}:</b> {html.escape(m['content'])}</p>")
+        self.transcript.setHtml("".join(parts))
+        self.transcript.moveCursor(QTextCursor.MoveOperation.End)
+
+    def send(self) -> None:
+        question = self.input.text().strip()
+        if not question or self.inspection_id is None or self.stop_button.isEnabled():
+            return
+        self.input.clear()
+        self.ask.emit(self.inspection_id, self.image_path, list(self.history), question)
+        self.history.append({"role": "user", "content": question})
+        self._render()
+        self.transcript.insertHtml("<p><b style='color:#2e7d32'>IAD-GPT:</b> ")
+        self._streaming = ""
+        self._set_busy(True)
+
+    def append_token(self, inspection_id: int, piece: str) -> None:
+        if inspection_id != self.inspection_id:
+            return
+        self._streaming += piece
+        self.transcript.moveCursor(QTextCursor.MoveOperation.End)
+        self.transcript.insertPlainText(piece)
+
+    def finish(self, inspection_id: int, answer: str, cancelled: bool) -> None:
+        if inspection_id != self.inspection_id:
+            return
+        self.history.append({"role": "assistant", "content": answer + (" [stopped]" if cancelled else "")})
+        self._render()
+        self._set_busy(False)
+
+    def fail(self) -> None:
+        """The worker could not answer: drop the unanswered question from the view."""
+        if self.history and self.history[-1]["role"] == "user":
+            self.history.pop()
+        self._render()
+        self._set_busy(False)
+
+    def _set_busy(self, busy: bool) -> None:
+        self.stop_button.setEnabled(busy)
+        self.send_button.setEnabled(not busy and self.inspection_id is not None)
+        self.input.setEnabled(self.inspection_id is not None)
