@@ -69,6 +69,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 print(f"{path}: ERROR {exc}", file=sys.stderr, flush=True)
             continue
         mask = save_anomaly_map_png(_mask_path(out, path, used), result.anomaly_map)
+        sink = getattr(args, "on_result", None)
+        if sink is not None:  # e.g. the desktop app's history database (`--db`)
+            sink(path, result, mask)
         record = {
             "image": str(path), "score": round(result.score, 6), "verdict": result.verdict,
             "answer": result.answer, "position": result.position,
@@ -199,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inspect)
 
     from iadgpt.eval_cli import add_eval_parser
+    from iadgpt.training.cli import add_train_parser
 
+    add_train_parser(sub)
     add_eval_parser(sub)
 
     apg = sub.add_parser("apg", help="Abnormal Prompt Generator").add_subparsers(dest="apg_command", required=True)

@@ -24,12 +24,12 @@ from iadgpt.config import Preset, load_preset, with_overrides
 from iadgpt.encoders import VisualFeatures, build_clip
 from iadgpt.errors import CancelledError, ConfigError, WeightsError
 from iadgpt.imageio import DEFAULT_MAX_PIXELS, load_image
-from iadgpt.llm import IMAGE_TOKEN, LanguageModel
+from iadgpt.llm import IMAGE_TOKEN, LanguageModel, inspection_messages
 from iadgpt.memory_bank import MemoryBank
 from iadgpt.model import IADGPT, TRAINABLE_PARTS
 from iadgpt.position import anomaly_regions, positions_phrase
 from iadgpt.prompt_bank import PromptBank, load_bank
-from iadgpt.prompts import TextPrompts, build_text_prompts, class_words, defect_type_probabilities
+from iadgpt.prompts import TextPrompts, build_text_prompts, defect_type_probabilities
 from iadgpt.tiny import ensure_tiny_llm
 from iadgpt.weights import load_trainable, resolve_model_folder
 
@@ -197,10 +197,8 @@ class Inspector:
     def _encode(self, rgb: np.ndarray) -> VisualFeatures:
         return self.model.towers.encode_image(self._preprocess(rgb))
 
-    def _conversation(self, question: str | None = None) -> list[dict[str, str]]:
-        first = (f"{IMAGE_TOKEN}\nThis is a photo of a {class_words(self.class_name)} for industrial "
-                 f"inspection. Is there any anomaly in the image?")
-        return [{"role": "system", "content": self.preset.llm.system_prompt}, {"role": "user", "content": first}]
+    def _conversation(self) -> list[dict[str, str]]:
+        return inspection_messages(self.preset.llm.system_prompt, self.class_name)
 
     @torch.no_grad()
     def inspect(self, image: ImageInput, *, generate_answer: bool = True,

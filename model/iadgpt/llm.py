@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from transformers.utils import logging as hf_logging
 
 from iadgpt.errors import WeightsError
+from iadgpt.prompts import class_words
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,13 @@ def splice_image_embeddings(
             rows_labels.append(torch.cat([labels[b, :p], image_labels, labels[b, p + 1:]]))
     spliced_labels = torch.stack(rows_labels) if labels is not None else None
     return torch.stack(rows_embeds), torch.stack(rows_mask), spliced_labels
+
+
+def inspection_messages(system_prompt: str, class_name: str) -> list[dict[str, str]]:
+    """The first turn of every inspection: the model is trained and asked with exactly this text."""
+    first = (f"{IMAGE_TOKEN}\nThis is a photo of a {class_words(class_name)} for industrial "
+             f"inspection. Is there any anomaly in the image?")
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": first}]
 
 
 def plain_transcript(messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:

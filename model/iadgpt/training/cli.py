@@ -1,0 +1,61 @@
+"""`iadgpt train`: the argparse pieces, to be wired into iadgpt.cli with `add_train_parser(sub)`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from iadgpt.data.synthesis import METHODS
+
+
+def _stage(value: str) -> int | str:
+    if value == "all":
+        return value
+    if value in ("1", "2", "3"):
+        return int(value)
+    raise argparse.ArgumentTypeError(f"stage must be 1, 2, 3 or all, not {value!r}")
+
+
+def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the `train` sub-command to an argparse sub-parsers object; returns its parser."""
+    p = subparsers.add_parser("train", help="train the decoder/TGE/MMF heads on normal images (three stages)")
+    p.add_argument("--preset", default="tiny-test", help="built-in preset name or preset .json")
+    p.add_argument("--data", required=True, type=Path,
+                   help="dataset in MVTec-AD layout (a root of class folders or one class folder)")
+    p.add_argument("--classes", nargs="+", help="train on these classes only (default: all)")
+    p.add_argument("--stage", type=_stage, default="all", help="1, 2, 3 or all (default: all)")
+    p.add_argument("--epochs", type=int, default=1, help="epochs per stage (default: 1)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--synthesis", choices=list(METHODS), default="nsa", help="anomaly synthesis")
+    p.add_argument("--anomaly-ratio", type=float, default=0.5, help="share of items given a synthetic anomaly")
+    p.add_argument("--out", type=Path, default=Path("runs/iadgpt"), help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
+    p.add_argument("--max-steps", type=int, help="cap on optimiser steps per stage")
+    p.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    from iadgpt.training.trainer import TrainConfig
+
+    return TrainConfig(preset=args.preset, data=args.data, classes=args.classes, stage=args.stage,
+                       epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                       synthesis=args.synthesis, anomaly_ratio=args.anomaly_ratio, out_dir=args.out,
+                       resume=args.resume, max_steps=args.max_steps, num_workers=args.num_workers,
+                       device=args.device, progress=not args.no_progress)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Run training; prints the weights folder. IADGPTError propagates to iadgpt.cli.main (exit 2)."""
+    from iadgpt.training.trainer import train
+
+    weights = train(config_from_args(args))
+    print(weights)
+    print(f"weights written to {weights}; use them with --weights {weights}", file=sys.stderr)
+    return 0

@@ -1,0 +1,40 @@
+"""Training conversations: the inspection prompt plus the answer, with labels on the answer only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from iadgpt.llm import IGNORE_INDEX, LanguageModel
+
+
+def build_training_batch(llm: LanguageModel, messages_per_sample: Sequence[Sequence[dict[str, str]]],
+                         answers: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token ids (B, T), attention mask (B, T) and labels (B, T) of prompt + answer + end of sequence.
+
+    The prompt is `llm.prompt_text(messages, add_generation_prompt=True)`; the answer follows it
+    directly (inference generates from the same prompt, so its first token is "Yes"/"No"), then the
+    tokenizer's eos token. Prompt and answer are tokenized separately, so the label boundary is exact.
+    Labels are IGNORE_INDEX on the prompt and on the right padding (pad id, attention mask 0).
+    """
+    assert len(messages_per_sample) == len(answers), "one answer per conversation"
+    tok = llm.tokenizer
+    eos = tok.eos_token_id
+    assert eos is not None, "the tokenizer has no eos token to end the answer with"
+    rows: list[tuple[list[int], list[int]]] = []
+    for messages, answer in zip(messages_per_sample, answers, strict=True):
+        prompt = tok(llm.prompt_text(messages, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+        reply = tok(answer, add_special_tokens=False)["input_ids"] + [eos]
+        rows.append((list(prompt), reply))
+    length = max(len(p) + len(r) for p, r in rows)
+    pad = tok.pad_token_id
+    input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+    for b, (prompt, reply) in enumerate(rows):
+        n_p, n = len(prompt), len(prompt) + len(reply)
+        input_ids[b, :n] = torch.tensor(prompt + reply)
+        attention_mask[b, :n] = 1
+        labels[b, n_p:n] = torch.tensor(reply)
+    return input_ids, attention_mask, labels

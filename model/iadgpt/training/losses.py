@@ -1,0 +1,51 @@
+"""Segmentation losses on the decoder's anomaly probabilities (stage 2).
+
+Both take probabilities in [0, 1] (not logits): the decoder already ends in a softmax (Eq. 1).
+"""
+
+from __future__ import annotations
+
+import torch
+
+_CLAMP = 1e-6  # keeps log() finite where the decoder is (numerically) certain
+
+
+def _flat(pred_prob: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1, H, W) or (B, H, W) prediction and target -> (B, H*W) float32 pairs."""
+    if pred_prob.dim() == 4:
+        assert pred_prob.shape[1] == 1, f"focal/dice expect one channel, got {tuple(pred_prob.shape)}"
+        pred_prob = pred_prob[:, 0]
+    if target.dim() == 4:
+        target = target[:, 0]
+    assert pred_prob.shape == target.shape, \
+        f"prediction {tuple(pred_prob.shape)} and target {tuple(target.shape)} differ"
+    return pred_prob.float().flatten(1), target.float().flatten(1)
+
+
+def focal_loss(pred_prob: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
+               alpha: float | None = None) -> torch.Tensor:
+    """Mean binary focal loss  -alpha_t (1 - p_t)^gamma log(p_t)  over all pixels.
+
+    p_t = p where the target is 1, 1 - p elsewhere. alpha (weight of the positive class; 1 - alpha for
+    the negative one) is off by default: synthetic anomalies cover few pixels, and RetinaNet's 0.25
+    would weigh them down further; the dice term already balances the classes.
+    """
+    p, y = _flat(pred_prob, target)
+    p = p.clamp(_CLAMP, 1.0 - _CLAMP)
+    p_t = torch.where(y > 0.5, p, 1.0 - p)
+    loss = -((1.0 - p_t) ** gamma) * torch.log(p_t)
+    if alpha is not None:
+        loss = loss * torch.where(y > 0.5, torch.full_like(p, alpha), torch.full_like(p, 1.0 - alpha))
+    return loss.mean()
+
+
+def dice_loss(pred_prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft dice loss per image, averaged over the batch: 1 - (2 sum(p y) + eps) / (sum p + sum y + eps).
+
+    The smoothing eps keeps normal images (empty target) meaningful: their loss is
+    1 - eps / (sum p + eps), which goes to 0 as the predicted map goes to 0.
+    """
+    p, y = _flat(pred_prob, target)
+    intersection = (p * y).sum(dim=1)
+    dice = (2.0 * intersection + eps) / (p.sum(dim=1) + y.sum(dim=1) + eps)
+    return (1.0 - dice).mean()

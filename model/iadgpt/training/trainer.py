@@ -1,0 +1,615 @@
+"""The three-stage training of the IAD-GPT heads on normal images with synthetic anomalies.
+
+Stages (paper; DESIGN.md "Training and evaluation"):
+
+1. TGE only; cross-entropy on the answer tokens.
+2. TGE frozen; decoder + MMF with cross-entropy + focal + dice on the decoder map.
+3. decoder frozen; TGE + MMF jointly with cross-entropy.
+
+The image/text towers and the LLM are always frozen (requires_grad False); the LLM still passes
+gradients back to its `inputs_embeds`, i.e. to the spliced image embeddings.
+
+Choices made here:
+
+* segmentation target: the decoder's per-layer maps (B, L, h, w) are averaged over the layers,
+  upsampled bilinearly to the encoder resolution (S, S) - the map the inspector post-processes - and
+  compared with the synthetic mask at (S, S);
+* batches hold one class each (`ClassBatchSampler`), so the class's prompts (T_win, T_apg) are
+  shared by the batch and `IADGPT.layer_maps` takes them unbatched;
+* `max_steps` caps the optimiser steps of each stage (the schedule is sized to the cap);
+* data are a pure function of (seed, epoch, index) and the batch order of (seed, stage, epoch), so
+  a run resumed from `checkpoints/last` (saved after every epoch and when `max_steps` stops a stage)
+  ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from iadgpt.config import Preset, load_preset
+from iadgpt.data.answers import AnswerTemplates, answer_for_mask, load_answer_templates
+from iadgpt.data.datasets import Sample, load_sample, mvtec_samples
+from iadgpt.data.synthesis import METHODS, foreground_mask, synthesize
+from iadgpt.errors import ConfigError, DatasetError
+from iadgpt.llm import LanguageModel, inspection_messages, splice_image_embeddings
+from iadgpt.model import IADGPT, TRAINABLE_PARTS
+from iadgpt.prompt_bank import load_bank
+from iadgpt.prompts import TextPrompts, build_text_prompts
+from iadgpt.training.conversation import build_training_batch
+from iadgpt.training.losses import dice_loss, focal_loss
+from iadgpt.weights import save_trainable
+
+log = logging.getLogger(__name__)
+
+STAGE_PARTS: dict[int, tuple[str, ...]] = {1: ("tge",), 2: ("decoder", "mmf"), 3: ("tge", "mmf")}
+TRAINER_STATE = "trainer_state.safetensors"
+FOREGROUND_IMAGES = 32  # normal images per object class used to estimate its foreground
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "tiny-test"
+    data: Path = Path(".")  # MVTec-AD layout root (or one class folder); train/good is used
+    out_dir: Path = Path("runs/iadgpt")  # the run directory
+    classes: list[str] | None = None
+    stage: int | str = "all"  # 1, 2, 3 or "all"
+    epochs: int = 1  # per stage
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    batch_size: int = 8
+    warmup_steps: int | None = None  # None: warmup_ratio of the stage's steps
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    synthesis: str = "nsa"  # "nsa", "cutpaste" or "mix"
+    anomaly_ratio: float = 0.5
+    resume: bool = False
+    max_steps: int | None = None  # per stage
+    num_workers: int = 0
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    progress: bool = True  # tqdm bar (only shown on a terminal)
+    log_every: int = 1  # metrics.jsonl: one step line every n steps
+
+    @property
+    def stages(self) -> list[int]:
+        if str(self.stage) == "all":
+            return [1, 2, 3]
+        stage = int(self.stage)
+        if stage not in STAGE_PARTS:
+            raise ConfigError(f"training stage {self.stage!r} is not 1, 2, 3 or 'all'")
+        return [stage]
+
+    def check(self) -> None:
+        self.stages  # noqa: B018 - validates
+        if self.synthesis not in METHODS:
+            raise ConfigError(f"synthesis '{self.synthesis}' is not one of {', '.join(METHODS)}")
+        if not 0.0 <= self.anomaly_ratio <= 1.0:
+            raise ConfigError(f"anomaly_ratio {self.anomaly_ratio} must lie in [0, 1]")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch_size must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError("max_steps must be at least 1")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["data"], data["out_dir"] = str(self.data), str(self.out_dir)
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+class SyntheticAnomalyDataset(Dataset):
+    """Normal training images; with probability anomaly_ratio one gets a synthetic anomaly.
+
+    Item i of epoch e is a pure function of (seed, e, i): `np.random.default_rng([seed, e, i])`
+    decides whether it is anomalous, picks the source image (another normal image of the class),
+    draws the synthesis and the answer template.
+    """
+
+    def __init__(self, samples: Sequence[Sample], preset: Preset, templates: AnswerTemplates, *,
+                 method: str = "nsa", anomaly_ratio: float = 0.5, seed: int = 0,
+                 object_classes: Sequence[str] = ()) -> None:
+        self.samples = list(samples)
+        self.size = preset.clip.image_size
+        self.mean = np.asarray(preset.clip.mean, dtype=np.float32)
+        self.std = np.asarray(preset.clip.std, dtype=np.float32)
+        self.templates = templates
+        self.method = method
+        self.anomaly_ratio = anomaly_ratio
+        self.seed = seed
+        self.epoch = 0
+        self.by_class: dict[str, list[int]] = {}
+        for i, s in enumerate(self.samples):
+            self.by_class.setdefault(s.class_name, []).append(i)
+        self.foreground: dict[str, np.ndarray] = {}
+        for name in object_classes:
+            if name in self.by_class:
+                images = [load_sample(self.samples[i], self.size)[0]
+                          for i in self.by_class[name][:FOREGROUND_IMAGES]]
+                self.foreground[name] = foreground_mask(images)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def normalise(self, rgb: np.ndarray) -> torch.Tensor:
+        """RGB uint8 (S, S, 3) -> (3, S, S) float32, the same values as Inspector._preprocess."""
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
+        mean = torch.from_numpy(self.mean).view(3, 1, 1)
+        std = torch.from_numpy(self.std).view(3, 1, 1)
+        return (x - mean) / std
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image, _ = load_sample(sample, self.size)
+        mask = np.zeros(image.shape[:2], dtype=bool)
+        if rng.random() < self.anomaly_ratio:
+            peers = [i for i in self.by_class[sample.class_name] if i != index] or [index]
+            source, _ = load_sample(self.samples[peers[int(rng.integers(len(peers)))]], self.size)
+            image, mask = synthesize(image, source, rng, self.method,  # type: ignore[arg-type]
+                                     foreground=self.foreground.get(sample.class_name))
+        answer = answer_for_mask(mask, self.templates, rng)  # the normal answer when mask is empty
+        return {"image": self.normalise(image), "mask": torch.from_numpy(mask.astype(np.float32)),
+                "answer": answer, "class_name": sample.class_name, "index": index}
+
+
+class ClassBatchSampler(Sampler[list[int]]):
+    """Batches of one class each, in an order that is a pure function of (seed, stage, epoch).
+
+    Within each class the indices are shuffled and cut into batches (the last one may be short);
+    the batches of all classes are then shuffled together. `skip` drops the first batches of the
+    next iteration (resuming inside an epoch).
+    """
+
+    def __init__(self, by_class: dict[str, list[int]], batch_size: int, seed: int) -> None:
+        self.by_class = {k: list(v) for k, v in sorted(by_class.items())}
+        self.batch_size = batch_size
+        self.seed = seed
+        self.stage = 0
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, stage: int | None = None) -> None:
+        self.epoch = epoch
+        if stage is not None:
+            self.stage = stage
+
+    def batches(self) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.stage * 10_007 + self.epoch)
+        batches: list[list[int]] = []
+        for indices in self.by_class.values():
+            order = [indices[i] for i in torch.randperm(len(indices), generator=g).tolist()]
+            batches += [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        skip, self.skip = self.skip, 0
+        yield from self.batches()[skip:]
+
+    def __len__(self) -> int:
+        return sum(math.ceil(len(v) / self.batch_size) for v in self.by_class.values())
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"image": torch.stack([it["image"] for it in items]),
+            "mask": torch.stack([it["mask"] for it in items]),
+            "answer": [it["answer"] for it in items],
+            "class_name": [it["class_name"] for it in items],
+            "index": torch.tensor([it["index"] for it in items])}
+
+
+# ---------------------------------------------------------------------------------------------
+# the step
+
+
+class TrainStep(nn.Module):
+    """model + LLM -> losses for one batch; the module handed to accelerate (forward = one step)."""
+
+    def __init__(self, model: IADGPT, llm: LanguageModel) -> None:
+        super().__init__()
+        self.model = model
+        self.llm_model = llm.model
+        self.image_token_id = llm.image_token_id
+        self.pad_token_id = llm.tokenizer.pad_token_id
+        self.seg_loss = False
+
+    def forward(self, images: torch.Tensor, masks: torch.Tensor, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor, labels: torch.Tensor, win: torch.Tensor,
+                apg: torch.Tensor) -> dict[str, torch.Tensor]:
+        towers = self.model.towers
+        dtype = next(towers.parameters()).dtype
+        features = towers.encode_image(images.to(dtype))  # no grad: frozen
+        prompts = TextPrompts("batch", win, apg, [])
+        maps = self.model.layer_maps(features, prompts, use_decoder=True)  # (B, L, h, w)
+        image_embeds = self.model.image_embeddings(features, prompts, maps)  # (B, K, D)
+        embedding = self.llm_model.get_input_embeddings()
+        safe_ids = input_ids.masked_fill(input_ids == self.image_token_id, self.pad_token_id)
+        text_embeds = embedding(safe_ids)  # (B, T, D)
+        embeds, mask, spliced = splice_image_embeddings(input_ids, text_embeds, image_embeds.to(text_embeds.dtype),
+                                                        self.image_token_id, attention_mask, labels)
+        ce = self.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=spliced).loss
+        out = {"ce": ce.float()}
+        if self.seg_loss:
+            size = masks.shape[-2:]
+            pred = F.interpolate(maps.float().mean(dim=1, keepdim=True), size=size, mode="bilinear",
+                                 align_corners=False)  # (B, 1, S, S)
+            out["focal"] = focal_loss(pred, masks)
+            out["dice"] = dice_loss(pred, masks)
+        out["loss"] = sum(out.values())
+        return out
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over `warmup` steps, then one cosine decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ---------------------------------------------------------------------------------------------
+# trainer state (safetensors + JSON metadata; never pickle)
+
+
+def _split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace every tensor in a nested dict/list with {"__tensor__": key}, collecting them."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().to("cpu").contiguous().clone()
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        return {"__keys__": [[type(k).__name__, str(k)] for k in obj],
+                "__values__": [_split_tensors(v, f"{prefix}.{k}", tensors) for k, v in obj.items()]}
+    if isinstance(obj, list | tuple):
+        return [_split_tensors(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    return obj
+
+
+def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__keys__" in obj:
+        keys = [int(k) if kind == "int" else k for kind, k in obj["__keys__"]]
+        return {k: _join_tensors(v, tensors) for k, v in zip(keys, obj["__values__"], strict=True)}
+    if isinstance(obj, list):
+        return [_join_tensors(v, tensors) for v in obj]
+    return obj
+
+
+def save_trainer_state(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any,
+                       progress: dict[str, Any]) -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    state = {
+        "optimizer": _split_tensors(optimizer.state_dict(), "optimizer", tensors),
+        "scheduler": _split_tensors(scheduler.state_dict(), "scheduler", tensors),
+        "progress": progress,
+    }
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"trainer_state": json.dumps(state)})
+    tmp.replace(path)
+
+
+def load_trainer_state(path: Path) -> tuple[dict, dict, dict[str, Any], dict[str, torch.Tensor]]:
+    """(optimizer state dict, scheduler state dict, progress, rng tensors)."""
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        state = json.loads(f.metadata()["trainer_state"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iterator
+    rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
+    return (_join_tensors(state["optimizer"], tensors), _join_tensors(state["scheduler"], tensors),
+            state["progress"], rng)
+
+
+# ---------------------------------------------------------------------------------------------
+# the trainer
+
+
+@dataclass
+class StageResult:
+    stage: int
+    steps: int
+    images: int
+    seconds: float
+    last_loss: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+class Trainer:
+    """Builds everything for a TrainConfig; `run()` trains and returns the weights folder."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        from accelerate import Accelerator
+
+        from iadgpt.inspector import Inspector
+
+        cfg.check()
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cuda = torch.cuda.is_available() and cfg.device != "cpu"
+        self.accelerator = Accelerator(mixed_precision="fp16" if cuda else "no", cpu=not cuda)
+        self.preset = load_preset(cfg.preset)
+        torch.manual_seed(cfg.seed)  # the heads' initial weights
+        device = "cuda" if cuda else "cpu"
+        # Towers and LLM in fp16 on a GPU (frozen); the trained heads always in fp32.
+        self.inspector = Inspector(self.preset, device=device, precision="fp16" if cuda else "fp32")
+        self.model: IADGPT = self.inspector.model
+        self.llm: LanguageModel = self.inspector.llm
+        for name in TRAINABLE_PARTS:
+            getattr(self.model, name).float()
+        self.model.towers.requires_grad_(False)
+        self.llm.model.requires_grad_(False)
+        self.llm.model.eval()
+        self.step_module = TrainStep(self.model, self.llm)
+
+        samples = [s for s in mvtec_samples(Path(cfg.data), "train", cfg.classes) if s.label == 0]
+        if not samples:
+            raise DatasetError(f"dataset {cfg.data} has no good training images in train/good")
+        banks = {name: load_bank(name) for name in sorted({s.class_name for s in samples})}
+        self.prompts: dict[str, TextPrompts] = {
+            name: build_text_prompts(self.model.towers, bank).to(self.accelerator.device, torch.float32)
+            for name, bank in banks.items()}
+        self.dataset = SyntheticAnomalyDataset(
+            samples, self.preset, load_answer_templates(), method=cfg.synthesis,
+            anomaly_ratio=cfg.anomaly_ratio, seed=cfg.seed,
+            object_classes=[n for n, b in banks.items() if b.is_object])
+        self.sampler = ClassBatchSampler(self.dataset.by_class, cfg.batch_size, cfg.seed)
+        loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
+                            num_workers=cfg.num_workers)
+        self.loader = self.accelerator.prepare(loader)
+        self.results: list[StageResult] = []
+        self._log_handler: logging.Handler | None = None
+
+    # -- pieces usable on their own (tests, benchmarks) --------------------------------------
+    def batch(self, indices: Sequence[int], epoch: int = 0) -> dict[str, Any]:
+        """A collated batch of dataset items (one class) as the loader would give it."""
+        self.dataset.set_epoch(epoch)
+        return collate([self.dataset[i] for i in indices])
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        names = set(batch["class_name"])
+        assert len(names) == 1, f"a batch must hold one class, got {sorted(names)}"
+        prompts = self.prompts[names.pop()]
+        messages = [inspection_messages(self.preset.llm.system_prompt, c) for c in batch["class_name"]]
+        device = self.accelerator.device
+        ids, mask, labels = build_training_batch(self.llm, messages, batch["answer"])
+        return self.step_module(batch["image"].to(device), batch["mask"].to(device), ids.to(device),
+                                mask.to(device), labels.to(device), prompts.win, prompts.apg)
+
+    @torch.no_grad()
+    def losses(self, batch: dict[str, Any]) -> dict[str, float]:
+        """Every loss term (focal and dice included) for a batch, without training."""
+        seg, self.step_module.seg_loss = self.step_module.seg_loss, True
+        try:
+            with self.accelerator.autocast():
+                return {k: float(v) for k, v in self.forward(batch).items()}
+        finally:
+            self.step_module.seg_loss = seg
+
+    def set_stage(self, stage: int) -> list[nn.Parameter]:
+        """Freeze everything but the stage's parts; return their parameters."""
+        for name in TRAINABLE_PARTS:
+            getattr(self.model, name).requires_grad_(name in STAGE_PARTS[stage])
+            getattr(self.model, name).train(name in STAGE_PARTS[stage])
+        self.step_module.seg_loss = stage == 2
+        return [p for name in STAGE_PARTS[stage] for p in getattr(self.model, name).parameters()]
+
+    def stage_steps(self) -> int:
+        """Optimiser steps of one stage on this process (the loader is sharded across processes)."""
+        steps = self.cfg.epochs * len(self.loader)
+        return min(steps, self.cfg.max_steps) if self.cfg.max_steps else steps
+
+    # -- logging ----------------------------------------------------------------------------
+    def _metrics(self, record: dict[str, Any]) -> None:
+        if self.accelerator.is_main_process:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def _start_logging(self) -> None:
+        handler = logging.FileHandler(self.run_dir / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
+        package = logging.getLogger("iadgpt")
+        package.addHandler(handler)
+        if package.level == logging.NOTSET or package.level > logging.INFO:
+            package.setLevel(logging.INFO)
+        self._log_handler = handler
+
+    def _stop_logging(self) -> None:
+        if self._log_handler is not None:
+            logging.getLogger("iadgpt").removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _save_weights(self, folder: Path, extra: dict[str, Any]) -> Path:
+        parts = {name: {k: v.float() for k, v in getattr(self.model, name).state_dict().items()}
+                 for name in TRAINABLE_PARTS}
+        return save_trainable(folder, parts, preset=self.preset.name,
+                              base_models=self.preset.base_model_ids(), extra=extra)
+
+    def _checkpoint(self, optimizer, scheduler, progress: dict[str, Any]) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        folder = self.run_dir / "checkpoints" / "last"
+        self._save_weights(folder, {"stage": progress["stage"], "epoch": progress["epoch"],
+                                    "global_step": progress["global_step"]})
+        save_trainer_state(folder / TRAINER_STATE, optimizer, scheduler, progress)
+        log.info("checkpoint %s: stage %d epoch %d batch %d step %d", folder, progress["stage"],
+                 progress["epoch"], progress["batch"], progress["global_step"])
+
+    def _load_checkpoint(self) -> tuple[dict[str, Any], dict, dict] | None:
+        from iadgpt.weights import load_trainable
+
+        folder = self.run_dir / "checkpoints" / "last"
+        if not (folder / TRAINER_STATE).is_file():
+            log.warning("resume asked for, but %s holds no checkpoint; starting afresh", folder)
+            return None
+        _, parts = load_trainable(folder, expect_preset=self.preset.name)
+        for name in TRAINABLE_PARTS:
+            getattr(self.model, name).load_state_dict(parts[name], strict=True)
+        opt_state, sched_state, progress, rng = load_trainer_state(folder / TRAINER_STATE)
+        torch.set_rng_state(rng["rng.torch"])
+        cuda_states = [rng[k] for k in sorted(k for k in rng if k.startswith("rng.cuda."))]
+        if cuda_states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_states[:torch.cuda.device_count()])
+        log.info("resuming from %s: %s", folder, progress)
+        return progress, opt_state, sched_state
+
+    # -- training ---------------------------------------------------------------------------
+    def run(self) -> Path:
+        cfg = self.cfg
+        self._start_logging()
+        try:
+            if self.accelerator.is_main_process:
+                (self.run_dir / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n",
+                                                          encoding="utf-8")
+            resumed = self._load_checkpoint() if cfg.resume else None
+            global_step = resumed[0]["global_step"] if resumed else 0
+            for stage in cfg.stages:
+                start = None
+                if resumed is not None:
+                    progress = resumed[0]
+                    if stage < progress["stage"] or (stage == progress["stage"] and progress["done"]):
+                        continue  # finished before the interruption
+                    if stage == progress["stage"]:
+                        start = resumed
+                global_step = self._run_stage(stage, global_step, start)
+                resumed = None
+            weights = self.run_dir / "weights"
+            if self.accelerator.is_main_process:
+                self._save_weights(weights, {"stages": cfg.stages, "epochs": cfg.epochs,
+                                             "global_step": global_step, "seed": cfg.seed,
+                                             "synthesis": cfg.synthesis})
+            self.accelerator.wait_for_everyone()
+            log.info("training done: weights in %s", weights)
+            return weights
+        finally:
+            self._stop_logging()
+
+    def _run_stage(self, stage: int, global_step: int,
+                   resumed: tuple[dict[str, Any], dict, dict] | None) -> int:
+        cfg, acc = self.cfg, self.accelerator
+        params = self.set_stage(stage)
+        total = self.stage_steps()
+        warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(cfg.warmup_ratio * total)
+        warmup = min(max(warmup, 0), total)
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
+        epoch, skip, step = 0, 0, 0
+        if resumed is not None:
+            progress, opt_state, sched_state = resumed
+            optimizer.load_state_dict(opt_state)
+            scheduler.load_state_dict(sched_state)
+            epoch, skip, step = progress["epoch"], progress["batch"], progress["stage_step"]
+        optimizer, scheduler = acc.prepare(optimizer, scheduler)
+        module = acc.prepare(self.step_module)
+        log.info("stage %d: training %s, %d steps (warm-up %d), lr %g", stage, STAGE_PARTS[stage], total,
+                 warmup, cfg.lr)
+        show = cfg.progress and sys.stderr.isatty() and acc.is_local_main_process
+        bar = tqdm(total=total, initial=step, desc=f"stage {stage}", disable=not show, dynamic_ncols=True)
+        result = StageResult(stage, 0, 0, 0.0)
+        last_progress: dict[str, Any] | None = None
+        while epoch < cfg.epochs and step < total:
+            self.sampler.set_epoch(epoch, stage)
+            self.dataset.set_epoch(epoch)
+            # `skip` counts batches of the whole sampler; each process consumed 1/num_processes of them.
+            self.sampler.skip = skip
+            batch_index = skip // acc.num_processes
+            skip = 0
+            exhausted = True
+            epoch_images, epoch_seconds, epoch_loss, epoch_batches = 0, 0.0, 0.0, 0
+            for batch in self.loader:
+                t0 = time.perf_counter()
+                out = self._step(module, batch, optimizer, scheduler, params)
+                seconds = time.perf_counter() - t0
+                n = len(batch["answer"])
+                step += 1
+                global_step += 1
+                batch_index += 1
+                result.steps += 1
+                result.images += n
+                result.seconds += seconds
+                epoch_images += n
+                epoch_seconds += seconds
+                epoch_loss += out["loss"]
+                epoch_batches += 1
+                result.last_loss = out
+                ips = n / seconds if seconds > 0 else 0.0
+                bar.set_postfix(loss=f"{out['loss']:.4f}", img_s=f"{ips:.1f}")
+                bar.update(1)
+                if global_step % max(1, cfg.log_every) == 0:
+                    self._metrics({"kind": "step", "stage": stage, "epoch": epoch, "step": step,
+                                   "global_step": global_step, **out,
+                                   "lr": scheduler.get_last_lr()[0], "images_per_s": ips})
+                if step >= total:
+                    exhausted = batch_index >= len(self.loader)
+                    break
+            finished_epoch = exhausted
+            done = step >= total
+            next_epoch = epoch + 1 if finished_epoch else epoch
+            last_progress = {"stage": stage, "epoch": next_epoch,
+                             "batch": 0 if finished_epoch else batch_index * acc.num_processes,
+                             "stage_step": step, "global_step": global_step,
+                             "done": bool(done or next_epoch >= cfg.epochs)}
+            self._metrics({"kind": "epoch", "stage": stage, "epoch": epoch, "steps": step,
+                           "global_step": global_step, "mean_loss": epoch_loss / max(1, epoch_batches),
+                           "images_per_s": epoch_images / epoch_seconds if epoch_seconds else 0.0})
+            self._checkpoint(optimizer, scheduler, last_progress)
+            epoch = next_epoch
+            if done:
+                break
+        bar.close()
+        self.results.append(result)
+        log.info("stage %d done: %d steps, %.2f images/s", stage, result.steps, result.images_per_s)
+        return global_step
+
+    def _step(self, module, batch, optimizer, scheduler, params) -> dict[str, float]:
+        acc = self.accelerator
+        names = set(batch["class_name"])
+        prompts = self.prompts[names.pop()]
+        assert not names, "a batch must hold one class"
+        messages = [inspection_messages(self.preset.llm.system_prompt, c) for c in batch["class_name"]]
+        ids, mask, labels = build_training_batch(self.llm, messages, batch["answer"])
+        device = acc.device
+        out = module(batch["image"].to(device), batch["mask"].to(device), ids.to(device), mask.to(device),
+                     labels.to(device), prompts.win, prompts.apg)
+        acc.backward(out["loss"])
+        if self.cfg.max_grad_norm and acc.sync_gradients:
+            acc.clip_grad_norm_(params, self.cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return {k: float(v.detach()) for k, v in out.items()}
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train the heads as configured; returns the weights folder (loadable by Inspector(weights=...))."""
+    return Trainer(cfg).run()

@@ -1,0 +1,292 @@
+"""Training on tiny-test: losses, conversation labels, data, stage freezing, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from iadgpt.data import load_sample, mvtec_samples
+from iadgpt.llm import IGNORE_INDEX, IMAGE_TOKEN, NORMAL_ANSWER
+from iadgpt.training import build_training_batch, dice_loss, focal_loss, inspection_messages
+from iadgpt.training.cli import add_train_parser, config_from_args
+from iadgpt.training.trainer import (
+    TRAINER_STATE,
+    ClassBatchSampler,
+    TrainConfig,
+    Trainer,
+    lr_factor,
+)
+from tests.conftest import shared_dataset
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _texture_dataset(root: Path, classes: dict[str, int], size: int = 96) -> Path:
+    """Small noisy textures in MVTec layout: <class>/train/good/NNN.png."""
+    rng = np.random.default_rng(7)
+    for name, count in classes.items():
+        folder = root / name / "train" / "good"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            base = rng.integers(60, 180, size=3)
+            noise = cv2.GaussianBlur(rng.normal(0, 25, size=(size, size, 3)), (0, 0), 1.5)
+            image = np.clip(base + noise, 0, 255).astype(np.uint8)
+            cv2.imwrite(str(folder / f"{i:03d}.png"), image)
+    return root
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return _texture_dataset(tmp_path_factory.mktemp("train-data"), {"carpet": 2, "wood": 2})
+
+
+@pytest.fixture(scope="module")
+def trainer(data_root, tmp_path_factory) -> Trainer:
+    cfg = TrainConfig(data=data_root, out_dir=tmp_path_factory.mktemp("run"), stage=2, batch_size=2,
+                      anomaly_ratio=1.0, lr=1e-3, progress=False)
+    return Trainer(cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Losses and schedule
+# --------------------------------------------------------------------------------------------
+
+
+def test_focal_loss_hand_computed() -> None:
+    p = torch.tensor([[[0.9, 0.2]]])  # (B=1, H=1, W=2)
+    y = torch.tensor([[[1.0, 0.0]]])
+    # p_t = 0.9 and 0.8: mean of 0.1^2 * -ln 0.9 and 0.2^2 * -ln 0.8
+    expected = (0.01 * -math.log(0.9) + 0.04 * -math.log(0.8)) / 2
+    assert focal_loss(p, y).item() == pytest.approx(expected, rel=1e-5)
+    assert focal_loss(p.unsqueeze(1), y.bool().unsqueeze(1)).item() == pytest.approx(expected, rel=1e-5)
+    weighted = (0.25 * 0.01 * -math.log(0.9) + 0.75 * 0.04 * -math.log(0.8)) / 2
+    assert focal_loss(p, y, alpha=0.25).item() == pytest.approx(weighted, rel=1e-5)
+    assert focal_loss(p, y, gamma=0.0).item() == pytest.approx((-math.log(0.9) - math.log(0.8)) / 2, rel=1e-5)
+    assert math.isfinite(focal_loss(torch.tensor([[[0.0, 1.0]]]), y).item())
+
+
+def test_dice_loss_hand_computed() -> None:
+    p = torch.tensor([[[0.9, 0.2]]])
+    y = torch.tensor([[[1.0, 0.0]]])
+    assert dice_loss(p, y).item() == pytest.approx(1 - 2.8 / 3.1, rel=1e-5)  # (2*0.9+1)/(1.1+1+1)
+    empty = torch.zeros(1, 1, 2)
+    assert dice_loss(torch.full((1, 1, 2), 0.5), empty).item() == pytest.approx(0.5)  # 1 - 1/(1+1)
+    batch = dice_loss(torch.cat([p, torch.full((1, 1, 2), 0.5)]), torch.cat([y, empty]))
+    assert batch.item() == pytest.approx(((1 - 2.8 / 3.1) + 0.5) / 2, rel=1e-5)  # per image, then mean
+    assert dice_loss(y, y, eps=0.0).item() == pytest.approx(0.0)
+
+
+def test_lr_schedule_warmup_then_cosine_to_zero() -> None:
+    factors = [lr_factor(s, 2, 10) for s in range(10)]
+    assert factors[:3] == [0.5, 1.0, 1.0]
+    assert all(a >= b for a, b in zip(factors[1:], factors[2:], strict=False))
+    assert lr_factor(10, 2, 10) == pytest.approx(0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Conversation
+# --------------------------------------------------------------------------------------------
+
+
+def test_training_batch_labels_only_the_answer(trainer) -> None:
+    llm = trainer.llm
+    tok = llm.tokenizer
+    answers = [NORMAL_ANSWER, "Yes, there is an anomaly in the image, at the top left of the image."]
+    messages = [inspection_messages("You inspect.", "carpet"), inspection_messages("You inspect.", "metal_nut")]
+    ids, mask, labels = build_training_batch(llm, messages, answers)
+    assert ids.shape == mask.shape == labels.shape and ids.shape[0] == 2
+    for b, (msgs, answer) in enumerate(zip(messages, answers, strict=True)):
+        prompt = tok(llm.prompt_text(msgs), add_special_tokens=False)["input_ids"]
+        n = int(mask[b].sum())
+        assert ids[b, :len(prompt)].tolist() == prompt, "the prompt comes first, unchanged"
+        assert (labels[b, :len(prompt)] == IGNORE_INDEX).all(), "prompt tokens are ignored"
+        assert (labels[b, n:] == IGNORE_INDEX).all() and (ids[b, n:] == tok.pad_token_id).all()
+        answer_labels = labels[b, len(prompt):n].tolist()
+        assert answer_labels[-1] == tok.eos_token_id
+        assert tok.decode(answer_labels[:-1]) == answer
+        assert (labels[b] != IGNORE_INDEX).sum() == n - len(prompt)
+        assert (ids[b] == llm.image_token_id).sum() == 1
+    assert IMAGE_TOKEN in messages[1][1]["content"] and "metal nut" in messages[1][1]["content"]
+    inspector = trainer.inspector
+    assert inspection_messages(inspector.preset.llm.system_prompt, inspector.class_name) == \
+        inspector._conversation(), "training asks exactly what inspection asks"
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def test_dataset_items_are_deterministic_and_preprocessed_like_inspection(trainer) -> None:
+    ds = trainer.dataset
+    ds.set_epoch(0)
+    a, b = ds[1], ds[1]
+    assert torch.equal(a["image"], b["image"]) and a["answer"] == b["answer"]
+    assert a["mask"].sum() > 0 and a["answer"].startswith("Yes"), "anomaly_ratio 1 makes every item abnormal"
+    ds.set_epoch(1)
+    assert not torch.equal(ds[1]["mask"], a["mask"]), "another epoch draws another anomaly"
+    ds.anomaly_ratio = 0.0
+    try:
+        normal = ds[0]
+    finally:
+        ds.anomaly_ratio = 1.0
+    assert normal["answer"] == NORMAL_ANSWER and normal["mask"].sum() == 0
+    rgb, _ = load_sample(ds.samples[0], ds.size)
+    expected = trainer.inspector._preprocess(rgb)[0]
+    torch.testing.assert_close(normal["image"], expected, rtol=0, atol=1e-6)
+
+
+def test_class_batches_are_seeded_and_single_class() -> None:
+    by_class = {"a": [0, 1, 2, 3, 4], "b": [5, 6, 7]}
+    sampler = ClassBatchSampler(by_class, batch_size=2, seed=3)
+    first = list(sampler)
+    assert len(first) == len(sampler) == 5
+    assert sorted(i for batch in first for i in batch) == list(range(8))
+    assert all(len({i < 5 for i in batch}) == 1 for batch in first)
+    assert list(sampler) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    sampler.skip = 2
+    assert list(sampler) == sampler.batches()[2:]
+    assert len(list(sampler)) == 5, "skip applies once"
+
+
+def test_real_images_give_anomalies_and_answers(tmp_path) -> None:
+    from iadgpt.config import load_preset
+    from iadgpt.data import load_answer_templates
+    from iadgpt.training.trainer import SyntheticAnomalyDataset
+
+    samples = [s for s in mvtec_samples(shared_dataset("bsdata"), "train") if s.label == 0][:3]
+    ds = SyntheticAnomalyDataset(samples, load_preset("tiny-test"), load_answer_templates(),
+                                 method="mix", anomaly_ratio=1.0, seed=0, object_classes=["bsdata"])
+    assert "bsdata" in ds.foreground
+    for i in range(len(ds)):
+        item = ds[i]
+        assert item["image"].shape == (3, 128, 128) and item["mask"].shape == (128, 128)
+        assert (item["mask"].sum() > 0) == item["answer"].startswith("Yes")
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def test_stage2_steps_reduce_focal_and_dice_on_a_fixed_batch(trainer) -> None:
+    batch = trainer.batch([0, 1])
+    assert batch["mask"].sum() > 0
+    before = trainer.losses(batch)
+    params = trainer.set_stage(2)
+    optimizer = torch.optim.AdamW(params, lr=3e-3)
+    for _ in range(5):
+        out = trainer.forward(batch)
+        out["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    after = trainer.losses(batch)
+    seg_before = before["focal"] + before["dice"]
+    seg_after = after["focal"] + after["dice"]
+    assert seg_after < seg_before - 0.02, (before, after)
+
+
+@pytest.mark.parametrize("stage", [1, 3])
+def test_stage_trains_only_its_parts(data_root, tmp_path, stage) -> None:
+    cfg = TrainConfig(data=data_root, out_dir=tmp_path, stage=stage, batch_size=2, max_steps=1, lr=1e-2,
+                      anomaly_ratio=0.5, progress=False)
+    t = Trainer(cfg)
+    parts = {name: _snapshot(getattr(t.model, name)) for name in ("decoder", "tge", "mmf")}
+    towers, llm = _snapshot(t.model.towers), _snapshot(t.llm.model)
+    t.run()
+    trained = {1: {"tge"}, 3: {"tge", "mmf"}}[stage]
+    for name, before in parts.items():
+        changed = not _same(before, _snapshot(getattr(t.model, name)))
+        assert changed == (name in trained), f"stage {stage}: {name} changed={changed}"
+    assert _same(towers, _snapshot(t.model.towers)), "the image/text towers never change"
+    assert _same(llm, _snapshot(t.llm.model)), "the LLM never changes"
+    assert not any(p.requires_grad for p in t.llm.model.parameters())
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in lines] == ["step", "epoch"]
+    assert {"loss", "ce", "lr", "images_per_s"} <= set(lines[0])
+    assert json.loads((tmp_path / "config.json").read_text())["stage"] == stage
+    assert (tmp_path / "train.log").read_text().strip()
+
+
+def test_resume_gives_the_same_weights_and_they_load(tmp_path, monkeypatch) -> None:
+    data = _texture_dataset(tmp_path / "data", {"tile": 2})
+    common = dict(data=data, stage=1, epochs=2, batch_size=1, lr=1e-2, seed=5, progress=False)
+    straight = Trainer(TrainConfig(out_dir=tmp_path / "straight", **common)).run()
+
+    original = Trainer._checkpoint
+
+    def interrupt(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt  # the run dies right after its first checkpoint (end of epoch 1)
+
+    monkeypatch.setattr(Trainer, "_checkpoint", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(TrainConfig(out_dir=tmp_path / "resumed", **common)).run()
+    monkeypatch.setattr(Trainer, "_checkpoint", original)
+
+    last = tmp_path / "resumed" / "checkpoints" / "last"
+    manifest = json.loads((last / "manifest.json").read_text())
+    assert manifest["extra"] == {"stage": 1, "epoch": 1, "global_step": 2}
+    assert manifest["preset"] == "tiny-test" and set(manifest["files"]) == {
+        "decoder.safetensors", "tge.safetensors", "mmf.safetensors"}
+    with safe_open(str(last / TRAINER_STATE), framework="pt") as f:
+        keys = set(f.keys())
+        state = json.loads(f.metadata()["trainer_state"])
+        assert f.get_tensor("rng.torch").dtype == torch.uint8
+    assert any(k.startswith("optimizer.state.") and k.endswith("exp_avg") for k in keys)
+    assert state["progress"] == {"stage": 1, "epoch": 1, "batch": 0, "stage_step": 2, "global_step": 2,
+                                 "done": False}
+    assert state["scheduler"]["__keys__"], "scheduler state is stored as JSON"
+    assert not (tmp_path / "resumed" / "weights").exists()
+
+    resumed = Trainer(TrainConfig(out_dir=tmp_path / "resumed", resume=True, **common)).run()
+    from iadgpt.weights import load_trainable
+
+    _, a = load_trainable(straight)
+    _, b = load_trainable(resumed)
+    for part in ("decoder", "tge", "mmf"):
+        assert _same(a[part], b[part]), f"{part} differs after resume"
+    _, first_epoch = load_trainable(last)  # now the end of epoch 2
+    assert _same(first_epoch["tge"], b["tge"])
+
+    from iadgpt.inspector import Inspector
+
+    inspector = Inspector("tiny-test", weights=resumed, class_name="tile")
+    assert inspector.trained and inspector.mode == "zero-shot"
+    result = inspector.inspect(next((data / "tile" / "train" / "good").iterdir()), generate_answer=False)
+    assert result.verdict in ("good", "defective") and 0.0 <= result.score <= 1.0
+
+
+def test_train_cli_arguments(tmp_path) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--data", str(tmp_path), "--stage", "2", "--epochs", "3", "--lr", "2e-4",
+                              "--batch-size", "4", "--seed", "1", "--out", str(tmp_path / "run"), "--resume",
+                              "--max-steps", "7", "--synthesis", "mix", "--classes", "a", "b"])
+    cfg = config_from_args(args)
+    assert (cfg.stage, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed) == (2, 3, 2e-4, 4, 1)
+    assert cfg.resume and cfg.max_steps == 7 and cfg.synthesis == "mix" and cfg.classes == ["a", "b"]
+    assert cfg.out_dir == tmp_path / "run" and callable(args.func)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--data", "x", "--stage", "4"])
