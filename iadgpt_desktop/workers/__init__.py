@@ -1,0 +1,1 @@
+"""Background workers: the inference thread and the image sources."""
