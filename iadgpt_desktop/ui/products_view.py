@@ -1,0 +1,640 @@
+"""Products view: onboard and edit products (class, prompt bank, few-shot reference images).
+
+The left side lists the products in the history database; the right side edits the selected one. A
+memory bank is built by the inference worker, not here: this view only asks for it
+(`build_bank_requested`) and shows what the worker reports (`bank_progress`, `bank_ready`,
+`bank_failed`). Every database call is wrapped so a storage failure becomes a message, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from iadgpt.errors import IADGPTError
+from iadgpt.imageio import IMAGE_SUFFIXES, iter_image_files
+from iadgpt.prompt_bank import GENERIC_CLASS, PromptBank, available_banks, load_bank, normalise_class_name
+from iadgpt_desktop.storage import repository
+from iadgpt_desktop.storage.db import Database
+from iadgpt_desktop.workers.inference import ProductInfo
+
+log = logging.getLogger(__name__)
+
+TRAINED, FEW_SHOT = "trained", "few-shot"
+ERROR_STYLE = "color:#c62828;"
+INFO_STYLE = "color:#2e7d32;"
+NO_DATABASE = ("The history database is not open, so products cannot be shown or saved. "
+               "Choose a writable data folder or database in Settings > Storage.")
+
+
+def _class_names() -> list[str]:
+    """Classes with a shipped prompt bank; an empty list (logged) if the resources are missing."""
+    try:
+        return available_banks()
+    except OSError:
+        log.exception("cannot list the shipped prompt banks")
+        return []
+
+
+def _class_combo(current: str = "") -> QComboBox:
+    combo = QComboBox()
+    combo.setEditable(True)
+    combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+    combo.addItems(_class_names())
+    combo.setCurrentText(current)
+    combo.lineEdit().setPlaceholderText("a class with a shipped bank, or any name")
+    return combo
+
+
+class NewProductDialog(QDialog):
+    """Asks for a new product's name and class."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("New product")
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("e.g. Bottle line 2")
+        self.class_name = _class_combo(GENERIC_CLASS)
+        form = QFormLayout()
+        form.addRow("Name:", self.name)
+        form.addRow("Class:", self.class_name)
+        hint = QLabel("The class picks the shipped prompt bank; a class without one starts from the "
+                      "generic bank, which you can edit.")
+        hint.setWordWrap(True)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.name.textChanged.connect(self._update_ok)
+        self.class_name.currentTextChanged.connect(self._update_ok)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(hint)
+        layout.addWidget(self.buttons)
+        self._update_ok()
+
+    def _update_ok(self) -> None:
+        ok = bool(self.name.text().strip() and self.class_name.currentText().strip())
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
+
+    def values(self) -> tuple[str, str]:
+        return self.name.text().strip(), self.class_name.currentText().strip()
+
+
+class ProductsView(QWidget):
+    product_activated = Signal(object)  # ProductInfo
+    build_bank_requested = Signal(int, list)  # product id, reference image paths (str)
+
+    def __init__(self, db_provider: Callable[[], Database | None], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._db_provider = db_provider
+        self._rows: dict[int, dict[str, Any]] = {}
+        self._references: dict[int, list[str]] = {}  # per product, kept while the app runs
+        self._bank_notes: dict[int, str] = {}  # "Memory bank: N patches from M images" per product
+        self._building: dict[int, int] = {}  # product id -> number of images sent to the worker
+        self._base_bank: PromptBank | None = None  # what the table started from (keeps description etc.)
+        self._bank_edited = False
+        self._loading = False
+
+        self.products = QListWidget()
+        self.products.currentItemChanged.connect(lambda *_: self._show_selected())
+        new_button = QPushButton("New product…")
+        new_button.clicked.connect(self._ask_new_product)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(QLabel("Products"))
+        left_layout.addWidget(self.products, 1)
+        left_layout.addWidget(new_button)
+
+        self.editor = QWidget()
+        editor_layout = QVBoxLayout(self.editor)
+        editor_layout.setContentsMargins(0, 0, 0, 0)
+        self.title = QLabel()
+        self.title.setStyleSheet("font-size:15px;font-weight:bold;")
+        editor_layout.addWidget(self.title)
+        editor_layout.addWidget(self._build_product_box())
+        editor_layout.addWidget(self._build_bank_box(), 3)
+        editor_layout.addWidget(self._build_references_box(), 2)
+        editor_layout.addLayout(self._build_actions())
+
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(self.editor)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 3)
+        splitter.setSizes([260, 780])
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self.message)
+        self.refresh()
+
+    # -- layout ----------------------------------------------------------------------------------
+    def _build_product_box(self) -> QGroupBox:
+        box = QGroupBox("Product")
+        self.class_combo = _class_combo()
+        self.class_combo.currentTextChanged.connect(self._class_changed)
+        self.trained_radio = QRadioButton("Trained model")
+        self.few_shot_radio = QRadioButton("Few-shot from reference images")
+        self.mode_group = QButtonGroup(self)
+        self.mode_group.addButton(self.trained_radio)
+        self.mode_group.addButton(self.few_shot_radio)
+        self.trained_radio.setChecked(True)
+        modes = QHBoxLayout()
+        modes.addWidget(self.trained_radio)
+        modes.addWidget(self.few_shot_radio)
+        modes.addStretch(1)
+        form = QFormLayout(box)
+        form.addRow("Class:", self.class_combo)
+        form.addRow("Mode:", modes)
+        return box
+
+    def _build_bank_box(self) -> QGroupBox:
+        box = QGroupBox("Prompt bank (defect sentences)")
+        self.bank_table = QTableWidget(0, 2)
+        self.bank_table.setHorizontalHeaderLabels(["Defect", "Sentence"])
+        header = self.bank_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.bank_table.setColumnWidth(0, 150)
+        self.bank_table.verticalHeader().setVisible(False)
+        self.bank_table.setWordWrap(True)
+        self.bank_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.bank_table.itemChanged.connect(self._bank_changed)
+        add_row = QPushButton("Add row")
+        add_row.clicked.connect(self.add_bank_row)
+        self.remove_row_button = QPushButton("Remove row")
+        self.remove_row_button.clicked.connect(self.remove_selected_bank_rows)
+        reset = QPushButton("Reset to the shipped bank for this class")
+        reset.clicked.connect(self.reset_bank)
+        self.bank_source = QLabel()
+        self.bank_source.setStyleSheet("color:#546e7a;")
+        row = QHBoxLayout()
+        row.addWidget(add_row)
+        row.addWidget(self.remove_row_button)
+        row.addWidget(reset)
+        row.addStretch(1)
+        row.addWidget(self.bank_source)
+        layout = QVBoxLayout(box)
+        layout.addWidget(self.bank_table, 1)
+        layout.addLayout(row)
+        return box
+
+    def _build_references_box(self) -> QGroupBox:
+        box = QGroupBox("Reference images (good parts, for few-shot)")
+        self.reference_list = QListWidget()
+        self.reference_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.reference_count = QLabel()
+        add_files = QPushButton("Add reference images…")
+        add_files.clicked.connect(self._choose_reference_files)
+        add_folder = QPushButton("Add folder…")
+        add_folder.clicked.connect(self._choose_reference_folder)
+        remove = QPushButton("Remove")
+        remove.clicked.connect(self.remove_selected_references)
+        self.build_button = QPushButton("Build memory bank")
+        self.build_button.clicked.connect(self.build_bank)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.bank_status = QLabel()
+        buttons = QHBoxLayout()
+        for b in (add_files, add_folder, remove):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(self.reference_count)
+        bank_row = QHBoxLayout()
+        bank_row.addWidget(self.build_button)
+        bank_row.addWidget(self.progress, 1)
+        bank_row.addWidget(self.bank_status, 1)
+        layout = QVBoxLayout(box)
+        layout.addWidget(self.reference_list, 1)
+        layout.addLayout(buttons)
+        layout.addLayout(bank_row)
+        return box
+
+    def _build_actions(self) -> QHBoxLayout:
+        self.save_button = QPushButton("Save")
+        self.save_button.clicked.connect(self.save)
+        self.use_button = QPushButton("Use for inspection")
+        self.use_button.clicked.connect(self.use_for_inspection)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.save_button)
+        row.addWidget(self.use_button)
+        return row
+
+    # -- messages --------------------------------------------------------------------------------
+    def _error(self, text: str) -> None:
+        self.message.setStyleSheet(ERROR_STYLE)
+        self.message.setText(text)
+
+    def _info(self, text: str) -> None:
+        self.message.setStyleSheet(INFO_STYLE)
+        self.message.setText(text)
+
+    def _db(self) -> Database | None:
+        try:
+            db = self._db_provider()
+        except Exception:  # noqa: BLE001 - the boundary: a broken provider must not take the view down
+            log.exception("the database provider failed")
+            db = None
+        if db is None:
+            self._error(NO_DATABASE)
+        return db
+
+    # -- products --------------------------------------------------------------------------------
+    @property
+    def product_id(self) -> int | None:
+        item = self.products.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def refresh(self) -> None:
+        """Reload the product list from the database and the editor, keeping the selection where possible."""
+        self._reload(show=True)
+
+    def _reload(self, show: bool) -> None:
+        """Reload the list; with `show` False an unchanged selection keeps the editor (and unsaved edits)."""
+        selected = self.product_id
+        db = self._db()
+        rows: list[dict[str, Any]] = []
+        if db is not None:
+            try:
+                with db.Session() as s:
+                    rows = repository.list_products(s)
+            except Exception as exc:  # noqa: BLE001 - the boundary
+                log.exception("listing products failed")
+                self._error(f"The products could not be read: {exc}")
+        self._rows = {row["id"]: row for row in rows}
+        self.products.blockSignals(True)
+        self.products.clear()
+        for row in rows:
+            item = QListWidgetItem(f"{row['name']}  ·  {row['class_name']}  ({row['mode']})")
+            item.setData(Qt.ItemDataRole.UserRole, row["id"])
+            self.products.addItem(item)
+        self.products.blockSignals(False)
+        target = selected if selected in self._rows else (rows[0]["id"] if rows else None)
+        if show or target != selected:
+            self.select_product(target)
+        else:
+            self._select_item(target)
+
+    def _select_item(self, product_id: int | None) -> bool:
+        for i in range(self.products.count()):
+            item = self.products.item(i)
+            if item.data(Qt.ItemDataRole.UserRole) == product_id:
+                self.products.blockSignals(True)
+                self.products.setCurrentItem(item)
+                self.products.blockSignals(False)
+                return True
+        return False
+
+    def select_product(self, product_id: int | None) -> None:
+        if not self._select_item(product_id):
+            self.products.blockSignals(True)
+            self.products.setCurrentItem(None)
+            self.products.blockSignals(False)
+        self._show_selected()
+
+    def _ask_new_product(self) -> None:
+        dialog = NewProductDialog(self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.create_product(*dialog.values())
+
+    def create_product(self, name: str, class_name: str) -> int | None:
+        """Create (or find) the product called `name` and select it; its id, or None on failure."""
+        name, class_name = name.strip(), normalise_class_name(class_name) or GENERIC_CLASS
+        if not name:
+            self._error("A product needs a name.")
+            return None
+        db = self._db()
+        if db is None:
+            return None
+        try:
+            with db.Session.begin() as s:
+                existed = any(p["name"] == name for p in repository.list_products(s))
+                product_id = repository.get_or_create_product(s, name, class_name)
+        except Exception as exc:  # noqa: BLE001 - the boundary
+            log.exception("creating product %r failed", name)
+            self._error(f"The product '{name}' could not be created: {exc}")
+            return None
+        self.refresh()
+        self.select_product(product_id)
+        if existed:
+            self._info(f"A product called '{name}' already exists; it is selected.")
+        else:
+            self._info(f"Created product '{name}' ({class_name}). Edit its prompt bank, then Save.")
+        return product_id
+
+    def _show_selected(self) -> None:
+        row = self._rows.get(self.product_id) if self.product_id is not None else None
+        self.editor.setEnabled(row is not None)
+        self._loading = True
+        try:
+            if row is None:
+                self.title.setText("No product selected: create one with “New product…”")
+                self.class_combo.setCurrentText("")
+                self._fill_bank(None)
+                self._show_references([])
+                self.bank_status.setText("")
+                return
+            self.title.setText(row["name"])
+            self.class_combo.setCurrentText(row["class_name"])
+            (self.few_shot_radio if row["mode"] == FEW_SHOT else self.trained_radio).setChecked(True)
+            self._fill_bank(self._stored_bank(row))
+            self._show_references(self._references.get(row["id"], []))
+            self._show_bank_status(row)
+            self.progress.setVisible(row["id"] in self._building)
+            self.build_button.setEnabled(row["id"] not in self._building and bool(self._references.get(row["id"])))
+        finally:
+            self._loading = False
+
+    def _show_bank_status(self, row: dict[str, Any]) -> None:
+        if row["id"] in self._bank_notes:
+            self.bank_status.setText(self._bank_notes[row["id"]])
+        elif row.get("memory_bank_path"):
+            self.bank_status.setText(f"Memory bank: {Path(row['memory_bank_path']).name}")
+        else:
+            self.bank_status.setText("No memory bank yet")
+
+    # -- prompt bank -----------------------------------------------------------------------------
+    def _stored_bank(self, row: dict[str, Any]) -> PromptBank | None:
+        """The product's own bank if it has one, else the shipped bank for its class."""
+        if row.get("prompt_bank_json"):
+            try:
+                bank = PromptBank.from_json(json.loads(row["prompt_bank_json"]), origin=f"of '{row['name']}'")
+                self.bank_source.setText("the product's own bank")
+                return bank
+            except (ValueError, IADGPTError) as exc:
+                self._error(f"The stored prompt bank of '{row['name']}' is damaged ({exc}); the shipped bank "
+                            f"is shown instead. Save to replace it.")
+        return self._shipped_bank(row["class_name"])
+
+    def _shipped_bank(self, class_name: str) -> PromptBank | None:
+        try:
+            bank = load_bank(class_name or GENERIC_CLASS)
+        except (OSError, IADGPTError) as exc:
+            self._error(f"No shipped prompt bank could be loaded for '{class_name}': {exc}")
+            self.bank_source.setText("")
+            return None
+        shipped = bank.path is not None and bank.path.stem == normalise_class_name(class_name)
+        self.bank_source.setText("shipped bank" if shipped else "generic bank (no shipped bank for this class)")
+        return bank
+
+    def _fill_bank(self, bank: PromptBank | None) -> None:
+        self._base_bank = bank
+        self.bank_table.blockSignals(True)
+        self.bank_table.setRowCount(0)
+        for attribute in bank.attributes if bank else ():
+            self._append_row(attribute.name, attribute.sentence)
+        self.bank_table.blockSignals(False)
+        self.bank_table.resizeRowsToContents()
+        self._bank_edited = False
+
+    def _append_row(self, name: str, sentence: str) -> int:
+        row = self.bank_table.rowCount()
+        self.bank_table.insertRow(row)
+        self.bank_table.setItem(row, 0, QTableWidgetItem(name))
+        self.bank_table.setItem(row, 1, QTableWidgetItem(sentence))
+        return row
+
+    def _bank_changed(self, *_: object) -> None:
+        if not self._loading:
+            self._bank_edited = True
+            self.bank_source.setText("edited, not saved")
+
+    def add_bank_row(self) -> None:
+        row = self._append_row("", "")
+        self._bank_changed()
+        self.bank_table.setCurrentCell(row, 0)
+        self.bank_table.editItem(self.bank_table.item(row, 0))
+
+    def remove_selected_bank_rows(self) -> None:
+        rows = sorted({index.row() for index in self.bank_table.selectedIndexes()}, reverse=True)
+        for row in rows:
+            self.bank_table.removeRow(row)
+        if rows:
+            self._bank_changed()
+
+    def reset_bank(self) -> None:
+        self._fill_bank(self._shipped_bank(self.class_combo.currentText().strip()))
+        self._info("The shipped bank is in the table; Save to keep it for this product.")
+
+    def _class_changed(self, class_name: str) -> None:
+        # A bank nobody has edited follows the class; an edited one is the user's and stays.
+        if self._loading or self._bank_edited or self.product_id is None:
+            return
+        row = self._rows.get(self.product_id)
+        if row is not None and not row.get("prompt_bank_json"):
+            self._loading = True
+            try:
+                self._fill_bank(self._shipped_bank(class_name.strip()))
+            finally:
+                self._loading = False
+
+    def bank_from_table(self) -> PromptBank:
+        """The table as a validated PromptBank; raises PromptBankError with what to fix."""
+        base = self._base_bank
+        attributes = []
+        for r in range(self.bank_table.rowCount()):
+            name = self.bank_table.item(r, 0)
+            sentence = self.bank_table.item(r, 1)
+            attributes.append({"name": name.text() if name else "", "sentence": sentence.text() if sentence else ""})
+        data = {
+            "class": self.class_combo.currentText().strip(),
+            "dataset": base.dataset if base else "",
+            "object": base.is_object if base else None,
+            "description": base.description if base else "",
+            "source": base.source if base and not self._bank_edited else "user",
+            "attributes": attributes,
+        }
+        return PromptBank.from_json(data, origin="in the table")
+
+    # -- references ------------------------------------------------------------------------------
+    def _choose_reference_files(self) -> None:
+        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
+        paths, _ = QFileDialog.getOpenFileNames(self, "Reference images (good parts)", "",
+                                                f"Images ({patterns})")
+        if paths:
+            self.add_references(paths)
+
+    def _choose_reference_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of reference images (good parts)")
+        if folder:
+            self.add_references([folder])
+
+    def add_references(self, paths: Iterable[str | Path]) -> int:
+        """Add image files (folders are searched) to the selected product's references; how many were new."""
+        product_id = self.product_id
+        if product_id is None:
+            self._error("Select or create a product before adding reference images.")
+            return 0
+        try:
+            files = [str(p) for p in iter_image_files(list(paths))]
+        except (OSError, IADGPTError) as exc:
+            self._error(f"The reference images could not be added: {exc}")
+            return 0
+        current = self._references.setdefault(product_id, [])
+        new = [f for f in files if f not in current]
+        current.extend(new)
+        self._show_references(current)
+        if not files:
+            self._error("No images were found there (looked for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ").")
+        return len(new)
+
+    def remove_selected_references(self) -> None:
+        product_id = self.product_id
+        if product_id is None:
+            return
+        chosen = {item.data(Qt.ItemDataRole.UserRole) for item in self.reference_list.selectedItems()}
+        self._references[product_id] = [p for p in self._references.get(product_id, []) if p not in chosen]
+        self._show_references(self._references[product_id])
+
+    def references(self) -> list[str]:
+        return list(self._references.get(self.product_id, [])) if self.product_id is not None else []
+
+    def _show_references(self, paths: list[str]) -> None:
+        self.reference_list.clear()
+        for p in paths:
+            item = QListWidgetItem(Path(p).name)
+            item.setToolTip(p)
+            item.setData(Qt.ItemDataRole.UserRole, p)
+            self.reference_list.addItem(item)
+        n = len(paths)
+        self.reference_count.setText(f"{n} reference image{'s' if n != 1 else ''}")
+        building = self.product_id in self._building
+        self.build_button.setEnabled(bool(paths) and not building)
+
+    # -- memory bank -----------------------------------------------------------------------------
+    def build_bank(self) -> None:
+        product_id = self.product_id
+        paths = self.references()
+        if product_id is None or not paths:
+            self._error("Add reference images of good parts first, then build the memory bank.")
+            return
+        self._building[product_id] = len(paths)
+        self.build_button.setEnabled(False)
+        self.progress.setRange(0, 0)  # busy until the worker reports a total
+        self.progress.setVisible(True)
+        self.bank_status.setText(f"Building from {len(paths)} images …")
+        self._info("Building the memory bank in the background; the model must be loaded.")
+        self.build_bank_requested.emit(product_id, paths)
+
+    def bank_progress(self, done: int, total: int) -> None:
+        self.progress.setVisible(True)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(done, max(total, 1)))
+
+    def bank_ready(self, product_id: int, patches: int) -> None:
+        images = self._building.pop(product_id, len(self._references.get(product_id, [])))
+        note = f"Memory bank: {patches} patches from {images} images"
+        self._bank_notes[product_id] = note
+        # The worker stores the bank path and mode; make sure the mode sticks even if it could not.
+        stored = False
+        db = self._db()
+        if db is not None:
+            try:
+                with db.Session.begin() as s:
+                    repository.update_product(s, product_id, mode=FEW_SHOT)
+                stored = True
+            except Exception as exc:  # noqa: BLE001 - the boundary
+                log.exception("storing few-shot mode failed")
+                self._error(f"The memory bank is built, but the product could not be updated: {exc}")
+        self._reload(show=False)  # keep unsaved prompt-bank edits in the editor
+        if product_id == self.product_id:
+            self.progress.setVisible(False)
+            self.few_shot_radio.setChecked(True)
+            self.bank_status.setText(note)
+            self.build_button.setEnabled(bool(self.references()))
+        if stored:
+            self._info(note + ". The product now inspects in few-shot mode.")
+
+    def bank_failed(self, message: str) -> None:
+        self._building.clear()
+        self.progress.setVisible(False)
+        self.build_button.setEnabled(bool(self.references()))
+        self.bank_status.setText("Memory bank not built")
+        self._error(f"The memory bank could not be built: {message}")
+
+    # -- save and use ----------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return FEW_SHOT if self.few_shot_radio.isChecked() else TRAINED
+
+    def save(self) -> bool:
+        """Validate the editor and store class, mode and prompt bank; False (with the reason shown) if not."""
+        product_id = self.product_id
+        if product_id is None:
+            self._error("Select or create a product first.")
+            return False
+        class_name = normalise_class_name(self.class_combo.currentText())
+        if not class_name:
+            self._error("The product needs a class; choose one or type a name.")
+            return False
+        try:
+            bank = self.bank_from_table()
+        except IADGPTError as exc:
+            self._error(f"Not saved: {exc}.")
+            return False
+        db = self._db()
+        if db is None:
+            return False
+        try:
+            with db.Session.begin() as s:
+                repository.update_product(s, product_id, class_name=class_name, mode=self.mode,
+                                          prompt_bank_json=json.dumps(bank.to_json(), ensure_ascii=False))
+        except Exception as exc:  # noqa: BLE001 - the boundary
+            log.exception("saving product %s failed", product_id)
+            self._error(f"Not saved: {exc}")
+            return False
+        self.refresh()
+        self._info(f"Saved '{self._rows[product_id]['name']}'." if product_id in self._rows else "Saved.")
+        return True
+
+    def use_for_inspection(self) -> None:
+        """Save, then send the stored product to the inspection worker (few-shot needs a built bank)."""
+        product_id = self.product_id
+        if product_id is None or not self.save():
+            return
+        row = self._rows.get(product_id)
+        if row is None:
+            return
+        bank_path = row.get("memory_bank_path")
+        if row["mode"] == FEW_SHOT and not (bank_path and Path(bank_path).is_file()):
+            self._error("Few-shot mode needs a memory bank: add reference images of good parts and press "
+                        "“Build memory bank” first, or choose Trained model.")
+            return
+        info = ProductInfo(id=row["id"], name=row["name"], class_name=row["class_name"], mode=row["mode"],
+                           memory_bank_path=bank_path, prompt_bank_json=row.get("prompt_bank_json"))
+        self._info(f"Inspecting '{row['name']}' ({row['mode']}).")
+        self.product_activated.emit(info)

@@ -1,0 +1,200 @@
+"""Products view against a real SQLite history in tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QTableWidgetItem
+
+from iadgpt.prompt_bank import PromptBank, load_bank
+from iadgpt_desktop.storage import repository
+from iadgpt_desktop.storage.db import Database
+from iadgpt_desktop.ui.products_view import ProductsView
+from iadgpt_desktop.workers.inference import ProductInfo
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    database = Database.open(tmp_path / "data")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def view(qtbot, db: Database) -> ProductsView:
+    widget = ProductsView(lambda: db)
+    qtbot.addWidget(widget)
+    widget.resize(1100, 720)
+    return widget
+
+
+def stored(db: Database, product_id: int) -> dict:
+    with db.Session() as s:
+        return next(p for p in repository.list_products(s) if p["id"] == product_id)
+
+
+def write_pngs(folder: Path, n: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"good_{i}.png"
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_created_product_is_listed_with_the_shipped_bank(view: ProductsView, db: Database) -> None:
+    product_id = view.create_product("Bottle line 2", "bottle")
+    assert product_id is not None
+    assert view.products.count() == 1
+    assert "Bottle line 2" in view.products.item(0).text()
+    assert view.product_id == product_id
+    assert stored(db, product_id)["class_name"] == "bottle"
+    shipped = load_bank("bottle")
+    assert view.bank_table.rowCount() == len(shipped.attributes)
+    assert view.bank_table.item(0, 0).text() == shipped.attributes[0].name
+    # The same name again selects the existing product instead of making a second one.
+    assert view.create_product("Bottle line 2", "carpet") == product_id
+    assert view.products.count() == 1
+
+
+def test_edited_bank_is_saved_as_valid_json(view: ProductsView, db: Database) -> None:
+    product_id = view.create_product("Leather A", "leather")
+    view.bank_table.item(0, 1).setText("Scuffs: An abnormal leather might have shiny scuffed patches.")
+    view.add_bank_row()
+    row = view.bank_table.rowCount() - 1
+    view.bank_table.setItem(row, 0, QTableWidgetItem("ink"))
+    view.bank_table.setItem(row, 1, QTableWidgetItem("Ink: An abnormal leather might have ink stains."))
+    assert view.save()
+    text = stored(db, product_id)["prompt_bank_json"]
+    bank = PromptBank.from_json(json.loads(text))
+    assert bank.class_name == "leather"
+    assert bank.sentences[0] == "Scuffs: An abnormal leather might have shiny scuffed patches."
+    assert bank.names[-1] == "ink"
+    assert len(bank.attributes) == len(load_bank("leather").attributes) + 1
+    # Reloading the product shows the stored bank, not the shipped one.
+    view.refresh()
+    assert view.bank_table.item(0, 1).text().startswith("Scuffs:")
+
+
+def test_invalid_bank_is_not_saved(view: ProductsView, db: Database) -> None:
+    product_id = view.create_product("Carpet", "carpet")
+    view.bank_table.item(0, 1).setText("   ")
+    assert not view.save()
+    assert "Not saved" in view.message.text() and "sentence" in view.message.text()
+    assert stored(db, product_id)["prompt_bank_json"] is None
+    # No rows at all is refused as well.
+    view.bank_table.selectAll()
+    view.remove_selected_bank_rows()
+    assert view.bank_table.rowCount() == 0
+    assert not view.save()
+    assert "at least one defect sentence" in view.message.text()
+    assert stored(db, product_id)["prompt_bank_json"] is None
+
+
+def test_build_bank_round_trip(view: ProductsView, db: Database, qtbot, tmp_path: Path) -> None:
+    product_id = view.create_product("Screws", "screw")
+    paths = write_pngs(tmp_path / "refs", 3)
+    assert not view.build_button.isEnabled()
+    assert view.add_references(paths[:2]) == 2
+    assert view.add_references([str(tmp_path / "refs")]) == 1  # a folder adds only the new file
+    assert view.reference_list.count() == 3
+    assert view.reference_count.text() == "3 reference images"
+
+    with qtbot.waitSignal(view.build_bank_requested, timeout=1000) as blocker:
+        qtbot.mouseClick(view.build_button, Qt.MouseButton.LeftButton)
+    assert blocker.args[0] == product_id
+    assert sorted(blocker.args[1]) == sorted(paths)
+    assert not view.progress.isHidden()
+    assert not view.build_button.isEnabled()
+
+    view.bank_progress(2, 3)
+    assert (view.progress.maximum(), view.progress.value()) == (3, 2)
+
+    # What the worker does before it reports: store the bank file and the path.
+    bank_file = tmp_path / "data" / "memory_banks" / f"product-{product_id}.safetensors"
+    bank_file.parent.mkdir(parents=True)
+    bank_file.write_bytes(b"bank")
+    with db.Session.begin() as s:
+        repository.update_product(s, product_id, memory_bank_path=str(bank_file))
+    view.bank_ready(product_id, 1234)
+    assert view.bank_status.text() == "Memory bank: 1234 patches from 3 images"
+    assert view.few_shot_radio.isChecked()
+    assert stored(db, product_id)["mode"] == "few-shot"
+    assert view.build_button.isEnabled()
+
+    with qtbot.waitSignal(view.product_activated, timeout=1000) as blocker:
+        qtbot.mouseClick(view.use_button, Qt.MouseButton.LeftButton)
+    info = blocker.args[0]
+    assert isinstance(info, ProductInfo)
+    assert (info.id, info.name, info.class_name, info.mode) == (product_id, "Screws", "screw", "few-shot")
+    assert info.memory_bank_path == str(bank_file)
+    assert PromptBank.from_json(json.loads(info.prompt_bank_json)).class_name == "screw"
+
+
+def test_bank_failure_is_shown(view: ProductsView, tmp_path: Path) -> None:
+    view.create_product("Pills", "pill")
+    view.add_references(write_pngs(tmp_path / "refs", 1))
+    view.build_bank()
+    view.bank_failed("the model is not loaded yet; wait for it, then try again")
+    assert "not loaded yet" in view.message.text()
+    assert view.build_button.isEnabled()
+
+
+def test_use_for_inspection_trained_emits_edited_bank(view: ProductsView, qtbot) -> None:
+    product_id = view.create_product("Tiles", "tile")
+    view.class_combo.setCurrentText("carpet")
+    view.bank_table.item(0, 0).setText("stain")
+    with qtbot.waitSignal(view.product_activated, timeout=1000) as blocker:
+        view.use_for_inspection()
+    info = blocker.args[0]
+    assert (info.id, info.class_name, info.mode, info.memory_bank_path) == (product_id, "carpet", "trained", None)
+    bank = PromptBank.from_json(json.loads(info.prompt_bank_json))
+    assert bank.class_name == "carpet" and bank.names[0] == "stain"
+
+
+def test_few_shot_without_bank_warns_and_does_not_emit(view: ProductsView, qtbot) -> None:
+    view.create_product("Hazelnuts", "hazelnut")
+    view.few_shot_radio.setChecked(True)
+    with qtbot.assertNotEmitted(view.product_activated):
+        view.use_for_inspection()
+    assert "memory bank" in view.message.text() and "Build memory bank" in view.message.text()
+
+
+def test_class_change_follows_an_unedited_bank(view: ProductsView) -> None:
+    view.create_product("Cable", "cable")
+    view.class_combo.setCurrentText("zipper")
+    assert view.bank_table.item(0, 0).text() == load_bank("zipper").attributes[0].name
+
+
+def test_without_a_database_the_view_explains(qtbot) -> None:
+    widget = ProductsView(lambda: None)
+    qtbot.addWidget(widget)
+    assert "Settings > Storage" in widget.message.text()
+    assert widget.create_product("X", "bottle") is None
+    assert not widget.editor.isEnabled()
+
+
+def test_database_errors_become_messages(view: ProductsView, db: Database) -> None:
+    view.create_product("Grid", "grid")
+    with db.engine.begin() as connection:  # the table vanishes under the view
+        connection.exec_driver_sql("ALTER TABLE products RENAME TO products_gone")
+    assert not view.save()
+    assert "Not saved" in view.message.text()
+    view.refresh()
+    assert "could not be read" in view.message.text()
+
+
+def test_screenshot(view: ProductsView, tmp_path: Path) -> None:
+    view.create_product("Bottle line 2", "bottle")
+    view.create_product("Leather A", "leather")
+    view.add_references(write_pngs(tmp_path / "refs", 4))
+    view.show()
+    view.build_bank()
+    view.bank_progress(2, 4)
+    assert view.grab().save("/tmp/products_view.png")
