@@ -1,0 +1,778 @@
+"""History view: filter the stored inspections, page through them, look at one, export, and see the trend.
+
+The table model is lazy: it knows only the row count and reads pages of PAGE_SIZE rows when the view
+paints them, so a history of 100k inspections opens as fast as one of 100. Sorting is done by the
+database (a re-query), never in Qt. Every database call is made here, at the UI boundary, inside a
+try/except: a failing database shows a message and leaves the view usable.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QDateTime, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QImage
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDateTimeEdit,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QTableView,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from iadgpt.imageio import load_image
+from iadgpt_desktop.storage import repository
+from iadgpt_desktop.storage.db import Database
+from iadgpt_desktop.storage.records import DECISIONS, UNDECIDED, VERDICTS, InspectionFilter, InspectionRow, MessageRow
+from iadgpt_desktop.ui.image_view import ImageView
+from iadgpt_desktop.ui.overlay import render, to_qimage
+from iadgpt_desktop.ui.trend_chart import TrendChart
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 200
+MAX_CACHED_PAGES = 64  # 12,800 rows in memory at most, whatever the history's size
+REFRESH_DELAY_MS = 500  # new inspections arriving refresh the view at most this often
+SEARCH_DELAY_MS = 300  # typing in the search box waits this long for the next key
+ROW_ROLE = Qt.ItemDataRole.UserRole  # data(index, ROW_ROLE) is the row's InspectionRow
+
+# (header, repository order_by key or None when the database cannot sort by it)
+COLUMNS: tuple[tuple[str, str | None], ...] = (
+    ("Time", "created_at"),
+    ("Product", "product"),
+    ("Verdict", "verdict"),
+    ("Score", "score"),
+    ("Position", None),
+    ("Defect types", None),
+    ("Decision", "operator_decision"),
+    ("Latency (ms)", "latency_ms"),
+    ("Id", None),
+)
+NUMERIC_COLUMNS = {"Score", "Latency (ms)", "Id"}
+VERDICT_COLOURS = {"defective": QColor(198, 40, 40), "good": QColor(46, 125, 50)}
+DECISION_LABELS = {
+    UNDECIDED: "Undecided",
+    "confirmed": "Confirmed",
+    "overridden_good": "Overridden: good",
+    "overridden_defective": "Overridden: defective",
+}
+QUICK_RANGES: tuple[tuple[str, timedelta | None], ...] = (
+    ("All", None),
+    ("Last 24 h", timedelta(hours=24)),
+    ("Last 7 days", timedelta(days=7)),
+    ("Last 30 days", timedelta(days=30)),
+    ("Custom range", None),
+)
+CUSTOM = "Custom range"
+HOURLY_TREND_UP_TO = timedelta(days=2)
+
+PageLoader = Callable[[int, int], list[InspectionRow]]  # (offset, limit) -> rows
+
+
+def local_time(t: datetime) -> str:
+    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def describe_types(defect_types: list[tuple[str, float]], limit: int = 3) -> str:
+    return ", ".join(f"{name} {prob:.0%}" for name, prob in defect_types[:limit])
+
+
+def describe_decision(row: InspectionRow) -> str:
+    return DECISION_LABELS.get(row.operator_decision or UNDECIDED, row.operator_decision or "")
+
+
+class InspectionTableModel(QAbstractTableModel):
+    """All inspections a filter selects, read a page at a time on demand; rowCount is the full count."""
+
+    sort_requested = Signal(str, bool)  # repository order_by key, descending
+    load_failed = Signal(str)  # a page could not be read
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._total = 0
+        self._loader: PageLoader | None = None
+        self._pages: OrderedDict[int, list[InspectionRow]] = OrderedDict()
+
+    # ---- filling ---------------------------------------------------------------------------------
+
+    def reset(self, total: int, loader: PageLoader | None) -> None:
+        """Show `total` rows read through `loader`; the first page is read at once."""
+        self.beginResetModel()
+        self._total = max(0, int(total))
+        self._loader = loader
+        self._pages.clear()
+        self.endResetModel()
+        if self._total:
+            self.page(0)
+
+    def clear(self) -> None:
+        self.reset(0, None)
+
+    def page(self, number: int) -> list[InspectionRow]:
+        """The rows of page `number`, read from the database the first time (least recently used pages are dropped)."""
+        rows = self._pages.get(number)
+        if rows is not None:
+            self._pages.move_to_end(number)
+            return rows
+        rows = []
+        if self._loader is not None:
+            try:
+                rows = self._loader(number * PAGE_SIZE, PAGE_SIZE)
+            except Exception as exc:  # noqa: BLE001 - the UI boundary: an empty page, and say why
+                log.exception("reading history page %d failed", number)
+                self.load_failed.emit(f"History unavailable: {exc}")
+        # A failed page is cached empty too, so painting does not retry it for every cell.
+        self._pages[number] = rows
+        while len(self._pages) > MAX_CACHED_PAGES:
+            self._pages.popitem(last=False)
+        return rows
+
+    def cached_pages(self) -> list[int]:
+        return sorted(self._pages)
+
+    def row_at(self, row: int) -> InspectionRow | None:
+        if not 0 <= row < self._total:
+            return None
+        rows = self.page(row // PAGE_SIZE)
+        offset = row % PAGE_SIZE
+        return rows[offset] if offset < len(rows) else None
+
+    def find_row(self, inspection_id: int, near: int) -> int:
+        """The row of `inspection_id`, looked for in the pages around row `near` and the cached ones; -1 if absent."""
+        candidates = [near // PAGE_SIZE + d for d in (0, 1, -1)] + list(self._pages)
+        for number in dict.fromkeys(candidates):
+            if 0 <= number * PAGE_SIZE < self._total:
+                for i, r in enumerate(self.page(number)):
+                    if r.id == inspection_id:
+                        return number * PAGE_SIZE + i
+        return -1
+
+    # ---- Qt model API ----------------------------------------------------------------------------
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else self._total
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section][0]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return None if COLUMNS[section][1] else "This column cannot be sorted"
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        row = self.row_at(index.row())
+        if row is None:
+            return "…" if role == Qt.ItemDataRole.DisplayRole else None
+        name = COLUMNS[index.column()][0]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._text(row, name)
+        if role == ROW_ROLE:
+            return row
+        if role == Qt.ItemDataRole.ForegroundRole and name == "Verdict":
+            return VERDICT_COLOURS.get(row.verdict)
+        if role == Qt.ItemDataRole.FontRole and name == "Verdict":
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.TextAlignmentRole and name in NUMERIC_COLUMNS:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.answer or None
+        return None
+
+    @staticmethod
+    def _text(row: InspectionRow, name: str) -> str:
+        if name == "Time":
+            return local_time(row.created_at)
+        if name == "Product":
+            return row.product_name or "—"
+        if name == "Verdict":
+            return row.verdict
+        if name == "Score":
+            return f"{row.score:.3f}"
+        if name == "Position":
+            return row.position or "—"
+        if name == "Defect types":
+            return describe_types(row.defect_types) or "—"
+        if name == "Decision":
+            return describe_decision(row)
+        if name == "Latency (ms)":
+            return f"{row.latency_ms:.0f}"
+        return str(row.id)
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Ask for a database-side sort; columns the database cannot sort by are ignored."""
+        key = COLUMNS[column][1] if 0 <= column < len(COLUMNS) else None
+        if key is not None:
+            self.sort_requested.emit(key, order == Qt.SortOrder.DescendingOrder)
+
+
+class HistoryView(QWidget):
+    """Filterable, paged inspection history with a detail panel, exports and a defect-rate trend."""
+
+    inspection_selected = Signal(object, list)  # InspectionRow, list[MessageRow]
+    refreshed = Signal(int)  # the number of inspections the current filter selects
+
+    def __init__(self, db_provider: Callable[[], Database | None], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._db_provider = db_provider
+        self._order_by, self._descending = "created_at", True
+        self._sort_column = 0
+        self._products: list[tuple[int, str]] = []
+        self._shown: InspectionRow | None = None
+        self._stale = False
+        self._image: np.ndarray | None = None
+        self._anomaly_map: np.ndarray | None = None
+
+        self._refresh_timer = QTimer(self, singleShot=True, interval=REFRESH_DELAY_MS)
+        self._refresh_timer.timeout.connect(self._scheduled_refresh)
+        self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self.refresh)
+
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("background:#fdecea;color:#b71c1c;padding:6px;border-radius:4px;")
+        self.message.hide()
+        self.model = InspectionTableModel(self)
+        self.model.sort_requested.connect(self._sort)
+        self.model.load_failed.connect(self._show_error)
+        self.chart = TrendChart()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(self._build_filter_bar())
+        layout.addWidget(self.message)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self._build_table_side())
+        splitter.addWidget(self._build_detail_panel())
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setSizes([760, 480])
+        layout.addWidget(splitter, 1)
+        self._show_detail(None)
+        self.refresh()
+
+    # ---- building --------------------------------------------------------------------------------
+
+    def _build_filter_bar(self) -> QHBoxLayout:
+        self.quick_range = QComboBox()
+        for label, _ in QUICK_RANGES:
+            self.quick_range.addItem(label)
+        self.quick_range.setToolTip("Which time range to show; pick Custom range to set From and To yourself")
+        now = QDateTime.currentDateTime()
+        self.from_edit = self._date_edit(now.addDays(-7))
+        self.to_edit = self._date_edit(now.addSecs(3600))
+        self.product = QComboBox()
+        self.product.addItem("All products", None)
+        self.product.setMinimumContentsLength(10)
+        self.product.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.verdict = QComboBox()
+        self.verdict.addItem("All verdicts", None)
+        for v in VERDICTS:
+            self.verdict.addItem(v, v)
+        self.decision = QComboBox()
+        self.decision.addItem("All decisions", None)
+        for d in (UNDECIDED, *DECISIONS):
+            self.decision.addItem(DECISION_LABELS[d], d)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search answer, position, defect type, file, note…")
+        self.search.setClearButtonEnabled(True)
+        self.search.setMinimumWidth(160)
+
+        self.quick_range.currentIndexChanged.connect(self._quick_range_changed)
+        self.from_edit.dateTimeChanged.connect(self._date_edited)
+        self.to_edit.dateTimeChanged.connect(self._date_edited)
+        for combo in (self.product, self.verdict, self.decision):
+            combo.currentIndexChanged.connect(self.refresh)
+        self.search.textChanged.connect(lambda _text: self._search_timer.start())
+        self.search.returnPressed.connect(self.refresh)
+        self._apply_quick_range()
+
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Time"))
+        bar.addWidget(self.quick_range)
+        bar.addWidget(QLabel("From"))
+        bar.addWidget(self.from_edit)
+        bar.addWidget(QLabel("To"))
+        bar.addWidget(self.to_edit)
+        bar.addSpacing(8)
+        bar.addWidget(self.product)
+        bar.addWidget(self.verdict)
+        bar.addWidget(self.decision)
+        bar.addWidget(self.search, 1)
+        return bar
+
+    @staticmethod
+    def _date_edit(value: QDateTime) -> QDateTimeEdit:
+        edit = QDateTimeEdit(value)
+        edit.setCalendarPopup(True)
+        edit.setDisplayFormat("yyyy-MM-dd HH:mm")
+        return edit
+
+    def _build_table_side(self) -> QWidget:
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(False)
+        header.setHighlightSections(False)
+        for column, width in enumerate((140, 100, 72, 56, 90, 130, 110, 80, 56)):
+            header.resizeSection(column, width)
+        header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        header.setSortIndicator(self._sort_column, Qt.SortOrder.DescendingOrder)
+        self.table.setSortingEnabled(True)  # clicks reach model.sort, which re-queries the database
+        # A click on a column the database cannot sort by moves the arrow back where the sort really is.
+        header.sortIndicatorChanged.connect(lambda *_: QTimer.singleShot(0, self._restore_sort_indicator))
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+
+        self.summary = QLabel("")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        export_csv = QPushButton("Export CSV…")
+        export_csv.clicked.connect(self._choose_csv)
+        export_html = QPushButton("Export HTML report…")
+        export_html.clicked.connect(self._choose_html)
+        actions = QHBoxLayout()
+        actions.addWidget(self.summary)
+        actions.addWidget(self.status, 1)
+        actions.addWidget(export_csv)
+        actions.addWidget(export_html)
+
+        self.chart.setFixedHeight(170)
+        side = QWidget()
+        layout = QVBoxLayout(side)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(actions)
+        layout.addWidget(self.chart)
+        return side
+
+    def _build_detail_panel(self) -> QWidget:
+        self.image_view = ImageView("Select an inspection to see its image")
+        self.image_message = QLabel()
+        self.image_message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image_message.setWordWrap(True)
+        self.image_message.setStyleSheet("background:#202226;color:#ffab91;padding:12px;")
+        self.image_stack = QStackedWidget()
+        self.image_stack.addWidget(self.image_view)
+        self.image_stack.addWidget(self.image_message)
+        self.image_stack.setMinimumHeight(200)
+        self.show_mask = QCheckBox("Anomaly overlay")
+        self.show_mask.setChecked(True)
+        self.show_mask.toggled.connect(lambda _on: self._show_image())
+
+        self.banner = QLabel()
+        self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.banner.setMinimumHeight(34)
+        self.fields: dict[str, QLabel] = {}
+        form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
+        for name in ("Time", "Product", "Score", "Position", "Defect types", "Decision", "Model", "Source"):
+            label = QLabel("—")
+            label.setWordWrap(True)
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            form.addRow(name + ":", label)
+            self.fields[name] = label
+        self.conversation = QTextBrowser()
+        self.conversation.setMinimumHeight(90)
+
+        panel = QWidget()
+        layout = QVBoxLayout(panel)
+        layout.setContentsMargins(0, 0, 0, 0)
+        top = QHBoxLayout()
+        top.addWidget(self.banner, 1)
+        top.addWidget(self.show_mask)
+        layout.addLayout(top)
+        layout.addWidget(self.image_stack, 3)
+        layout.addLayout(form)
+        layout.addWidget(QLabel("Answer and conversation:"))
+        layout.addWidget(self.conversation, 2)
+        return panel
+
+    # ---- filters ---------------------------------------------------------------------------------
+
+    def current_filter(self) -> InspectionFilter:
+        """The filter the controls describe now (a quick range is measured back from this moment)."""
+        start, end = self._time_range()
+        text = self.search.text().strip() or None
+        return InspectionFilter(start=start, end=end, product_id=self.product.currentData(),
+                                verdict=self.verdict.currentData(), decision=self.decision.currentData(), text=text)
+
+    def _time_range(self) -> tuple[datetime | None, datetime | None]:
+        label = self.quick_range.currentText()
+        if label == CUSTOM:
+            return _to_utc(self.from_edit.dateTime()), _to_utc(self.to_edit.dateTime())
+        span = dict(QUICK_RANGES).get(label)
+        if span is None:
+            return None, None
+        # Open-ended so inspections arriving now still appear.
+        return datetime.now(UTC) - span, None
+
+    def set_time_range(self, start: datetime | None, end: datetime | None) -> None:
+        """Show a custom range (None, None shows everything); refreshes."""
+        if start is None and end is None:
+            self.quick_range.setCurrentText("All")
+            return
+        for edit, value in ((self.from_edit, start), (self.to_edit, end)):
+            if value is not None:
+                edit.blockSignals(True)
+                edit.setDateTime(QDateTime.fromSecsSinceEpoch(int(value.timestamp())))
+                edit.blockSignals(False)
+        if self.quick_range.currentText() == CUSTOM:
+            self.refresh()
+        else:
+            self.quick_range.setCurrentText(CUSTOM)
+
+    def trend_bucket(self) -> str:
+        start, end = self._time_range()
+        if start is None:
+            return "day"
+        return "hour" if (end or datetime.now(UTC)) - start <= HOURLY_TREND_UP_TO else "day"
+
+    def _quick_range_changed(self, *_args: object) -> None:
+        self._apply_quick_range()
+        self.refresh()
+
+    def _apply_quick_range(self) -> None:
+        """Show the quick range in the From/To boxes (without refreshing)."""
+        label = self.quick_range.currentText()
+        span = dict(QUICK_RANGES).get(label)
+        if span is not None:
+            now = QDateTime.currentDateTime()
+            for edit, value in ((self.from_edit, now.addSecs(-int(span.total_seconds()))), (self.to_edit, now)):
+                edit.blockSignals(True)
+                edit.setDateTime(value)
+                edit.blockSignals(False)
+        # Under "All" the dates mean nothing, so they are greyed out until Custom range is picked.
+        for edit in (self.from_edit, self.to_edit):
+            edit.setEnabled(label != "All")
+
+    def _date_edited(self, *_args: object) -> None:
+        if self.quick_range.currentText() != CUSTOM:
+            self.quick_range.blockSignals(True)
+            self.quick_range.setCurrentText(CUSTOM)
+            self.quick_range.blockSignals(False)
+        self.refresh()
+
+    # ---- refreshing ------------------------------------------------------------------------------
+
+    def schedule_refresh(self) -> None:
+        """Refresh within REFRESH_DELAY_MS; many calls meanwhile (a stream of inspections) make one refresh."""
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def _scheduled_refresh(self) -> None:
+        if self.isVisible():
+            self.refresh()
+        else:
+            self._stale = True  # nobody is looking: refresh when the view is shown again
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
+    def refresh(self, *_args: object) -> None:
+        """Re-query with the current filters and sort, keeping the selected inspection selected if it still matches."""
+        self._refresh_timer.stop()
+        self._search_timer.stop()
+        self._stale = False
+        selected = self._shown.id if self._shown is not None else None
+        selected_row = self.table.currentIndex().row()
+        db = self._database()
+        if db is None:
+            self._empty()
+            return
+        try:
+            with db.Session() as s:
+                self._set_products(repository.list_products(s))
+                flt = self.current_filter()
+                bucket = self.trend_bucket()
+                total = repository.count_inspections(s, flt)
+                trend = repository.defect_rate_trend(s, flt, bucket)
+        except Exception as exc:  # noqa: BLE001 - the UI boundary: say why, keep the view usable
+            log.exception("refreshing the history failed")
+            self._show_error(f"History unavailable: {exc}")
+            self._empty()
+            return
+        self.message.hide()
+        self.model.reset(total, self._page_loader(db, flt, self._order_by, self._descending))
+        self.chart.set_data(trend, bucket)
+        defective = sum(bad for _, _, bad in trend)
+        self.summary.setText(f"{total:,} inspections" + (f", {defective:,} defective" if total else ""))
+        self._reselect(selected, selected_row)
+        self.refreshed.emit(total)
+
+    @staticmethod
+    def _page_loader(db: Database, flt: InspectionFilter, order_by: str, descending: bool) -> PageLoader:
+        def load(offset: int, limit: int) -> list[InspectionRow]:
+            with db.Session() as s:
+                return repository.query_inspections(s, flt, offset=offset, limit=limit, order_by=order_by,
+                                                    descending=descending)
+        return load
+
+    def _database(self) -> Database | None:
+        try:
+            db = self._db_provider()
+        except Exception as exc:  # noqa: BLE001 - the UI boundary
+            log.exception("the database could not be reached")
+            self._show_error(f"History unavailable: {exc}")
+            return None
+        if db is None:
+            self._show_error("History unavailable: no inspection database is open. Choose a data folder or "
+                             "database in Settings > Storage.")
+        return db
+
+    def _empty(self) -> None:
+        self.model.clear()
+        self.chart.set_data([])
+        self.summary.setText("")
+        self._show_detail(None)
+
+    def _show_error(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.show()
+
+    def _set_products(self, products: list[dict[str, Any]]) -> None:
+        listed = [(int(p["id"]), str(p["name"])) for p in products]
+        if listed == self._products:
+            return
+        current = self.product.currentData()
+        self.product.blockSignals(True)
+        self.product.clear()
+        self.product.addItem("All products", None)
+        for pid, name in listed:
+            self.product.addItem(name, pid)
+        self.product.setCurrentIndex(max(0, self.product.findData(current)))
+        self.product.blockSignals(False)
+        self._products = listed
+
+    def _sort(self, order_by: str, descending: bool) -> None:
+        self._sort_column = next(i for i, (_, key) in enumerate(COLUMNS) if key == order_by)
+        if (order_by, descending) != (self._order_by, self._descending):
+            self._order_by, self._descending = order_by, descending
+            self.refresh()
+
+    def _restore_sort_indicator(self) -> None:
+        header = self.table.horizontalHeader()
+        order = Qt.SortOrder.DescendingOrder if self._descending else Qt.SortOrder.AscendingOrder
+        if (header.sortIndicatorSection(), header.sortIndicatorOrder()) != (self._sort_column, order):
+            header.blockSignals(True)
+            header.setSortIndicator(self._sort_column, order)
+            header.blockSignals(False)
+            header.viewport().update()
+
+    def sort_by(self, order_by: str, descending: bool = True) -> None:
+        """Sort as if the user clicked that column's header."""
+        column = next(i for i, (_, key) in enumerate(COLUMNS) if key == order_by)
+        order = Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
+        self.table.sortByColumn(column, order)
+
+    # ---- selection and detail --------------------------------------------------------------------
+
+    def _reselect(self, inspection_id: int | None, near: int) -> None:
+        self._restore_sort_indicator()
+        row = self.model.find_row(inspection_id, max(near, 0)) if inspection_id is not None else -1
+        if row < 0:
+            self.table.clearSelection()
+            self._show_detail(None)
+            return
+        self.table.selectRow(row)  # same id: _selection_changed refreshes the text only
+
+    def _selection_changed(self, *_args: object) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        row = self.model.row_at(rows[0].row()) if rows else None
+        if row is None:
+            if not rows:
+                self._show_detail(None)
+            return
+        same = self._shown is not None and self._shown.id == row.id
+        self._show_detail(row, reload_image=not same)
+        if same:
+            return  # a refresh re-selected it: nothing new to tell the other views
+        messages = self._conversation(row.id)
+        self._show_conversation(row, messages)
+        self.inspection_selected.emit(row, messages)
+
+    def select_inspection(self, inspection_id: int) -> bool:
+        """Select the inspection if it is among the loaded rows; True when it was found."""
+        row = self.model.find_row(inspection_id, 0)
+        if row >= 0:
+            self.table.selectRow(row)
+            self.table.scrollTo(self.model.index(row, 0))
+        return row >= 0
+
+    def _conversation(self, inspection_id: int) -> list[MessageRow]:
+        db = self._database()
+        if db is None:
+            return []
+        try:
+            with db.Session() as s:
+                return repository.get_conversation(s, inspection_id)
+        except Exception as exc:  # noqa: BLE001 - the UI boundary
+            log.exception("reading the conversation of inspection %d failed", inspection_id)
+            self._show_error(f"History unavailable: the conversation could not be read: {exc}")
+            return []
+
+    def _show_detail(self, row: InspectionRow | None, reload_image: bool = True) -> None:
+        self._shown = row
+        if row is None:
+            self.banner.setText("No inspection selected")
+            self.banner.setStyleSheet("background:#455a64;color:white;font-weight:bold;border-radius:4px;")
+            for label in self.fields.values():
+                label.setText("—")
+            self.conversation.clear()
+            self._image = self._anomaly_map = None
+            self.image_view.set_image(None)
+            self.image_stack.setCurrentWidget(self.image_view)
+            return
+        colour = "#c62828" if row.verdict == "defective" else "#2e7d32"
+        self.banner.setText(f"#{row.id}  {row.verdict.upper()}  score {row.score:.3f}")
+        self.banner.setStyleSheet(f"background:{colour};color:white;font-size:15px;font-weight:bold;"
+                                  "border-radius:4px;")
+        decided = describe_decision(row)
+        if row.operator_decision:
+            by = f" by {row.operator}" if row.operator else ""
+            at = f" at {local_time(row.decided_at)}" if row.decided_at else ""
+            decided += by + at + (f" — {row.note}" if row.note else "")
+        values = {
+            "Time": local_time(row.created_at),
+            "Product": row.product_name or "—",
+            "Score": f"{row.score:.4f} (top-1 {row.score_top1:.4f}, p(yes) {row.p_yes:.2f})",
+            "Position": row.position or "—",
+            "Defect types": ", ".join(f"{n} {p:.0%}" for n, p in row.defect_types) or "—",
+            "Decision": decided,
+            "Model": f"{row.model_id} ({row.mode}), {row.latency_ms:.0f} ms",
+            "Source": f"{row.source} — {row.width}×{row.height}",
+        }
+        for name, text in values.items():
+            self.fields[name].setText(text)
+        if reload_image:
+            self._load_image(row)
+
+    def _load_image(self, row: InspectionRow) -> None:
+        self._image = self._anomaly_map = None
+        db = self._database()
+        if db is None:
+            self._show_image_problem("The image cannot be shown: no inspection database is open.")
+            return
+        try:
+            path = db.files.path(row.image_path)
+            self._image = load_image(path)
+        except Exception as exc:  # noqa: BLE001 - a moved or deleted file must not break the view
+            log.warning("image of inspection %d unavailable: %s", row.id, exc)
+            self._show_image_problem(f"The image of inspection #{row.id} is missing or unreadable.\n\n{exc}")
+            return
+        note = ""
+        if row.mask_path:
+            try:
+                self._anomaly_map = db.files.read_mask(row.mask_path)
+            except Exception as exc:  # noqa: BLE001 - the image alone is still worth showing
+                log.warning("mask of inspection %d unavailable: %s", row.id, exc)
+                note = "mask file missing"
+        self.show_mask.setText("Anomaly overlay" + (f" ({note})" if note else ""))
+        self._show_image()
+
+    def _show_image(self) -> None:
+        if self._image is None:
+            return
+        shown = render(self._image, self._anomaly_map if self.show_mask.isChecked() else None,
+                       mode="heatmap", opacity=0.45)
+        self.image_view.set_image(to_qimage(shown))
+        self.image_stack.setCurrentWidget(self.image_view)
+
+    def _show_image_problem(self, text: str) -> None:
+        self.image_view.set_image(None)
+        self.image_message.setText(text)
+        self.image_stack.setCurrentWidget(self.image_message)
+
+    def _show_conversation(self, row: InspectionRow, messages: list[MessageRow]) -> None:
+        parts = [f"<p><b style='color:#2e7d32'>IAD-GPT:</b> {html.escape(row.answer or '—')}</p>"]
+        for m in messages:
+            who, colour = ("You", "#1565c0") if m.role == "user" else ("IAD-GPT", "#2e7d32")
+            parts.append(f"<p><b style='color:{colour}'>{who}:</b> {html.escape(m.content)}</p>")
+        if not messages:
+            parts.append("<p style='color:gray'>No follow-up questions were asked.</p>")
+        self.conversation.setHtml("".join(parts))
+
+    def detail_image(self) -> QImage | None:
+        """The image the detail panel shows now (None when there is none)."""
+        return self.image_view.image()
+
+    # ---- exports ---------------------------------------------------------------------------------
+
+    def export_csv_to(self, path: str | Path) -> int:
+        """Write the inspections the current filter selects as CSV; the row count, or -1 when it failed (shown)."""
+        from iadgpt_desktop.storage import export
+
+        return self._export("CSV", path, lambda s, db, flt: export.export_csv(s, flt, Path(path)))
+
+    def export_html_to(self, path: str | Path) -> int:
+        """Write an HTML report of the current filter's inspections; the row count, or -1 when it failed (shown)."""
+        from iadgpt_desktop.storage import export
+
+        return self._export("HTML report", path,
+                            lambda s, db, flt: export.export_html(s, flt, Path(path), db.files))
+
+    def _export(self, what: str, path: str | Path, write: Callable[[Any, Database, InspectionFilter], int]) -> int:
+        db = self._database()
+        if db is None:
+            return -1
+        try:
+            with db.Session() as s:
+                rows = write(s, db, self.current_filter())
+        except Exception as exc:  # noqa: BLE001 - the UI boundary
+            log.exception("export to %s failed", path)
+            self._show_error(f"The {what} was not written to {path}: {exc}")
+            self.status.setText(f"{what} export failed")
+            return -1
+        self.status.setText(f"Exported {rows:,} inspections to {Path(path).name}")
+        self.status.setToolTip(str(path))
+        return rows
+
+    def _choose_csv(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export inspections as CSV", "inspections.csv",
+                                              "CSV files (*.csv)")
+        if path:
+            self.export_csv_to(path)
+
+    def _choose_html(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export an HTML report", "inspection-report.html",
+                                              "HTML files (*.html *.htm)")
+        if path:
+            self.export_html_to(path)
+
+
+def _to_utc(value: QDateTime) -> datetime:
+    return datetime.fromtimestamp(value.toSecsSinceEpoch(), tz=UTC)
