@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +18,13 @@ log = logging.getLogger("iadgpt")
 
 
 def _history_sink(args: argparse.Namespace):
-    """A callback that stores each inspection (image copy, mask, result) in the history database."""
+    """Callbacks that store each inspection (image copy, mask, result) in the history database.
+
+    Returns (db, store, skip): `store(path, result, mask)` keeps one result, `skip(path)` is true for a
+    file whose content was already inspected from the same batch argument, so an interrupted batch
+    resumes where it stopped instead of inspecting a file twice.
+    """
+    from iadgpt.weights import sha256_file
     from iadgpt_desktop.settings import default_data_dir
     from iadgpt_desktop.storage import repository
     from iadgpt_desktop.storage.db import Database
@@ -33,23 +40,62 @@ def _history_sink(args: argparse.Namespace):
     if args.product:
         with db.Session.begin() as s:
             product_id = repository.get_or_create_product(s, args.product, args.class_name)
+    source_of = _batch_sources(args.paths)
+    done: dict[str, set[str]] = {}  # source -> sha256 of every image stored from it
+
+    def processed(source: str) -> set[str]:
+        if source not in done:
+            with db.Session() as s:
+                done[source] = repository.processed_image_hashes(s, source)
+        return done[source]
+
+    def skip(path: Path) -> bool:
+        try:
+            sha = sha256_file(path)
+        except OSError:
+            return False  # unreadable: let the inspection report it as an image error
+        return False
 
     def store(path: Path, result, mask: Path) -> None:
+        # Image and mask files are written atomically before the row, one transaction per image, so a
+        # kill at any moment leaves either a whole row (with its files) or none.
+        source = source_of(path)
         image_rel, sha = db.files.store_image(path)
         mask_rel = db.files.store_mask(result.anomaly_map)
-        record = InspectionRecord.from_result(result, source=f"cli:{path.parent}", image_path=image_rel,
+        record = InspectionRecord.from_result(result, source=source, image_path=image_rel,
                                               image_sha256=sha, mask_path=mask_rel, product_id=product_id)
         with db.Session.begin() as s:
             repository.add_inspection(s, record)
+        processed(source).add(sha)
 
-    return db, store
+    return db, store, skip
+
+
+def _batch_sources(paths: list[str]):
+    """A function giving each image the `source` of the batch argument it was found through.
+
+    The source is "cli:" + the resolved folder or file named on the command line, the same on every
+    run, so a rerun of the same batch finds what it already stored. Arguments are tried in the order
+    given, as `iter_image_files` keeps the first argument that reaches a file.
+    """
+    arguments = [(Path(os.path.abspath(p)), f"cli:{Path(p).resolve()}") for p in paths]
+
+    def source_of(path: Path) -> str:
+        absolute = Path(os.path.abspath(path))
+        for root, source in arguments:
+            if absolute == root or absolute.is_relative_to(root):
+                return source
+        return f"cli:{absolute.resolve().parent}"
+
+    return source_of
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = model_cli.build_parser()
     inspect = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "inspect")[1]
     inspect.add_argument("--db", help="store every result in the desktop app's history: its data folder, "
-                                      "or an SQLAlchemy URL (then --data-dir holds images and masks)")
+                                      "or an SQLAlchemy URL (then --data-dir holds images and masks); a rerun of the "
+                                      "same batch skips images it already stored")
     inspect.add_argument("--data-dir", help="with a --db URL: where stored images and masks go")
     inspect.add_argument("--product", help="with --db: the product name the inspections belong to")
     args = parser.parse_args(argv)
@@ -58,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     db = None
     try:
         if getattr(args, "db", None):
-            db, args.on_result = _history_sink(args)
+            db, args.on_result, args.skip = _history_sink(args)
         return model_cli.run(args)
     except Exception as exc:  # noqa: BLE001 - the command-line boundary: one sentence, non-zero exit
         from iadgpt_desktop.storage.errors import StorageError

@@ -10,6 +10,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from iadgpt.imageio import iter_image_files
+from iadgpt.prompt_bank import default_bank_dir
 from iadgpt_desktop.settings import Settings, save_settings
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
@@ -22,6 +23,14 @@ from iadgpt_desktop.workers.inference import InspectionOutcome, ProductInfo, sta
 from iadgpt_desktop.workers.session import InspectionSession
 
 log = logging.getLogger(__name__)
+
+SAMPLE_PRODUCT = "Ball screw drive (sample)"
+SAMPLE_CLASS = "ball_screw_drive"
+
+
+def sample_dir() -> Path:
+    """The shipped sample images (BSData, CC BY-SA 4.0)."""
+    return default_bank_dir().parent / "samples" / SAMPLE_CLASS
 
 
 class MainWindow(QMainWindow):
@@ -55,6 +64,7 @@ class MainWindow(QMainWindow):
         dock = QDockWidget("Chat about the inspection", self)
         dock.setObjectName("chat")
         dock.setWidget(self.chat)
+        self.chat.setMinimumWidth(360)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
@@ -66,6 +76,7 @@ class MainWindow(QMainWindow):
         self._wire()
         self._menus()
         self._apply_overlay_settings()
+        self._first_run()
 
     # -- wiring ----------------------------------------------------------------------------------
     def _wire(self) -> None:
@@ -81,6 +92,7 @@ class MainWindow(QMainWindow):
         w.chat_finished.connect(self.chat.finish)
         w.progress.connect(self._on_progress)
         w.bank_ready.connect(self.products.bank_ready)
+        w.bank_ready.connect(lambda *_: self.products.refresh())
         self.session.frame.connect(self.live.show_frame)
         self.session.stats.connect(self.live.show_stats)
         self.live.open_files.connect(lambda paths: self.open_paths([Path(p) for p in paths]))
@@ -95,7 +107,7 @@ class MainWindow(QMainWindow):
         self.chat.stop_requested.connect(self.worker.cancel)
         self.history.inspection_selected.connect(self._show_history_item)
         self.products.product_activated.connect(self._activate_product)
-        self.products.build_bank_requested.connect(self.request_bank)
+        self.products.build_bank_requested.connect(lambda pid, paths: self.request_bank.emit(pid, list(paths)))
 
     def _menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -123,6 +135,28 @@ class MainWindow(QMainWindow):
             log.exception("cannot open the database")
             self.db = None
             self.statusBar().showMessage(f"History unavailable: {exc}")
+
+    def _first_run(self) -> None:
+        """With an empty history, set up the shipped sample product so the first run shows something real.
+
+        Requests are queued to the worker before any source is opened, so the sample product and its
+        few-shot memory bank are in place before the first image is inspected.
+        """
+        if self.db is None:
+            return
+        try:
+            with self.db.Session.begin() as s:
+                if repository.list_products(s):
+                    return
+                pid = repository.get_or_create_product(s, SAMPLE_PRODUCT, SAMPLE_CLASS)
+        except Exception as exc:  # noqa: BLE001 - the boundary
+            log.warning("could not create the sample product: %s", exc)
+            return
+        references = [str(p) for p in iter_image_files([sample_dir() / "reference"])]
+        self.request_product.emit(ProductInfo(pid, SAMPLE_PRODUCT, SAMPLE_CLASS))
+        if references:
+            self.request_bank.emit(pid, references)
+        self.products.refresh()
 
     # -- sources ---------------------------------------------------------------------------------
     def _start_batch(self, paths: list[Path]) -> None:

@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
 
 from iadgpt.errors import CancelledError, IADGPTError, ImageLoadError
 from iadgpt.imageio import load_image
@@ -195,6 +195,8 @@ class InferenceWorker(QObject):
             if self.product and self.product.id == product_id:
                 self.product = ProductInfo(**{**self.product.__dict__, "mode": "few-shot",
                                               "memory_bank_path": str(path)})
+            else:  # built for a product that is not being inspected: keep inspecting as before
+                self.inspector.set_memory_bank(previous)
             self.bank_ready.emit(product_id, len(bank))
         except CancelledError as exc:
             self.inspector.set_memory_bank(previous)
@@ -313,7 +315,9 @@ def start_worker(settings: Settings) -> tuple[QThread, InferenceWorker]:
 
 def stop_worker(thread: QThread, worker: InferenceWorker, timeout_ms: int = 10000) -> None:
     worker.cancel()
-    QTimer.singleShot(0, worker, worker.shutdown)
+    if thread.isRunning():
+        # Run shutdown in the worker's own thread (its timer and database live there), and wait for it.
+        QMetaObject.invokeMethod(worker, "shutdown", Qt.ConnectionType.BlockingQueuedConnection)
     thread.quit()
     if not thread.wait(timeout_ms):
         log.warning("the inference thread did not stop within %d ms", timeout_ms)

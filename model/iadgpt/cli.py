@@ -58,7 +58,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     out = Path(args.out)
     used: set[Path] = set()
     failures = 0
+    skip = getattr(args, "skip", None)  # e.g. images the history database already holds (`--db`)
+    skipped = 0
     for path in images:
+        if skip is not None and skip(path):
+            skipped += 1
+            continue
         try:
             result = inspector.inspect(path, generate_answer=not args.no_answer)
         except ImageLoadError as exc:
@@ -87,6 +92,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             kinds = ", ".join(f"{n} {p:.0%}" for n, p in result.defect_types)
             print(f"{path}: {result.verdict.upper()}{where} score={result.score:.3f} "
                   f"{('[' + kinds + '] ') if kinds else ''}{result.latency_ms:.0f} ms  mask={mask}", flush=True)
+    if skipped:
+        print(f"skipped {skipped} already inspected", file=sys.stderr, flush=True)
     return 1 if failures else 0
 
 
@@ -187,6 +194,24 @@ def cmd_models_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_import(args: argparse.Namespace) -> int:
+    """Copy weights from an offline folder into the local cache, checking SHA256SUMS when present."""
+    from iadgpt.models_admin import import_weights
+
+    found = import_weights(args.folder, args.preset, progress=None if args.progress == "auto" else
+                           args.progress == "on")
+    for what, path in found:
+        print(f"{what}: {path}")
+    print("import done: `iadgpt models list` shows the preset's weights as found")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from iadgpt.models_admin import doctor
+
+    return doctor(smoke=not args.quick)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iadgpt", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -227,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     v = models.add_parser("verify", help="check a trained weights folder against its manifest")
     v.add_argument("folder")
     v.set_defaults(func=cmd_models_verify)
+    i = models.add_parser("import", help="import weights copied from another machine (offline machines)",
+                          description="Import a preset's weights from DIR (clip/<checkpoint>, llm/<HF model "
+                                      "folder>, optional SHA256SUMS) into the local Hugging Face cache.")
+    i.add_argument("folder", metavar="DIR")
+    i.add_argument("--preset", help="the preset the weights are for (default: DIR's name, if it is a preset)")
+    i.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
+                   help="progress bar while copying (auto: when stderr is a terminal)")
+    i.set_defaults(func=cmd_models_import)
+
+    doc = sub.add_parser("doctor", help="check the installation: libraries, GPU, weights, data folder, Qt")
+    doc.add_argument("--quick", action="store_true", help="skip the CPU smoke test of the no-download presets")
+    doc.set_defaults(func=cmd_doctor)
     return parser
 
 

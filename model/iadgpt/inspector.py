@@ -83,6 +83,22 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
     return table[precision]
 
 
+def normal_level(layer_dims: list[int], per_image: list[list[torch.Tensor]], max_images: int = 8) -> float | None:
+    """How far normal patches lie from a bank of *other* normal images: the 99th percentile of the
+    leave-one-image-out memory-bank map. None with a single reference (nothing to leave out)."""
+    if len(per_image) < 2:
+        return None
+    levels = []
+    for i in range(min(len(per_image), max_images)):
+        others = MemoryBank(layer_dims)
+        for j, tokens in enumerate(per_image):
+            if j != i:
+                others.add(tokens)
+        scores = others.score(per_image[i]).mean(dim=1)  # (1, N): layers averaged
+        levels.append(float(torch.quantile(scores.float().flatten(), 0.99)))
+    return max(float(np.median(levels)), 1e-6)
+
+
 class Inspector:
     """Loads a preset on a device and inspects images of one product class at a time."""
 
@@ -167,14 +183,20 @@ class Inspector:
                           should_stop: Callable[[], bool] = lambda: False) -> MemoryBank:
         """Few-shot mode (Eq. 2): a memory bank from images of good parts, set on this inspector."""
         references = list(references)
-        bank = MemoryBank(self.model.towers.layer_dims, meta=self.memory_bank_meta())
+        per_image: list[list[torch.Tensor]] = []
         for i, ref in enumerate(references):
             if should_stop():
                 raise CancelledError("building the memory bank was cancelled; the previous bank is kept")
-            features = self._encode(load_image(ref, max_pixels=self.max_pixels))
-            bank.add(features.patch_tokens)
+            per_image.append(self._encode(load_image(ref, max_pixels=self.max_pixels)).patch_tokens)
             if progress:
                 progress(i + 1, len(references))
+        meta = self.memory_bank_meta()
+        level = normal_level(self.model.towers.layer_dims, per_image)
+        if level is not None:
+            meta["normal_level"] = f"{level:.6g}"
+        bank = MemoryBank(self.model.towers.layer_dims, meta=meta)
+        for tokens in per_image:
+            bank.add(tokens)
         bank.subsample(self.preset.inference.max_memory_patches)
         self.set_memory_bank(bank)
         return bank

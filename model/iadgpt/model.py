@@ -53,7 +53,13 @@ class IADGPT(nn.Module):
         if use_decoder:
             maps.append(self.decoder(features.patch_tokens, prompts.decoder_classes))  # (B, L, N)
         if memory_bank is not None:
-            maps.append(memory_bank.score(features.patch_tokens).to(features.patch_tokens[0].dtype))
+            scores = memory_bank.score(features.patch_tokens)  # (B, L, N) of 1 - max cosine (Eq. 2)
+            level = float(memory_bank.meta.get("normal_level", 0) or 0)
+            if level > 0:
+                # Calibrated to the references' own spread: normal variation reads ~0.5 and below,
+                # far-off patches approach 1; monotonic, so rankings (and AUROC) are unchanged.
+                scores = scores / (scores + level)
+            maps.append(scores.to(features.patch_tokens[0].dtype))
         assert maps, "need the decoder, a memory bank, or both"
         combined = torch.stack(maps).mean(dim=0)  # (B, L, N)
         return combined.unflatten(-1, (h, w))  # (B, L, h, w)

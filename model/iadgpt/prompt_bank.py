@@ -32,9 +32,19 @@ _KEYS = {"class", "dataset", "object", "description", "source", "attributes"}
 
 
 def default_bank_dir() -> Path:
-    """The shipped banks: `$IADGPT_RESOURCES/apg`, else `resources/apg` of the checkout."""
+    """The shipped banks: `$IADGPT_RESOURCES/apg`, else `resources/apg` of the checkout, else (an installed
+    wheel) the `iadgpt_resources` package the wheel maps the checkout's resources/ folder to."""
     root = os.environ.get("IADGPT_RESOURCES")
-    base = Path(root) if root else Path(__file__).resolve().parents[2] / "resources"
+    if root:
+        return Path(root) / "apg"
+    base = Path(__file__).resolve().parents[2] / "resources"
+    if not base.is_dir():
+        try:
+            from importlib.resources import files
+
+            base = Path(str(files("iadgpt_resources")))
+        except (ImportError, TypeError):  # not installed as a wheel either: keep the checkout path in messages
+            pass
     return base / "apg"
 
 

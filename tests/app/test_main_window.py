@@ -1,0 +1,127 @@
+"""The whole station, offscreen: folder in, results shown and stored, chat streamed and stored, camera."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from iadgpt_desktop.settings import Settings
+from iadgpt_desktop.storage import repository
+from iadgpt_desktop.storage.records import InspectionFilter
+from iadgpt_desktop.ui.main_window import MainWindow, sample_dir
+
+pytestmark = pytest.mark.usefixtures("_isolated_config")
+
+
+@pytest.fixture
+def _isolated_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("IADGPT_DESKTOP_CONFIG", str(tmp_path / "config"))
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    settings = Settings(preset="tiny-test", data_dir=str(tmp_path / "data"), device="cpu")
+    w = MainWindow(settings, persist_settings=False)
+    qtbot.addWidget(w)
+    w.show()
+    with qtbot.waitSignal(w.worker.model_state, timeout=60000, check_params_cb=lambda s, _m: s == "ready"):
+        pass
+    yield w
+    w.close()
+
+
+def _copy_samples(tmp_path: Path, n: int) -> Path:
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    for p in sorted((sample_dir() / "inspect").glob("pitting_*.png"))[:n]:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+def test_folder_results_are_shown_stored_and_overlaid(window, qtbot, tmp_path) -> None:
+    folder = _copy_samples(tmp_path, 3)
+    with qtbot.waitSignal(window.batch_done, timeout=120000) as done:
+        window.open_folder(folder, watch=False)
+    assert done.args == [3, 0]
+    with window.db.Session() as s:
+        rows = repository.query_inspections(s, InspectionFilter(), limit=10)
+        products = repository.list_products(s)
+    assert len(rows) == 3
+    assert [p["name"] for p in products] == ["Ball screw drive (sample)"]
+    assert {r.mode for r in rows} == {"few-shot"}, "first run sets up the sample product's memory bank"
+    outcome = window.live.outcome
+    assert outcome is not None and outcome.inspection_id == max(r.id for r in rows)
+    # The overlay is drawn where the map is high: those pixels change most from the raw image.
+    window.live.overlay_mode.setCurrentIndex(window.live.overlay_mode.findData("heatmap"))
+    window.live.opacity.setValue(100)
+    shown = window.live.view.image()
+    assert shown is not None and not shown.isNull()
+    ptr = shown.constBits()
+    drawn = np.frombuffer(ptr, np.uint8).reshape(shown.height(), shown.bytesPerLine())[:, : shown.width() * 3]
+    drawn = drawn.reshape(shown.height(), shown.width(), 3).astype(int)
+    amap = outcome.result.anomaly_map
+    hot = np.unravel_index(int(amap.argmax()), amap.shape)
+    cold = np.unravel_index(int(amap.argmin()), amap.shape)
+    red_minus_blue = drawn[..., 0] - drawn[..., 2]
+    assert red_minus_blue[hot] > red_minus_blue[cold]
+    # History shows the batch when the user looks at it.
+    window.tabs.setCurrentWidget(window.history)
+    qtbot.waitUntil(lambda: window.history.model.rowCount() == 3, timeout=5000)
+
+
+def test_chat_answer_is_streamed_and_stored(window, qtbot, tmp_path) -> None:
+    folder = _copy_samples(tmp_path, 1)
+    with qtbot.waitSignal(window.batch_done, timeout=120000):
+        window.open_folder(folder, watch=False)
+    inspection_id = window.live.outcome.inspection_id
+    pieces: list[str] = []
+    window.worker.chat_token.connect(lambda _i, piece: pieces.append(piece))
+    window.chat.input.setText("Where is the defect?")
+    with qtbot.waitSignal(window.worker.chat_finished, timeout=60000) as finished:
+        window.chat.send()
+    assert finished.args[0] == inspection_id
+    assert "".join(pieces).strip() == finished.args[1]
+    with window.db.Session() as s:
+        messages = repository.get_conversation(s, inspection_id)
+    assert [(m.role, m.content) for m in messages][0] == ("user", "Where is the defect?")
+    assert messages[1].role == "assistant" and messages[1].content == finished.args[1]
+
+
+def test_operator_decision_is_stored(window, qtbot, tmp_path) -> None:
+    folder = _copy_samples(tmp_path, 1)
+    with qtbot.waitSignal(window.batch_done, timeout=120000):
+        window.open_folder(folder, watch=False)
+    window.live.decision_buttons["overridden_defective"].click()
+    with window.db.Session() as s:
+        row = repository.get_inspection(s, window.live.outcome.inspection_id)
+    assert row.operator_decision == "overridden_defective"
+
+
+def test_camera_from_video_shows_frames_and_counts_drops(window, qtbot, tmp_path) -> None:
+    video = tmp_path / "line.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (160, 120))
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        frame = (rng.random((120, 160, 3)) * 40 + 100).astype(np.uint8)
+        cv2.circle(frame, (20 + 2 * i, 60), 8, (0, 0, 255), -1)
+        writer.write(frame)
+    writer.release()
+    # Slow the inference below the source's 30 fps: full answers for every frame.
+    window.worker.settings = dataclasses.replace(window.worker.settings, generate_answers=True)
+    shown: list[int] = []
+    results: list[int] = []
+    window.session.frame.connect(lambda _f: shown.append(1))
+    window.worker.result.connect(lambda _o: results.append(1))
+    stats: list[dict] = []
+    window.session.stats.connect(stats.append)
+    window.open_camera(str(video))
+    qtbot.waitUntil(lambda: bool(stats) and stats[-1]["state"] == "finished", timeout=30000)
+    qtbot.wait(500)
+    assert len(shown) > len(results) > 0, "display follows the camera, inference takes the newest frame"
+    assert stats[-1]["dropped"] > 0
+    assert "dropped" in window.live.counts.text()

@@ -1,0 +1,161 @@
+"""`iadgpt models import` (offline weights into the local Hugging Face cache) and `iadgpt doctor`."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from iadgpt import models_admin
+from iadgpt.cli import main
+from iadgpt.config import load_preset
+from iadgpt.errors import WeightsError
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
+def _fake_weights(root: Path, *, sums: bool = True) -> Path:
+    """A folder as copied from an online machine: clip/<checkpoint>, llm/<HF folder>, SHA256SUMS."""
+    (root / "clip").mkdir(parents=True)
+    (root / "llm" / "extra").mkdir(parents=True)
+    files = {
+        "clip/open_clip_model.safetensors": b"\x00clip-weights" * 5000,
+        "llm/config.json": b'{"model_type": "qwen2"}',
+        "llm/tokenizer.json": b'{"version": "1.0"}',
+        "llm/model.safetensors": b"\x01llm-weights" * 3000,
+        "llm/extra/generation_config.json": b"{}",
+    }
+    for rel, data in files.items():
+        (root / rel).write_bytes(data)
+    if sums:
+        lines = [f"{hashlib.sha256(data).hexdigest()}  {rel}" for rel, data in files.items()]
+        lines[1] = lines[1].replace("  llm/", " *./llm/")  # binary marker and ./ prefix are accepted
+        (root / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def _resolved(preset: str) -> dict[str, Path | None]:
+    return dict(models_admin._resolve_preset(load_preset(preset)))
+
+
+def test_import_with_good_sums_makes_the_preset_resolve(tmp_path: Path, hf_cache: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    src = _fake_weights(tmp_path / "usb")
+    assert _resolved("workstation") == {"clip": None, "llm": None}
+
+    assert main(["models", "import", str(src), "--preset", "workstation", "--progress", "off"]) == 0
+
+    found = _resolved("workstation")
+    clip = found["clip"]
+    assert clip is not None and clip.read_bytes() == (src / "clip/open_clip_model.safetensors").read_bytes()
+    assert found["clip"].is_relative_to(hf_cache / "models--laion--CLIP-ViT-L-14-laion2B-s32B-b82K")
+    llm = found["llm"]
+    assert llm is not None and llm.is_relative_to(hf_cache / "models--Qwen--Qwen2.5-1.5B-Instruct" / "snapshots")
+    assert (llm / "model.safetensors").read_bytes() == (src / "llm/model.safetensors").read_bytes()
+    assert (llm / "extra" / "generation_config.json").is_file()
+    out = capsys.readouterr().out
+    assert "import done" in out and str(llm) in out
+    assert not list(hf_cache.rglob(".iadgpt-import-*"))  # no staging folder left behind
+
+    # `models list` now reports the imported weights as found
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    workstation = listing[listing.index("workstation"):]
+    assert "MISSING" not in workstation and str(llm) in workstation
+
+    # importing the same folder again is fine (same content, same snapshot)
+    assert main(["models", "import", str(src), "--preset", "workstation", "--progress", "off"]) == 0
+    assert _resolved("workstation")["llm"] == llm
+
+
+def test_import_with_a_bad_checksum_names_the_file_and_imports_nothing(
+        tmp_path: Path, hf_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _fake_weights(tmp_path / "usb")
+    with open(src / "llm" / "model.safetensors", "ab") as fh:  # a truncated/corrupt copy
+        fh.write(b"garbage")
+
+    assert main(["models", "import", str(src), "--preset", "workstation", "--progress", "off"]) == 2
+
+    err = capsys.readouterr().err
+    assert "sha256 mismatch for llm/model.safetensors" in err and "SHA256SUMS" in err
+    assert _resolved("workstation") == {"clip": None, "llm": None}
+    assert not [p for p in hf_cache.rglob("*") if p.is_file()]
+
+
+def test_import_fails_when_a_listed_file_is_missing(tmp_path: Path, hf_cache: Path) -> None:
+    src = _fake_weights(tmp_path / "usb")
+    (src / "llm" / "tokenizer.json").unlink()
+    with pytest.raises(WeightsError, match=r"llm/tokenizer\.json.*missing"):
+        models_admin.import_weights(src, "workstation", progress=False, log=lambda _: None)
+    assert _resolved("workstation") == {"clip": None, "llm": None}
+
+
+def test_import_without_sums_copies_and_notes_it(tmp_path: Path, hf_cache: Path) -> None:
+    src = _fake_weights(tmp_path / "workstation", sums=False)
+    messages: list[str] = []
+    found = dict(models_admin.import_weights(src, progress=False, log=messages.append))  # preset from DIR's name
+    assert set(found) == {"clip", "llm"}
+    assert any("no SHA256SUMS" in m for m in messages)
+
+
+def test_import_reports_what_the_folder_lacks(tmp_path: Path, hf_cache: Path) -> None:
+    src = _fake_weights(tmp_path / "usb")
+    (src / "llm" / "config.json").unlink()
+    with pytest.raises(WeightsError, match=r"config\.json"):
+        models_admin.import_weights(src, "workstation", progress=False, log=lambda _: None)
+    with pytest.raises(WeightsError, match="nothing to import"):
+        models_admin.import_weights(src, "tiny-test", progress=False, log=lambda _: None)
+    with pytest.raises(WeightsError, match="--preset"):
+        models_admin.import_weights(src, None, progress=False, log=lambda _: None)
+
+
+def test_read_sha256sums_rejects_paths_outside_the_folder(tmp_path: Path) -> None:
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text(f"{'0' * 64}  ../etc/passwd\n", encoding="utf-8")
+    with pytest.raises(WeightsError, match="not inside"):
+        models_admin.read_sha256sums(sums)
+    sums.write_text("not a checksum line\n", encoding="utf-8")
+    with pytest.raises(WeightsError, match="line 1"):
+        models_admin.read_sha256sums(sums)
+
+
+@pytest.fixture
+def app_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data = tmp_path / "data"
+    monkeypatch.setenv("IADGPT_DESKTOP_CONFIG", str(tmp_path / "config"))
+    monkeypatch.setenv("IADGPT_DESKTOP_DATA", str(data))
+    return data
+
+
+def test_doctor_prints_every_section_and_passes(hf_cache: Path, app_dirs: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    for section in ("== Python and libraries", "== CUDA", "== Resources", "== Presets and weights",
+                    "== Data folder and database", "== Qt", "== Summary"):
+        assert section in out
+    for name in ("torch", "open_clip", "transformers", "PySide6", "sqlalchemy"):
+        assert f"  {name} " in out
+    assert "tiny-test: ready" in out and "smoke test on the CPU: ok" in out
+    assert f"data folder: {app_dirs}" in out and "iadgpt.sqlite3" in out and "free disk space" in out
+    assert "offscreen (headless, --screenshot): ok" in out
+    # the paper preset's weights are not in the (empty) cache: listed with their fix, but not essential
+    assert "missing:" in out and "weights of preset paper" in out and "iadgpt models import" in out
+    assert "result: ready" in out
+
+
+def test_doctor_fails_when_something_essential_is_missing(hf_cache: Path, app_dirs: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("IADGPT_RESOURCES", str(tmp_path / "no-resources"))
+    assert main(["doctor", "--quick"]) == 1
+    out = capsys.readouterr().out
+    assert "[essential] prompt banks" in out and "IADGPT_RESOURCES" in out
+    assert "result: NOT READY" in out
