@@ -202,6 +202,7 @@ class MainWindow(QMainWindow):
 
     def _on_result(self, outcome: InspectionOutcome) -> None:
         self.live.show_outcome(outcome)
+        self.model_label.setText(f"model: {outcome.result.model_id}, mode {outcome.result.mode}")
         path = self._image_path(outcome)
         self.chat.set_inspection(outcome.inspection_id, path, outcome.result.answer, [])
         self.history.schedule_refresh()

@@ -1,0 +1,81 @@
+"""Regenerate the README screenshots: run the station offscreen on the shipped samples and grab each view.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python docs/screenshots/capture.py [--preset NAME] [--weights DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from iadgpt_desktop.settings import Settings  # noqa: E402
+from iadgpt_desktop.ui.main_window import MainWindow, sample_dir  # noqa: E402
+from iadgpt_desktop.ui.settings_dialog import SettingsDialog  # noqa: E402
+
+OUT = Path(__file__).resolve().parent
+
+
+def wait_for(signal, timeout_ms: int = 300000) -> list:
+    loop = QEventLoop()
+    got: list = []
+    signal.connect(lambda *a: (got.extend(a), loop.quit()))
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec()
+    return got
+
+
+def pause(ms: int) -> None:
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preset", default="tiny-test")
+    parser.add_argument("--weights", default="")
+    args = parser.parse_args()
+    os.environ["IADGPT_DESKTOP_CONFIG"] = tempfile.mkdtemp(prefix="iadgpt-shots-config-")
+    app = QApplication.instance() or QApplication([])
+    data = tempfile.mkdtemp(prefix="iadgpt-shots-data-")
+    w = MainWindow(Settings(preset=args.preset, weights_dir=args.weights, data_dir=data), persist_settings=False)
+    w.resize(1440, 860)
+    w.show()
+    w.open_folder(sample_dir() / "inspect", watch=False)
+    wait_for(w.batch_done)
+    # Show a defective sample in the live view and ask about it in the chat.
+    w.open_paths([sorted((sample_dir() / "inspect").glob("pitting_*.png"))[-1]])
+    wait_for(w.batch_done)
+    w.chat.input.setText("Where is the defect?")
+    w.chat.send()
+    wait_for(w.worker.chat_finished)
+    pause(300)
+    w.grab().save(str(OUT / "live.png"))
+    w.tabs.setCurrentWidget(w.history)
+    pause(800)
+    w.history.table.selectRow(0)
+    pause(500)
+    w.grab().save(str(OUT / "history.png"))
+    w.tabs.setCurrentWidget(w.products)
+    w.products.refresh()
+    pause(500)
+    w.grab().save(str(OUT / "products.png"))
+    dialog = SettingsDialog(w.settings, w)
+    dialog.show()
+    pause(300)
+    dialog.grab().save(str(OUT / "settings.png"))
+    dialog.close()
+    w.close()
+    print("wrote", ", ".join(p.name for p in sorted(OUT.glob("*.png"))))
+
+
+if __name__ == "__main__":
+    main()
