@@ -15,7 +15,8 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
 from iadgpt_desktop.storage import Database, InspectionRecord, repository
-from iadgpt_desktop.ui.history_view import PAGE_SIZE, HistoryView, local_time
+from iadgpt_desktop.ui.history_model import PAGE_SIZE, local_time
+from iadgpt_desktop.ui.history_view import HistoryView
 from iadgpt_desktop.ui.trend_chart import TrendChart
 
 DAY1 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
