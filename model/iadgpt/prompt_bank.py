@@ -39,12 +39,12 @@ def default_bank_dir() -> Path:
         return Path(root) / "apg"
     base = Path(__file__).resolve().parents[2] / "resources"
     if not base.is_dir():
-        try:
-            from importlib.resources import files
+        from importlib.util import find_spec
 
-            base = Path(str(files("iadgpt_resources")))
-        except (ImportError, TypeError):  # not installed as a wheel either: keep the checkout path in messages
-            pass
+        spec = find_spec("iadgpt_resources")  # a namespace package (resources/ has no __init__.py)
+        if spec is not None and spec.submodule_search_locations:
+            base = Path(next(iter(spec.submodule_search_locations)))
+        # else: not installed as a wheel either; keep the checkout path for the error messages
     return base / "apg"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import huggingface_hub.constants as hub_constants
 import pytest
 
 from iadgpt import models_admin
@@ -17,7 +18,9 @@ from iadgpt.errors import WeightsError
 def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "hf-cache"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable once, at its first import: keep its constant in step, and
+    # restored afterwards, so later tests never see this cache.
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
     return cache
 
 

@@ -1,7 +1,9 @@
 """The same history on PostgreSQL (several stations sharing one database).
 
-Starts a throwaway server with the local `initdb`/`pg_ctl` as the `postgres` user; skipped where
-PostgreSQL or the psycopg driver is not installed.
+Uses the server named by `IADGPT_TEST_POSTGRES_URL` (CI starts one; any SQLAlchemy psycopg URL whose
+user may create databases), else starts a throwaway server with the local `initdb`/`pg_ctl` as the
+`postgres` user; skipped where neither is possible or the psycopg driver is not installed. Each run
+works in a fresh database of its own, dropped at the end.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +23,8 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from iadgpt_desktop.storage import Database, InspectionFilter
 from iadgpt_desktop.storage import repository as repo
@@ -26,6 +32,7 @@ from iadgpt_desktop.storage.models import Base
 from tests.storage.conftest import make_record
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
+ENV_URL = "IADGPT_TEST_POSTGRES_URL"
 
 
 def _free_port() -> int:
@@ -34,12 +41,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _pg_program(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))  # Debian keeps them off PATH
+    return str(candidates[-1]) if candidates else None
+
+
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server's maintenance database (`postgres`)."""
     pytest.importorskip("psycopg", reason="the psycopg driver is not installed")
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if os.environ.get(ENV_URL):
+        yield os.environ[ENV_URL]
+        return
+    initdb, pg_ctl = _pg_program("initdb"), _pg_program("pg_ctl")
     if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server programs (initdb, pg_ctl) are not installed")
+        pytest.skip(f"no {ENV_URL} and the PostgreSQL server programs (initdb, pg_ctl) are not installed")
     run_as: list[str] = []
     if os.geteuid() == 0:  # the server refuses to run as root
         try:
@@ -63,6 +82,23 @@ def postgres_url() -> Iterator[str]:
     finally:
         subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh database on the server (so runs against a shared CI server never see each other's rows)."""
+    name = f"iadgpt_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            # The server's own time zone differs from UTC here: buckets must still be UTC days.
+            conn.execute(text(f"CREATE DATABASE {name}"))
+            conn.execute(text(f"ALTER DATABASE {name} SET timezone TO 'Asia/Tokyo'"))
+        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
 
 
 def test_postgresql_history(postgres_url: str, tmp_path: Path) -> None:
@@ -94,3 +130,48 @@ def test_postgresql_history(postgres_url: str, tmp_path: Path) -> None:
         with db.Session() as s:
             assert repo.count_inspections(s, InspectionFilter()) == 3
             assert repo.get_conversation(s, iid) == []  # cascaded
+
+
+def test_two_stations_write_at_once(postgres_url: str, tmp_path: Path) -> None:
+    """Two stations (separate engines and connection pools) insert 200 inspections each at the same time."""
+    per_station = 200
+    with Database.open(tmp_path / "a", postgres_url) as first:  # migrates
+        with first.Session.begin() as s:
+            product = repo.get_or_create_product(s, "ball screw drive", "ball_screw_drive")
+            start_count = repo.count_inspections(s, InspectionFilter())
+    stations = [Database.open(tmp_path / name, postgres_url, pool_size=2) for name in ("a", "b")]
+    barrier = threading.Barrier(len(stations))
+    errors: list[BaseException] = []
+
+    def write(db: Database, station: str) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for i in range(per_station):
+                with db.Session.begin() as s:  # one transaction per inspection, as the worker does
+                    repo.add_inspection(s, make_record(
+                        source=f"camera:{station}", product_id=product, image_sha256=f"{i:064x}",
+                        verdict="defective" if i % 4 == 0 else "good",
+                        created_at=T0 + timedelta(seconds=i)))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(db, name)) for db, name in zip(stations, "ab", strict=True)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert not any(t.is_alive() for t in threads), "a writer hung"
+        assert errors == []
+        with stations[0].Session() as s:
+            assert repo.count_inspections(s, InspectionFilter()) == start_count + 2 * per_station
+            rows = repo.query_inspections(s, InspectionFilter(product_id=product), limit=10_000)
+        assert len({r.id for r in rows}) == len(rows) == 2 * per_station
+        for station in "ab":
+            mine = [r for r in rows if r.source == f"camera:{station}"]
+            assert len(mine) == per_station
+            assert len({r.image_sha256 for r in mine}) == per_station
+            assert sum(r.verdict == "defective" for r in mine) == per_station // 4
+    finally:
+        for db in stations:
+            db.close()
