@@ -184,7 +184,11 @@ class LiveView(QWidget):
         self._redraw()
 
     def show_stats(self, info: dict) -> None:
-        self.source_label.setText(f"{info['source']} — {info['state']}")
+        text = f"{info['source']} — {info['state']}"
+        if info.get("message"):  # e.g. a camera reconnecting, or a folder that went away
+            text += f": {info['message']}"
+        self.source_label.setText(text)
+        self.source_label.setStyleSheet("color:#c62828;" if info["state"] in ("reconnecting", "failed") else "")
         text = f"{info['captured']} in, {info['dropped']} dropped"
         if info.get("fps"):
             text += f", {info['fps']:.1f} fps"

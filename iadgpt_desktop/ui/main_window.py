@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
         w.chat_token.connect(self.chat.append_token)
         w.chat_finished.connect(self.chat.finish)
         w.progress.connect(self._on_progress)
+        w.saved_later.connect(self._on_saved_later)
         w.bank_ready.connect(self.products.bank_ready)
         w.bank_ready.connect(lambda *_: self.products.refresh())
         self.session.frame.connect(self.live.show_frame)
@@ -207,6 +208,11 @@ class MainWindow(QMainWindow):
         self.chat.set_inspection(outcome.inspection_id, path, outcome.result.answer, [])
         self.history.schedule_refresh()
         self._count(failed=False)
+
+    def _on_saved_later(self, outcome: InspectionOutcome) -> None:
+        if self.live.outcome is outcome:
+            self.live.show_outcome(outcome)  # now stored: the decision buttons work
+        self.history.schedule_refresh()
 
     def _image_path(self, outcome: InspectionOutcome) -> str:
         if outcome.result.image:

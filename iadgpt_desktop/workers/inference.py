@@ -8,6 +8,7 @@ checked between frames and inside generation.
 from __future__ import annotations
 
 import json
+from collections import deque
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
 
 from iadgpt.errors import CancelledError, IADGPTError, ImageLoadError
@@ -58,6 +60,9 @@ class InspectionOutcome:
 def _user_message(exc: BaseException) -> str:
     if isinstance(exc, IADGPTError | StorageError):
         return str(exc)
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return ("the GPU ran out of memory; choose a smaller preset, precision fp16, or device cpu in "
+                "Settings > Model")
     if isinstance(exc, MemoryError):
         return "the computer ran out of memory; close other programs or use a smaller model preset"
     return (f"unexpected error ({type(exc).__name__}: {exc}); the details are in the log. "
@@ -73,6 +78,7 @@ class InferenceWorker(QObject):
     chat_token = Signal(int, str)  # inspection id, text piece
     chat_finished = Signal(int, str, bool)  # inspection id, whole answer, cancelled
     bank_ready = Signal(int, int)  # product id, stored patches
+    saved_later = Signal(object)  # an InspectionOutcome stored after a storage failure
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
@@ -84,6 +90,8 @@ class InferenceWorker(QObject):
         self._source_name = ""
         self._cancel = threading.Event()
         self._timer: QTimer | None = None
+        self._unsaved: deque[tuple[InspectionOutcome, object]] = deque()  # shown, not yet stored
+        self._retry_at = 0.0
         self.inspected = 0
 
     # -- life cycle (runs in the worker thread) -----------------------------------------------
@@ -219,6 +227,7 @@ class InferenceWorker(QObject):
         self._queue = None
 
     def _tick(self) -> None:
+        self._retry_unsaved()
         if self._queue is None or self.inspector is None:
             return
         frame = self._queue.get(timeout=0)
@@ -239,6 +248,8 @@ class InferenceWorker(QObject):
             self.failed.emit("inspect", str(exc))
             return None
         except Exception as exc:  # noqa: BLE001 - the boundary
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()  # give the memory back so the next, smaller job can run
             log.error("inspecting %s failed:\n%s", name, traceback.format_exc())
             self.failed.emit("inspect", f"{name}: {_user_message(exc)}")
             return None
@@ -252,21 +263,47 @@ class InferenceWorker(QObject):
         return outcome
 
     def _store(self, outcome: InspectionOutcome, frame) -> int | None:
+        """Save a shown result; when storage fails, keep it and retry, so nothing shown is lost."""
         if self.db is None:
+            self._unsaved.append((outcome, frame))
             return None
-        r = outcome.result
         try:
-            image_rel, sha = self.db.files.store_image(frame.path if frame.path is not None else outcome.image)
-            mask_rel = self.db.files.store_mask(r.anomaly_map)
-            record = InspectionRecord.from_result(r, source=frame.source, image_path=image_rel,
-                                                  image_sha256=sha, mask_path=mask_rel,
-                                                  product_id=outcome.product_id)
-            with self.db.Session.begin() as s:
-                return repository.add_inspection(s, record)
+            return self._write(outcome, frame)
         except (StorageError, OSError) as exc:
-            log.error("storing %s failed: %s", r.image, exc)
-            self.failed.emit("storage", f"the result is shown but was NOT saved: {_user_message(exc)}")
+            log.error("storing %s failed: %s", outcome.result.image, exc)
+            self._unsaved.append((outcome, frame))
+            self.failed.emit("storage", f"the result is shown but not saved yet ({len(self._unsaved)} waiting; "
+                                        f"retrying): {_user_message(exc)}")
             return None
+
+    def _write(self, outcome: InspectionOutcome, frame) -> int:
+        assert self.db is not None
+        r = outcome.result
+        image_rel, sha = self.db.files.store_image(frame.path if frame.path is not None else outcome.image)
+        mask_rel = self.db.files.store_mask(r.anomaly_map)
+        record = InspectionRecord.from_result(r, source=frame.source, image_path=image_rel, image_sha256=sha,
+                                              mask_path=mask_rel, product_id=outcome.product_id)
+        with self.db.Session.begin() as s:
+            return repository.add_inspection(s, record)
+
+    def _retry_unsaved(self) -> None:
+        """Results that could not be stored (locked database, full disk) are written once storage is back."""
+        if not self._unsaved or self.db is None or time.monotonic() < self._retry_at:
+            return
+        saved = 0
+        while self._unsaved:
+            outcome, frame = self._unsaved[0]
+            try:
+                outcome.inspection_id = self._write(outcome, frame)
+            except (StorageError, OSError) as exc:
+                self._retry_at = time.monotonic() + 2.0
+                log.info("still cannot store %d result(s): %s", len(self._unsaved), exc)
+                break
+            self._unsaved.popleft()
+            saved += 1
+            self.saved_later.emit(outcome)
+        if saved:
+            self.failed.emit("storage", f"storage is back: {saved} delayed result(s) saved")
 
     # -- conversation --------------------------------------------------------------------------
     @Slot(int, str, object, str)
