@@ -8,11 +8,11 @@ checked between frames and inside generation.
 from __future__ import annotations
 
 import json
-from collections import deque
 import logging
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
