@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from iadgpt import cli as model_cli
@@ -54,7 +55,7 @@ def _history_sink(args: argparse.Namespace):
             sha = sha256_file(path)
         except OSError:
             return False  # unreadable: let the inspection report it as an image error
-        return False
+        return sha in processed(source_of(path))
 
     def store(path: Path, result, mask: Path) -> None:
         # Image and mask files are written atomically before the row, one transaction per image, so a
@@ -71,7 +72,7 @@ def _history_sink(args: argparse.Namespace):
     return db, store, skip
 
 
-def _batch_sources(paths: list[str]):
+def _batch_sources(paths: list[str]) -> Callable[[Path], str]:
     """A function giving each image the `source` of the batch argument it was found through.
 
     The source is "cli:" + the resolved folder or file named on the command line, the same on every

@@ -80,7 +80,9 @@ def load_image(
     """
     _check_max_pixels(max_pixels)
     if isinstance(source, np.ndarray):
-        return _array_to_rgb8(source, _describe_array(source), owned=False)
+        # asarray: a subclass (np.matrix stays 2-D and broke the channel repeat with a ValueError)
+        # is read as the plain array it views, sharing its memory.
+        return _array_to_rgb8(np.asarray(source), _describe_array(source), owned=False)
     if isinstance(source, (str, os.PathLike)):
         path = _as_path(source)
         return _array_to_rgb8(_decode_file(path, max_pixels), str(path), owned=True)
@@ -430,6 +432,10 @@ def _array_to_rgb8(data: np.ndarray, name: str, *, owned: bool) -> np.ndarray:
         )
     if data.ndim == 3 and data.shape[2] == 4:
         data = data[:, :, :3]
+    if not data.dtype.isnative:
+        # Big-endian data (from FITS or raw camera dumps) is the same uint16 or float image;
+        # `dtype == np.uint16` is false for it, so it would be refused as unsupported.
+        data = data.astype(data.dtype.newbyteorder("="))
     if data.dtype == np.uint8:
         pixels = data
     elif data.dtype == np.uint16:
