@@ -28,7 +28,7 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    preset: str = "tiny-test"
+    preset: str = "demo"  # the built-in model trained on the shipped dataset (resources/models/demo)
     weights_dir: str = ""  # trained decoder/TGE/MMF weights; "" = the preset's own (or none)
     llm_dir: str = ""  # overrides the preset's LLM folder
     device: str = "auto"

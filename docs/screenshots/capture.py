@@ -40,11 +40,11 @@ def pause(ms: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--preset", default="tiny-test")
+    parser.add_argument("--preset", default="demo")
     parser.add_argument("--weights", default="")
     args = parser.parse_args()
     os.environ["IADGPT_DESKTOP_CONFIG"] = tempfile.mkdtemp(prefix="iadgpt-shots-config-")
-    app = QApplication.instance() or QApplication([])
+    app = QApplication.instance() or QApplication([])  # noqa: F841 - kept alive for the windows
     data = tempfile.mkdtemp(prefix="iadgpt-shots-data-")
     w = MainWindow(Settings(preset=args.preset, weights_dir=args.weights, data_dir=data), persist_settings=False)
     w.resize(1440, 860)

@@ -28,14 +28,23 @@ from iadgpt.llm import IMAGE_TOKEN, LanguageModel, inspection_messages
 from iadgpt.memory_bank import MemoryBank
 from iadgpt.model import IADGPT, TRAINABLE_PARTS
 from iadgpt.position import anomaly_regions, positions_phrase
-from iadgpt.prompt_bank import PromptBank, load_bank
+from iadgpt.prompt_bank import PromptBank, default_bank_dir, load_bank
 from iadgpt.prompts import TextPrompts, build_text_prompts, defect_type_probabilities
-from iadgpt.tiny import ensure_tiny_llm
+from iadgpt.tiny import ensure_tiny_llm, tokenizer_fingerprint
 from iadgpt.weights import load_trainable, resolve_model_folder
 
 log = logging.getLogger(__name__)
 
 ImageInput = str | os.PathLike | np.ndarray
+SHIPPED_PRESETS = ("demo",)  # presets whose trained weights ship in resources/models/<preset>
+
+
+def shipped_weights(preset_name: str) -> Path | None:
+    """resources/models/<preset> (honours $IADGPT_RESOURCES) when that preset's weights ship and exist."""
+    if preset_name not in SHIPPED_PRESETS:
+        return None
+    folder = default_bank_dir().parent / "models" / preset_name
+    return folder if (folder / "manifest.json").is_file() else None
 
 
 @dataclass
@@ -105,7 +114,7 @@ class Inspector:
     def __init__(self, preset: str | Preset = "tiny-test", *, device: str = "auto", precision: str = "auto",
                  weights: str | os.PathLike | None = None, llm_path: str | None = None,
                  class_name: str = "generic", prompt_bank: PromptBank | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, default_weights: bool = True) -> None:
         self.preset = load_preset(preset) if isinstance(preset, str) else preset
         self.preset = with_overrides(self.preset, llm_path=llm_path)
         self.device = pick_device(device)
@@ -117,6 +126,8 @@ class Inspector:
         self.model = IADGPT(self.preset, towers, self.llm.hidden_size)
         self.trained = False
         self.weights_manifest: dict | None = None
+        if weights is None and default_weights:
+            weights = shipped_weights(self.preset.name)  # the built-in demo model
         if weights is not None:
             self.load_weights(weights)
         self.model.to(self.device, self.dtype).eval()
@@ -139,8 +150,26 @@ class Inspector:
         return LanguageModel.load(folder, self.device, self.dtype)
 
     def load_weights(self, folder: str | os.PathLike) -> None:
-        """Load trained decoder, TGE and MMF weights (safetensors + manifest) for this preset."""
+        """Load trained decoder, TGE and MMF weights (safetensors + manifest) for this preset.
+
+        A folder trained from scratch (stage 0, e.g. the demo) also holds the image tower ("vision")
+        and the LLM ("llm"); they replace the preset's random ones.
+        """
         manifest, parts = load_trainable(folder, expect_preset=self.preset.name)
+        if "llm" in parts:
+            expected = manifest.get("extra", {}).get("tokenizer")
+            if expected and expected != tokenizer_fingerprint(self.llm.tokenizer):
+                raise WeightsError(f"the LLM in {folder} was trained with another tokenizer than preset "
+                                   f"'{self.preset.name}' builds; use the preset the weights were trained with")
+        towers = {"vision": self.model.towers.clip.visual, "llm": self.llm.model}
+        for name, module in towers.items():
+            if name in parts:
+                try:
+                    module.load_state_dict(parts[name], strict=True)
+                except RuntimeError as exc:
+                    raise WeightsError(f"{Path(folder) / (name + '.safetensors')} does not fit preset "
+                                       f"'{self.preset.name}': {str(exc).splitlines()[0]}; use weights trained "
+                                       f"for this preset") from exc
         for name in TRAINABLE_PARTS:
             if name not in parts:
                 raise WeightsError(f"weights folder {folder} has no '{name}' part; train all stages "

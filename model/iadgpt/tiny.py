@@ -43,6 +43,12 @@ You are an industrial inspection assistant. You look at an image of a product an
 """
 
 
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of a tokenizer's vocabulary: trained LLM weights record it and check it on loading."""
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(vocab.encode()).hexdigest()[:16]
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("IADGPT_CACHE", Path.home() / ".cache" / "iadgpt"))
 

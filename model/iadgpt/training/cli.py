@@ -12,9 +12,9 @@ from iadgpt.data.synthesis import METHODS
 def _stage(value: str) -> int | str:
     if value == "all":
         return value
-    if value in ("1", "2", "3"):
+    if value in ("0", "1", "2", "3"):
         return int(value)
-    raise argparse.ArgumentTypeError(f"stage must be 1, 2, 3 or all, not {value!r}")
+    raise argparse.ArgumentTypeError(f"stage must be 0, 1, 2, 3 or all, not {value!r}")
 
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
@@ -24,9 +24,18 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path,
                    help="dataset in MVTec-AD layout (a root of class folders or one class folder)")
     p.add_argument("--classes", nargs="+", help="train on these classes only (default: all)")
-    p.add_argument("--stage", type=_stage, default="all", help="1, 2, 3 or all (default: all)")
+    p.add_argument("--stage", type=_stage, default="all",
+                   help="0, 1, 2, 3 or all (default: all; all includes stage 0, training the image tower and "
+                        "LLM from scratch, for presets without pretrained towers such as demo)")
     p.add_argument("--epochs", type=int, default=1, help="epochs per stage (default: 1)")
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--stage0-epochs", type=int, help="epochs of stage 0 (default: --epochs)")
+    p.add_argument("--stage0-lr", type=float, default=1e-3, help="learning rate of stage 0 (default: 1e-3)")
+    p.add_argument("--text-batch-size", type=int, default=16, help="conversations per stage-0 step")
+    p.add_argument("--lm-loss", choices=["answers", "all"], default="answers",
+                   help="stage-0 LM loss on the answer tokens (default) or on every text token")
+    p.add_argument("--init", dest="init_weights", type=Path,
+                   help="start from this weights folder (e.g. towers and LLM of an earlier stage-0 run)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--synthesis", choices=list(METHODS), default="nsa", help="anomaly synthesis")
@@ -48,7 +57,11 @@ def config_from_args(args: argparse.Namespace):
                        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                        synthesis=args.synthesis, anomaly_ratio=args.anomaly_ratio, out_dir=args.out,
                        resume=args.resume, max_steps=args.max_steps, num_workers=args.num_workers,
-                       device=args.device, progress=not args.no_progress)
+                       device=args.device, progress=not args.no_progress,
+                       stage0_epochs=getattr(args, "stage0_epochs", None), stage0_lr=getattr(args, "stage0_lr", 1e-3),
+                       text_batch_size=getattr(args, "text_batch_size", 16),
+                       lm_loss=getattr(args, "lm_loss", "answers"),
+                       init_weights=getattr(args, "init_weights", None))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -2,11 +2,14 @@
 
 Stages (paper; DESIGN.md "Training and evaluation"):
 
+0. only for presets whose image tower has no pretrained weights (clip.weights null, e.g. `demo`):
+   the image tower (NSA segmentation pretext) and the LLM (causal LM on the conversation corpus)
+   are trained from scratch, then frozen like the paper's pretrained ones (training/pretext.py);
 1. TGE only; cross-entropy on the answer tokens.
 2. TGE frozen; decoder + MMF with cross-entropy + focal + dice on the decoder map.
 3. decoder frozen; TGE + MMF jointly with cross-entropy.
 
-The image/text towers and the LLM are always frozen (requires_grad False); the LLM still passes
+In stages 1-3 the image/text towers and the LLM are always frozen (requires_grad False); the LLM still passes
 gradients back to its `inputs_embeds`, i.e. to the spliced image embeddings.
 
 Choices made here:
@@ -52,13 +55,18 @@ from iadgpt.llm import LanguageModel, inspection_messages, splice_image_embeddin
 from iadgpt.model import IADGPT, TRAINABLE_PARTS
 from iadgpt.prompt_bank import load_bank
 from iadgpt.prompts import TextPrompts, build_text_prompts
+from iadgpt.tiny import tokenizer_fingerprint
 from iadgpt.training.conversation import build_training_batch
+from iadgpt.training.corpus import conversation_batch
 from iadgpt.training.losses import dice_loss, focal_loss
+from iadgpt.training.pretext import PRETEXT_PART, PretextHeads, PretextStep, cells_tensor
 from iadgpt.weights import save_trainable
 
 log = logging.getLogger(__name__)
 
-STAGE_PARTS: dict[int, tuple[str, ...]] = {1: ("tge",), 2: ("decoder", "mmf"), 3: ("tge", "mmf")}
+STAGE_PARTS: dict[int, tuple[str, ...]] = {0: ("vision", "llm"), 1: ("tge",), 2: ("decoder", "mmf"),
+                                           3: ("tge", "mmf")}
+TOWER_PARTS = ("vision", "llm")  # saved with the heads when stage 0 trained them
 TRAINER_STATE = "trainer_state.safetensors"
 FOREGROUND_IMAGES = 32  # normal images per object class used to estimate its foreground
 
@@ -69,9 +77,14 @@ class TrainConfig:
     data: Path = Path(".")  # MVTec-AD layout root (or one class folder); train/good is used
     out_dir: Path = Path("runs/iadgpt")  # the run directory
     classes: list[str] | None = None
-    stage: int | str = "all"  # 1, 2, 3 or "all"
+    stage: int | str = "all"  # 0, 1, 2, 3 or "all" (0 only, and always, for towers without weights)
     epochs: int = 1  # per stage
     lr: float = 1e-4
+    stage0_epochs: int | None = None  # None: `epochs`
+    stage0_lr: float = 1e-3  # towers and LLM from scratch need a larger rate than the heads
+    text_batch_size: int = 16  # conversations per stage-0 step
+    lm_loss: str = "answers"  # stage-0 LM loss on the last answer ("answers") or on every text token ("all")
+    init_weights: Path | None = None  # start from a weights folder (e.g. a stage-0 run's towers and LLM)
     weight_decay: float = 0.01
     batch_size: int = 8
     warmup_steps: int | None = None  # None: warmup_ratio of the stage's steps
@@ -89,20 +102,38 @@ class TrainConfig:
 
     @property
     def stages(self) -> list[int]:
+        """The paper's stages; `stages_for(preset)` adds stage 0 to "all" for towers without weights."""
         if str(self.stage) == "all":
             return [1, 2, 3]
         stage = int(self.stage)
         if stage not in STAGE_PARTS:
-            raise ConfigError(f"training stage {self.stage!r} is not 1, 2, 3 or 'all'")
+            raise ConfigError(f"training stage {self.stage!r} is not 0, 1, 2, 3 or 'all'")
         return [stage]
+
+    def stages_for(self, preset: Preset) -> list[int]:
+        scratch = preset.clip.weights is None
+        if str(self.stage) == "all":
+            return [0, 1, 2, 3] if scratch and self.init_weights is None else [1, 2, 3]
+        if self.stages == [0] and not scratch:
+            raise ConfigError(f"stage 0 trains the image tower and LLM from scratch, but preset '{preset.name}' "
+                              f"has pretrained towers ({preset.clip.weights}); train stages 1-3 instead")
+        return self.stages
+
+    def stage_epochs(self, stage: int) -> int:
+        return self.stage0_epochs if stage == 0 and self.stage0_epochs else self.epochs
+
+    def stage_lr(self, stage: int) -> float:
+        return self.stage0_lr if stage == 0 else self.lr
 
     def check(self) -> None:
         self.stages  # noqa: B018 - validates
         if self.synthesis not in METHODS:
             raise ConfigError(f"synthesis '{self.synthesis}' is not one of {', '.join(METHODS)}")
+        if self.lm_loss not in ("answers", "all"):
+            raise ConfigError(f"lm_loss '{self.lm_loss}' is not 'answers' or 'all'")
         if not 0.0 <= self.anomaly_ratio <= 1.0:
             raise ConfigError(f"anomaly_ratio {self.anomaly_ratio} must lie in [0, 1]")
-        if self.epochs < 1 or self.batch_size < 1:
+        if self.epochs < 1 or self.batch_size < 1 or (self.stage0_epochs is not None and self.stage0_epochs < 1):
             raise ConfigError("epochs and batch_size must be at least 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("max_steps must be at least 1")
@@ -110,6 +141,7 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["data"], data["out_dir"] = str(self.data), str(self.out_dir)
+        data["init_weights"] = None if self.init_weights is None else str(self.init_weights)
         return data
 
 
@@ -137,6 +169,7 @@ class SyntheticAnomalyDataset(Dataset):
         self.anomaly_ratio = anomaly_ratio
         self.seed = seed
         self.epoch = 0
+        self._images: dict[int, np.ndarray] = {}  # resized normal images: decoding dominates otherwise
         self.by_class: dict[str, list[int]] = {}
         for i, s in enumerate(self.samples):
             self.by_class.setdefault(s.class_name, []).append(i)
@@ -153,6 +186,12 @@ class SyntheticAnomalyDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def image(self, index: int) -> np.ndarray:
+        """The resized RGB image of sample `index` (cached; callers must not modify it)."""
+        if index not in self._images:
+            self._images[index] = load_sample(self.samples[index], self.size)[0]
+        return self._images[index]
+
     def normalise(self, rgb: np.ndarray) -> torch.Tensor:
         """RGB uint8 (S, S, 3) -> (3, S, S) float32, the same values as Inspector._preprocess."""
         x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
@@ -163,11 +202,11 @@ class SyntheticAnomalyDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image, _ = load_sample(sample, self.size)
+        image = self.image(index)
         mask = np.zeros(image.shape[:2], dtype=bool)
         if rng.random() < self.anomaly_ratio:
             peers = [i for i in self.by_class[sample.class_name] if i != index] or [index]
-            source, _ = load_sample(self.samples[peers[int(rng.integers(len(peers)))]], self.size)
+            source = self.image(peers[int(rng.integers(len(peers)))])
             image, mask = synthesize(image, source, rng, self.method,  # type: ignore[arg-type]
                                      foreground=self.foreground.get(sample.class_name))
         answer = answer_for_mask(mask, self.templates, rng)  # the normal answer when mask is empty
@@ -359,25 +398,48 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the heads' initial weights
         device = "cuda" if cuda else "cpu"
         # Towers and LLM in fp16 on a GPU (frozen); the trained heads always in fp32.
-        self.inspector = Inspector(self.preset, device=device, precision="fp16" if cuda else "fp32")
+        self.stages = cfg.stages_for(self.preset)
+        scratch = 0 in self.stages
+        # Towers and LLM in fp16 on a GPU (frozen); the trained heads always in fp32. Stage 0 trains
+        # the towers and LLM themselves, so they stay in fp32 (autocast handles fp16 on a GPU).
+        precision = "fp16" if cuda and not scratch else "fp32"
+        self.inspector = Inspector(self.preset, device=device, precision=precision, default_weights=False)
         self.model: IADGPT = self.inspector.model
         self.llm: LanguageModel = self.inspector.llm
+        self.towers_trained = False  # whether vision/LLM weights are this run's (stage 0 or init_weights)
+        if cfg.init_weights is not None:
+            self.inspector.load_weights(cfg.init_weights)
+            files = (self.inspector.weights_manifest or {}).get("files", {}).values()
+            self.towers_trained = any(entry.get("part") == "vision" for entry in files)
         for name in TRAINABLE_PARTS:
             getattr(self.model, name).float()
         self.model.towers.requires_grad_(False)
         self.llm.model.requires_grad_(False)
         self.llm.model.eval()
         self.step_module = TrainStep(self.model, self.llm)
+        self.pretext: PretextHeads | None = None
+        self.pretext_step: PretextStep | None = None
+        if scratch:
+            towers, heads = self.model.towers, self.preset.heads
+            with torch.random.fork_rng():  # the other parts' initial weights do not depend on stage 0
+                torch.manual_seed(cfg.seed + 1)
+                self.pretext = PretextHeads(towers.vision_width, len(towers.tap_indices), towers.embed_dim,
+                                            self.llm.hidden_size, heads.fusion_grid, heads.base_prompts)
+            self.pretext.to(device)
+            self.pretext_step = PretextStep(towers, self.pretext, self.llm.model, self.llm.image_token_id,
+                                            self.llm.tokenizer.pad_token_id)
 
         samples = [s for s in mvtec_samples(Path(cfg.data), "train", cfg.classes) if s.label == 0]
         if not samples:
             raise DatasetError(f"dataset {cfg.data} has no good training images in train/good")
         banks = {name: load_bank(name) for name in sorted({s.class_name for s in samples})}
+        self.banks = banks
+        self.templates = load_answer_templates()
         self.prompts: dict[str, TextPrompts] = {
             name: build_text_prompts(self.model.towers, bank).to(self.accelerator.device, torch.float32)
             for name, bank in banks.items()}
         self.dataset = SyntheticAnomalyDataset(
-            samples, self.preset, load_answer_templates(), method=cfg.synthesis,
+            samples, self.preset, self.templates, method=cfg.synthesis,
             anomaly_ratio=cfg.anomaly_ratio, seed=cfg.seed,
             object_classes=[n for n, b in banks.items() if b.is_object])
         self.sampler = ClassBatchSampler(self.dataset.by_class, cfg.batch_size, cfg.seed)
@@ -419,12 +481,34 @@ class Trainer:
             getattr(self.model, name).requires_grad_(name in STAGE_PARTS[stage])
             getattr(self.model, name).train(name in STAGE_PARTS[stage])
         self.step_module.seg_loss = stage == 2
+        visual = self.model.towers.clip.visual
+        visual.requires_grad_(stage == 0)
+        self.llm.model.requires_grad_(stage == 0)
+        if stage == 0:
+            assert self.pretext is not None, "stage 0 needs a preset whose towers have no pretrained weights"
+            self.towers_trained = True
+            return list(visual.parameters()) + list(self.llm.model.parameters()) + list(self.pretext.parameters())
         return [p for name in STAGE_PARTS[stage] for p in getattr(self.model, name).parameters()]
 
-    def stage_steps(self) -> int:
+    def stage_steps(self, stage: int = 1) -> int:
         """Optimiser steps of one stage on this process (the loader is sharded across processes)."""
-        steps = self.cfg.epochs * len(self.loader)
+        steps = self.cfg.stage_epochs(stage) * len(self.loader)
         return min(steps, self.cfg.max_steps) if self.cfg.max_steps else steps
+
+    def pretext_forward(self, batch: dict[str, Any], step: int, module: nn.Module | None = None
+                        ) -> dict[str, torch.Tensor]:
+        """Stage-0 losses for an image batch and the corpus batch of `step`."""
+        assert self.pretext_step is not None, "stage 0 is not part of this run"
+        module = module or self.pretext_step
+        talks = conversation_batch(self.cfg.seed, step, self.cfg.text_batch_size, self.banks, self.templates,
+                                   self.preset.llm.system_prompt)
+        ids, mask, labels = build_training_batch(self.llm, [t.messages for t in talks], [t.answer for t in talks])
+        device = self.accelerator.device
+        answer_labels = labels.to(device) if self.cfg.lm_loss == "answers" else None
+        anomalous = torch.tensor([t.anomalous for t in talks], device=device)
+        cells = cells_tensor([t.cells for t in talks]).to(device)
+        return module(batch["image"].to(device), batch["mask"].to(device), ids.to(device), mask.to(device),
+                      anomalous, cells, answer_labels)
 
     # -- logging ----------------------------------------------------------------------------
     def _metrics(self, record: dict[str, Any]) -> None:
@@ -449,9 +533,17 @@ class Trainer:
             self._log_handler = None
 
     # -- checkpoints ------------------------------------------------------------------------
-    def _save_weights(self, folder: Path, extra: dict[str, Any]) -> Path:
+    def _save_weights(self, folder: Path, extra: dict[str, Any], pretext: bool = False) -> Path:
         parts = {name: {k: v.float() for k, v in getattr(self.model, name).state_dict().items()}
                  for name in TRAINABLE_PARTS}
+        extra = dict(extra)
+        if self.towers_trained:
+            # Stage 0 made the towers: they belong to these weights, not to the preset.
+            parts["vision"] = {k: v.float() for k, v in self.model.towers.clip.visual.state_dict().items()}
+            parts["llm"] = {k: v.float() for k, v in self.llm.model.state_dict().items()}
+            extra["tokenizer"] = tokenizer_fingerprint(self.llm.tokenizer)
+        if pretext and self.pretext is not None:
+            parts[PRETEXT_PART] = self.pretext.state_dict()
         return save_trainable(folder, parts, preset=self.preset.name,
                               base_models=self.preset.base_model_ids(), extra=extra)
 
@@ -460,7 +552,8 @@ class Trainer:
             return
         folder = self.run_dir / "checkpoints" / "last"
         self._save_weights(folder, {"stage": progress["stage"], "epoch": progress["epoch"],
-                                    "global_step": progress["global_step"]})
+                                    "global_step": progress["global_step"]},
+                           pretext=progress["stage"] == 0)
         save_trainer_state(folder / TRAINER_STATE, optimizer, scheduler, progress)
         log.info("checkpoint %s: stage %d epoch %d batch %d step %d", folder, progress["stage"],
                  progress["epoch"], progress["batch"], progress["global_step"])
@@ -475,6 +568,12 @@ class Trainer:
         _, parts = load_trainable(folder, expect_preset=self.preset.name)
         for name in TRAINABLE_PARTS:
             getattr(self.model, name).load_state_dict(parts[name], strict=True)
+        if "vision" in parts:
+            self.model.towers.clip.visual.load_state_dict(parts["vision"], strict=True)
+            self.llm.model.load_state_dict(parts["llm"], strict=True)
+            self.towers_trained = True
+        if PRETEXT_PART in parts and self.pretext is not None:
+            self.pretext.load_state_dict(parts[PRETEXT_PART], strict=True)
         opt_state, sched_state, progress, rng = load_trainer_state(folder / TRAINER_STATE)
         torch.set_rng_state(rng["rng.torch"])
         cuda_states = [rng[k] for k in sorted(k for k in rng if k.startswith("rng.cuda."))]
@@ -493,7 +592,7 @@ class Trainer:
                                                           encoding="utf-8")
             resumed = self._load_checkpoint() if cfg.resume else None
             global_step = resumed[0]["global_step"] if resumed else 0
-            for stage in cfg.stages:
+            for stage in self.stages:
                 start = None
                 if resumed is not None:
                     progress = resumed[0]
@@ -505,7 +604,8 @@ class Trainer:
                 resumed = None
             weights = self.run_dir / "weights"
             if self.accelerator.is_main_process:
-                self._save_weights(weights, {"stages": cfg.stages, "epochs": cfg.epochs,
+                self._save_weights(weights, {"stages": self.stages, "epochs": cfg.epochs,
+                                             "stage0_epochs": cfg.stage_epochs(0) if 0 in self.stages else None,
                                              "global_step": global_step, "seed": cfg.seed,
                                              "synthesis": cfg.synthesis})
             self.accelerator.wait_for_everyone()
@@ -518,10 +618,11 @@ class Trainer:
                    resumed: tuple[dict[str, Any], dict, dict] | None) -> int:
         cfg, acc = self.cfg, self.accelerator
         params = self.set_stage(stage)
-        total = self.stage_steps()
+        total = self.stage_steps(stage)
+        epochs, lr = cfg.stage_epochs(stage), cfg.stage_lr(stage)
         warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(cfg.warmup_ratio * total)
         warmup = min(max(warmup, 0), total)
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
         epoch, skip, step = 0, 0, 0
         if resumed is not None:
@@ -530,16 +631,20 @@ class Trainer:
             scheduler.load_state_dict(sched_state)
             epoch, skip, step = progress["epoch"], progress["batch"], progress["stage_step"]
         optimizer, scheduler = acc.prepare(optimizer, scheduler)
-        module = acc.prepare(self.step_module)
+        module = acc.prepare(self.pretext_step if stage == 0 else self.step_module)
         log.info("stage %d: training %s, %d steps (warm-up %d), lr %g", stage, STAGE_PARTS[stage], total,
-                 warmup, cfg.lr)
+                 warmup, lr)
         show = cfg.progress and sys.stderr.isatty() and acc.is_local_main_process
         bar = tqdm(total=total, initial=step, desc=f"stage {stage}", disable=not show, dynamic_ncols=True)
         result = StageResult(stage, 0, 0, 0.0)
         last_progress: dict[str, Any] | None = None
-        while epoch < cfg.epochs and step < total:
+        while epoch < epochs and step < total:
             self.sampler.set_epoch(epoch, stage)
             self.dataset.set_epoch(epoch)
+            if hasattr(self.loader, "set_epoch"):
+                # accelerate's loader re-sets the sampler's and dataset's epoch to its own counter of
+                # iterations when it starts iterating; a resumed run's counter restarts at 0, so align it.
+                self.loader.set_epoch(epoch)
             # `skip` counts batches of the whole sampler; each process consumed 1/num_processes of them.
             self.sampler.skip = skip
             batch_index = skip // acc.num_processes
@@ -548,7 +653,7 @@ class Trainer:
             epoch_images, epoch_seconds, epoch_loss, epoch_batches = 0, 0.0, 0.0, 0
             for batch in self.loader:
                 t0 = time.perf_counter()
-                out = self._step(module, batch, optimizer, scheduler, params)
+                out = self._step(module, batch, optimizer, scheduler, params, stage, step)
                 seconds = time.perf_counter() - t0
                 n = len(batch["answer"])
                 step += 1
@@ -578,7 +683,7 @@ class Trainer:
             last_progress = {"stage": stage, "epoch": next_epoch,
                              "batch": 0 if finished_epoch else batch_index * acc.num_processes,
                              "stage_step": step, "global_step": global_step,
-                             "done": bool(done or next_epoch >= cfg.epochs)}
+                             "done": bool(done or next_epoch >= epochs)}
             self._metrics({"kind": "epoch", "stage": stage, "epoch": epoch, "steps": step,
                            "global_step": global_step, "mean_loss": epoch_loss / max(1, epoch_batches),
                            "images_per_s": epoch_images / epoch_seconds if epoch_seconds else 0.0})
@@ -591,16 +696,20 @@ class Trainer:
         log.info("stage %d done: %d steps, %.2f images/s", stage, result.steps, result.images_per_s)
         return global_step
 
-    def _step(self, module, batch, optimizer, scheduler, params) -> dict[str, float]:
+    def _step(self, module, batch, optimizer, scheduler, params, stage: int = 1,
+              stage_step: int = 0) -> dict[str, float]:
         acc = self.accelerator
-        names = set(batch["class_name"])
-        prompts = self.prompts[names.pop()]
-        assert not names, "a batch must hold one class"
-        messages = [inspection_messages(self.preset.llm.system_prompt, c) for c in batch["class_name"]]
-        ids, mask, labels = build_training_batch(self.llm, messages, batch["answer"])
-        device = acc.device
-        out = module(batch["image"].to(device), batch["mask"].to(device), ids.to(device), mask.to(device),
-                     labels.to(device), prompts.win, prompts.apg)
+        if stage == 0:
+            out = self.pretext_forward(batch, stage_step, module)
+        else:
+            names = set(batch["class_name"])
+            prompts = self.prompts[names.pop()]
+            assert not names, "a batch must hold one class"
+            messages = [inspection_messages(self.preset.llm.system_prompt, c) for c in batch["class_name"]]
+            ids, mask, labels = build_training_batch(self.llm, messages, batch["answer"])
+            device = acc.device
+            out = module(batch["image"].to(device), batch["mask"].to(device), ids.to(device), mask.to(device),
+                         labels.to(device), prompts.win, prompts.apg)
         acc.backward(out["loss"])
         if self.cfg.max_grad_norm and acc.sync_gradients:
             acc.clip_grad_norm_(params, self.cfg.max_grad_norm)

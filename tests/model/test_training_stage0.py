@@ -1,0 +1,171 @@
+"""Stage 0 on tiny-test: towers and LLM trained from scratch, saved with the heads, loaded by Inspector."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from iadgpt.config import load_preset
+from iadgpt.errors import ConfigError
+from iadgpt.position import POSITIONS
+from iadgpt.prompt_bank import load_bank
+from iadgpt.training.corpus import conversation_batch, sample_conversation
+from iadgpt.training.pretext import cells_tensor
+from iadgpt.training.trainer import TrainConfig, Trainer
+from tests.model.test_training import _same, _snapshot, _texture_dataset
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return _texture_dataset(tmp_path_factory.mktemp("stage0-data"), {"carpet": 4})
+
+
+def test_all_includes_stage0_only_for_towers_without_weights() -> None:
+    assert TrainConfig(stage="all").stages_for(load_preset("tiny-test")) == [0, 1, 2, 3]
+    assert TrainConfig(stage="all").stages_for(load_preset("demo")) == [0, 1, 2, 3]
+    assert TrainConfig(stage="all").stages_for(load_preset("paper")) == [1, 2, 3]
+    assert TrainConfig(stage="all", init_weights=Path("w")).stages_for(load_preset("demo")) == [1, 2, 3]
+    with pytest.raises(ConfigError, match="pretrained towers"):
+        TrainConfig(stage=0).stages_for(load_preset("paper"))
+
+
+def test_corpus_is_deterministic_and_consistent() -> None:
+    from iadgpt.data import load_answer_templates
+
+    banks = {"carpet": load_bank("carpet")}
+    templates = load_answer_templates()
+    a = conversation_batch(3, 10, 32, banks, templates, "sys")
+    assert a == conversation_batch(3, 10, 32, banks, templates, "sys")
+    assert a != conversation_batch(3, 11, 32, banks, templates, "sys")
+    for talk in a:
+        first = talk.messages[2]["content"] if len(talk.messages) > 2 else talk.answer
+        assert first.startswith("Yes") == talk.anomalous and first.startswith("No") != talk.anomalous
+        assert bool(talk.cells) == talk.anomalous
+        if talk.anomalous:
+            assert POSITIONS[talk.cells[0]] in first
+    follow_ups = [t for t in a if len(t.messages) > 2]
+    assert follow_ups and all(t.messages[-1]["role"] == "user" for t in follow_ups)
+    talk = sample_conversation(np.random.default_rng(0), "carpet", banks["carpet"], templates, "sys", anomaly_ratio=1)
+    assert talk.anomalous and cells_tensor([talk.cells]).sum() == len(talk.cells)
+
+
+def test_stage0_lowers_its_loss_on_a_fixed_batch(data_root, tmp_path) -> None:
+    trainer = Trainer(TrainConfig(data=data_root, out_dir=tmp_path, stage=0, batch_size=2, anomaly_ratio=1.0,
+                                  text_batch_size=4, progress=False))
+    batch = trainer.batch([0, 1])
+    params = trainer.set_stage(0)
+    assert all(p.requires_grad for p in trainer.llm.model.parameters())
+    optimizer = torch.optim.AdamW(params, lr=3e-3)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        before = {k: float(v) for k, v in trainer.pretext_forward(batch, 0).items()}
+    for _ in range(8):
+        out = trainer.pretext_forward(batch, 0)
+        out["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        after = {k: float(v) for k, v in trainer.pretext_forward(batch, 0).items()}
+    assert after["loss"] < before["loss"] - 0.1, (before, after)
+    assert after["lm"] < before["lm"] and after["focal"] + after["dice"] < before["focal"] + before["dice"]
+
+
+def test_stage0_weights_hold_towers_and_llm_and_load_in_inspector(data_root, tmp_path) -> None:
+    from iadgpt.inspector import Inspector
+
+    cfg = TrainConfig(data=data_root, out_dir=tmp_path / "run", stage="all", batch_size=2, max_steps=2,
+                      text_batch_size=2, progress=False)
+    trainer = Trainer(cfg)
+    vision_before = _snapshot(trainer.model.towers.clip.visual)
+    weights = trainer.run()
+    assert [r.stage for r in trainer.results] == [0, 1, 2, 3]
+    manifest = json.loads((weights / "manifest.json").read_text())
+    assert set(manifest["files"]) == {f"{p}.safetensors" for p in ("decoder", "tge", "mmf", "vision", "llm")}
+    assert manifest["extra"]["tokenizer"] and manifest["extra"]["stages"] == [0, 1, 2, 3]
+    vision_after = _snapshot(trainer.model.towers.clip.visual)
+    assert not _same(vision_before, vision_after), "stage 0 trained the image tower"
+
+    inspector = Inspector("tiny-test", weights=weights, class_name="carpet")
+    assert _same(_snapshot(inspector.model.towers.clip.visual), vision_after)
+    assert _same(_snapshot(inspector.llm.model), _snapshot(trainer.llm.model))
+    result = inspector.inspect(next((data_root / "carpet" / "train" / "good").iterdir()), generate_answer=False)
+    assert result.verdict in ("good", "defective") and inspector.trained
+
+
+def test_stage0_resume_gives_the_same_weights(data_root, tmp_path, monkeypatch) -> None:
+    from iadgpt.weights import load_trainable
+
+    common = dict(data=data_root, stage=0, stage0_epochs=2, batch_size=2, text_batch_size=2, seed=4,
+                  progress=False)
+    straight = Trainer(TrainConfig(out_dir=tmp_path / "straight", **common)).run()
+    original = Trainer._checkpoint
+
+    def interrupt(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_checkpoint", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(TrainConfig(out_dir=tmp_path / "resumed", **common)).run()
+    monkeypatch.setattr(Trainer, "_checkpoint", original)
+    assert (tmp_path / "resumed" / "checkpoints" / "last" / "pretext.safetensors").is_file()
+    resumed = Trainer(TrainConfig(out_dir=tmp_path / "resumed", resume=True, **common)).run()
+    _, a = load_trainable(straight)
+    _, b = load_trainable(resumed)
+    assert set(a) == set(b) == {"decoder", "tge", "mmf", "vision", "llm"}
+    for part in a:
+        assert _same(a[part], b[part]), f"{part} differs after resume"
+
+
+def test_demo_preset_uses_the_shipped_weights_by_default(tmp_path, monkeypatch) -> None:
+    """Inspector("demo") with no weights loads resources/models/demo ($IADGPT_RESOURCES honoured)."""
+    from iadgpt.inspector import Inspector, shipped_weights
+    from iadgpt.prompt_bank import default_bank_dir
+
+    shipped = default_bank_dir().parent / "models" / "demo"
+    if not (shipped / "manifest.json").is_file():
+        pytest.skip(f"no shipped demo model in {shipped}")
+    assert shipped_weights("demo") == shipped and shipped_weights("tiny-test") is None
+    inspector = Inspector("demo", class_name="bsdata")
+    assert inspector.trained and inspector.weights_manifest["preset"] == "demo"
+    image = np.full((184, 452, 3), 128, np.uint8)
+    answer = inspector.inspect(image).answer
+    assert answer.startswith(("Yes", "No")), f"the trained LLM answers in words: {answer!r}"
+    assert not Inspector("demo", default_weights=False).trained
+
+    monkeypatch.setenv("IADGPT_RESOURCES", str(tmp_path))  # a resources folder without the model
+    assert shipped_weights("demo") is None
+
+
+def test_stage0_llm_learns_to_answer_from_the_image_slots(data_root, tmp_path) -> None:
+    """LM loss on the answers: after a short LM-only stage 0 the slots decide between "Yes" and "No"."""
+    from iadgpt.training.conversation import build_training_batch
+
+    trainer = Trainer(TrainConfig(data=data_root, out_dir=tmp_path, stage=0, progress=False))
+    trainer.set_stage(0)
+    assert trainer.pretext is not None and trainer.pretext_step is not None
+    optimizer = torch.optim.AdamW(list(trainer.llm.model.parameters()) + list(trainer.pretext.parameters()), lr=3e-3)
+    torch.manual_seed(0)
+    for i in range(120):
+        talks = conversation_batch(0, i, 8, trainer.banks, trainer.templates, trainer.preset.llm.system_prompt)
+        ids, mask, labels = build_training_batch(trainer.llm, [t.messages for t in talks], [t.answer for t in talks])
+        anomalous = torch.tensor([t.anomalous for t in talks])
+        loss = trainer.pretext_step.lm_loss(ids, mask, anomalous, cells_tensor([t.cells for t in talks]), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    messages = trainer.inspector._conversation()
+    answers, p_yes = [], []
+    with torch.no_grad():
+        for anomalous in (False, True):
+            slots = trainer.pretext.slots(torch.tensor([anomalous]), cells_tensor([(4,) if anomalous else ()]))
+            embeds, mask = trainer.llm.embed_prompt(messages, slots)
+            p_yes.append(trainer.llm.verdict(embeds, mask)[0].p_yes)
+            answers.append("".join(trainer.llm.stream(embeds, mask, max_new_tokens=16)).strip())
+    assert p_yes[0] < 0.5 < p_yes[1], p_yes
+    assert answers[0].startswith("No") and answers[1].startswith("Yes"), answers
