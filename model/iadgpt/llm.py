@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 IMAGE_TOKEN = "<image>"
 IGNORE_INDEX = -100
 NORMAL_ANSWER = "No, there are no abnormalities in the image."
+TURN_MARKERS = ("### Human:", "### Assistant:", "### System:")  # plain-transcript roles (and the tiny LLM's)
 
 
 def splice_image_embeddings(
@@ -178,10 +179,11 @@ class LanguageModel:
     @torch.no_grad()
     def stream(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
                should_stop: Callable[[], bool] = lambda: False, temperature: float = 0.0,
-               seed: int | None = None) -> Iterator[str]:
+               seed: int | None = None, stop_strings: Sequence[str] = TURN_MARKERS) -> Iterator[str]:
         """Generate one answer (batch of one), yielding text pieces as they are decoded.
 
-        Stops at end-of-sequence, after max_new_tokens, or as soon as should_stop() is true.
+        Stops at end-of-sequence, at any of stop_strings (the start of another transcript turn), after
+        max_new_tokens, or as soon as should_stop() is true.
         """
         assert inputs_embeds.shape[0] == 1, "streamed generation answers one conversation at a time"
         generator = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
@@ -203,15 +205,38 @@ class LanguageModel:
                 break
             generated.append(token)
             text = self.tokenizer.decode(generated, skip_special_tokens=True)
-            if not text.endswith("\ufffd") and len(text) > len(shown):  # hold back half a character
-                yield text[len(shown):]
-                shown = text
+            cut = min((i for i in (text.find(m) for m in stop_strings) if i >= 0), default=-1)
+            if cut >= 0:  # the model began a new turn of the transcript: the answer ends here
+                text = text[:cut].rstrip()
+                if len(text) > len(shown):
+                    yield text[len(shown):]
+                return
+            # Hold back half a character, and any tail that may be the start of a turn marker.
+            safe = text[:len(text) - _marker_prefix_len(text, stop_strings)].rstrip("\ufffd")
+            if len(safe) > len(shown):
+                yield safe[len(shown):]
+                shown = safe
             if len(generated) == max_new_tokens:
                 break
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(1, 1)], dim=1)
             next_ids = torch.tensor([[token]], device=inputs_embeds.device)
             out = self.model(input_ids=next_ids, attention_mask=attention_mask, use_cache=True,
                              **_cache_kwargs(out))
+        # The answer ended (end of sequence or token budget): show what was held back.
+        final = self.tokenizer.decode(generated, skip_special_tokens=True).rstrip("\ufffd")
+        if len(final) > len(shown):
+            yield final[len(shown):]
+
+
+def _marker_prefix_len(text: str, markers: Sequence[str]) -> int:
+    """Length of the longest tail of text that is the beginning of a marker (0 if none)."""
+    best = 0
+    for marker in markers:
+        for n in range(min(len(marker), len(text)), best, -1):
+            if marker.startswith(text[-n:]):
+                best = n
+                break
+    return best
 
 
 def _cache_kwargs(out) -> dict:

@@ -416,3 +416,27 @@ def test_stream_answers_one_conversation(sharp_lm, prompt):
     embeds, mask = prompt
     with pytest.raises(AssertionError):
         next(sharp_lm.stream(torch.cat([embeds, embeds]), torch.cat([mask, mask]), max_new_tokens=2))
+
+
+def test_stream_stops_where_the_model_starts_a_new_turn(lm, monkeypatch):
+    """A small model that runs on into '### Human: ...' is cut at the turn marker."""
+    script = lm.tokenizer.encode(" top left.\n### Human: What kind?", add_special_tokens=False)
+    vocab = lm.model.get_input_embeddings().weight.shape[0]
+    state = {"i": 0}
+    real_forward = lm.model.forward
+
+    def forward(*args, **kwargs):
+        out = real_forward(*args, **kwargs)
+        logits = out.logits.clone()
+        logits[:, -1] = -1e9
+        logits[:, -1, script[min(state["i"], len(script) - 1)]] = 1e9
+        state["i"] += 1
+        out.logits = logits
+        return out
+
+    monkeypatch.setattr(lm.model, "forward", forward)
+    embeds, mask = lm.embed_prompt([{"role": "user", "content": f"{IMAGE_TOKEN}\nWhere?"}],
+                                   torch.zeros(1, 2, lm.hidden_size))
+    assert vocab > max(script)
+    text = "".join(lm.stream(embeds, mask, max_new_tokens=len(script) + 5))
+    assert text.strip() == "top left."
