@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QTa
 
 from iadgpt.imageio import iter_image_files
 from iadgpt.prompt_bank import default_bank_dir
+from iadgpt.weights import sha256_file
 from iadgpt_desktop.settings import Settings, save_settings
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
@@ -160,8 +161,9 @@ class MainWindow(QMainWindow):
         self.products.refresh()
 
     # -- sources ---------------------------------------------------------------------------------
-    def _start_batch(self, paths: list[Path]) -> None:
-        self._batch_total = len(iter_image_files(paths))
+    def _start_batch(self, paths: list[Path], skip=None) -> None:
+        files = iter_image_files(paths)
+        self._batch_total = sum(1 for p in files if not (skip and skip(p)))
         self._batch_done = self._batch_failed = 0
         if self._batch_total == 0:
             QTimer.singleShot(0, lambda: self.batch_done.emit(0, 0))
@@ -172,10 +174,33 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.live)
 
     def open_folder(self, folder: Path, watch: bool = True) -> None:
-        self._start_batch([folder])
-        skip = None
+        """Inspect every image in a folder, then watch it; files already inspected from it are skipped,
+        so reopening a folder after a crash or restart resumes the batch."""
+        folder = Path(folder).resolve()
+        skip = self._skip_inspected(f"folder:{folder}")
+        self._start_batch([folder], skip)
         self.session.open_folder(folder, watch=watch, skip=skip)
         self.tabs.setCurrentWidget(self.live)
+
+    def _skip_inspected(self, source: str):
+        """A thread-safe test for the folder source: is this file's content already stored for source?"""
+        if self.db is None:
+            return None
+        try:
+            with self.db.Session() as s:
+                done = frozenset(repository.processed_image_hashes(s, source))
+        except Exception as exc:  # noqa: BLE001 - the boundary: inspect everything rather than nothing
+            log.warning("cannot read which files were inspected already: %s", exc)
+            return None
+        if not done:
+            return None
+
+        def skip(path: Path) -> bool:
+            try:
+                return sha256_file(path) in done
+            except OSError:
+                return False  # unreadable now: the inspection will say why
+        return skip
 
     def open_camera(self, spec: str) -> None:
         self._batch_total = None

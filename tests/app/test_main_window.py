@@ -125,3 +125,17 @@ def test_camera_from_video_shows_frames_and_counts_drops(window, qtbot, tmp_path
     assert len(shown) > len(results) > 0, "display follows the camera, inference takes the newest frame"
     assert stats[-1]["dropped"] > 0
     assert "dropped" in window.live.counts.text()
+
+
+def test_reopened_folder_resumes_without_inspecting_twice(window, qtbot, tmp_path) -> None:
+    folder = _copy_samples(tmp_path, 2)
+    with qtbot.waitSignal(window.batch_done, timeout=120000):
+        window.open_folder(folder, watch=False)
+    for p in sorted((sample_dir() / "inspect").glob("pitting_*.png"))[2:3]:  # one new file arrives
+        shutil.copy(p, folder / p.name)
+    with qtbot.waitSignal(window.batch_done, timeout=120000) as done:
+        window.open_folder(folder, watch=False)
+    assert done.args == [1, 0], "only the new file is inspected"
+    with window.db.Session() as s:
+        rows = repository.query_inspections(s, InspectionFilter(), limit=10)
+    assert len(rows) == 3 and len({r.image_sha256 for r in rows}) == 3

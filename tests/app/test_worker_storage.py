@@ -64,3 +64,16 @@ def test_bad_frame_is_a_sentence_and_the_worker_keeps_going(worker) -> None:
     assert worker.inspect_frame(bad) is None
     assert messages and "shape" in messages[0]
     assert worker.inspect_frame(_frame(2)) is not None
+
+
+def test_gpu_out_of_memory_is_a_sentence_with_the_fix(worker, monkeypatch) -> None:
+    import torch
+
+    def boom(*_a, **_k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(worker.inspector, "inspect", boom)
+    messages = []
+    worker.failed.connect(lambda task, msg: messages.append(msg))
+    assert worker.inspect_frame(_frame(3)) is None
+    assert "GPU ran out of memory" in messages[0] and "Settings > Model" in messages[0]
