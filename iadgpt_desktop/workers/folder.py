@@ -1,0 +1,290 @@
+"""Image files from a folder (watched for new ones) or a list of paths, queued on their own thread.
+
+They feed an `OrderedQueue`: every file, in order, none dropped; the queue is bounded and `put`
+blocks, so a slow worker throttles the folder scan instead of the scan piling every path up in
+memory. File sources hand out paths only (``Frame.image`` is None): the consumer loads the file
+itself, so a decoding error surfaces there, next to the file it belongs to.
+
+Importing this module installs a filter on the ``iadgpt.imageio`` logger (`_QuietRescans`) that
+keeps a folder's re-scans quiet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from iadgpt.errors import ImageLoadError
+from iadgpt.imageio import iter_image_files
+from iadgpt_desktop.workers.frames import _STOP_SLICE, Frame, OrderedQueue, SourceState
+from iadgpt_desktop.workers.source_base import StateCallback, _ThreadedSource
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FileListSource", "FolderSource"]
+
+
+class _QuietRescans(logging.Filter):
+    """Silence iadgpt.imageio's per-scan notes ("no image files found", unreadable subfolders)
+    while a folder source re-scans, so polling twice a second does not flood the log; the first
+    scan of a folder logs them normally."""
+
+    local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (getattr(self.local, "rescanning", False) and record.levelno <= logging.WARNING)
+
+
+_quiet_rescans = _QuietRescans()
+logging.getLogger("iadgpt.imageio").addFilter(_quiet_rescans)
+
+
+@dataclass
+class _Pending:
+    size: int
+    mtime_ns: int
+    stable_since: float  # time.monotonic() when (size, mtime) were last seen to change
+    initial: bool
+
+
+class FolderSource(_ThreadedSource):
+    """Every image in a folder (recursively, `iter_image_files` order), then new ones as they come.
+
+    Each file is enqueued once its size and modification time have stayed the same for
+    `settle_time` seconds (and it is not empty), so a file still being written or copied is not
+    picked up half-written; the files found at start keep their order (one still being written
+    holds back those after it). With `watch`, the folder is polled every `poll_interval` seconds
+    for files not seen before; without it, the source is FINISHED once the files found at start
+    are enqueued. `skip(path)` returning True leaves a file out (already inspected: resuming a
+    batch). A file seen once is not enqueued again, even if rewritten. A folder that disappears
+    (deleted, renamed, drive or share disconnected) makes the source FAILED with `last_error`.
+    """
+
+    _thread_prefix = "folder"
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        queue: OrderedQueue,
+        *,
+        watch: bool = True,
+        poll_interval: float = 0.5,
+        settle_time: float = 0.5,
+        skip: Callable[[Path], bool] | None = None,
+        on_state: StateCallback | None = None,
+    ) -> None:
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be > 0 seconds, got {poll_interval}")
+        if settle_time < 0:
+            raise ValueError(f"settle_time must be >= 0 seconds, got {settle_time}")
+        self.folder = Path(folder)
+        super().__init__(f"folder:{self.folder}", on_state)
+        self.queue = queue
+        self.watch = watch
+        self.poll_interval = float(poll_interval)
+        self.settle_time = float(settle_time)
+        self.skip = skip
+        self._reset()
+
+    @property
+    def enqueued(self) -> int:
+        return self._enqueued
+
+    @property
+    def skipped(self) -> int:
+        """Files left out by `skip`."""
+        return self._skipped
+
+    @property
+    def pending(self) -> int:
+        """Files found but not yet enqueued (still being written, or waiting for room)."""
+        return self._pending_count
+
+    def _reset(self) -> None:
+        self._enqueued = 0
+        self._skipped = 0
+        self._pending_count = 0
+
+    def _wake(self) -> None:
+        self.queue.interrupt()
+
+    def _label(self) -> str:
+        return f"folder {self.folder}"
+
+    def _folder_gone(self) -> bool:
+        """True (after failing) if the folder is no longer there."""
+        if self.folder.is_dir():
+            return False
+        if self.folder.exists():
+            self._fail(f"cannot watch {self._label()}: it is not a folder; choose a folder")
+        else:
+            self._fail(
+                f"{self._label()} is no longer reachable (deleted, renamed, or its drive or network "
+                "share disconnected); reconnect it and press Start"
+            )
+        return True
+
+    def _scan(self, first: bool) -> list[Path] | None:
+        """The image files now in the folder, or None (after failing) if it cannot be read."""
+        if self._folder_gone():
+            return None
+        _quiet_rescans.local.rescanning = not first
+        try:
+            return iter_image_files([self.folder])
+        except ImageLoadError as exc:
+            if not self._folder_gone():
+                self._fail(f"cannot read {self._label()}: {exc}")
+            return None
+        finally:
+            _quiet_rescans.local.rescanning = False
+
+    @staticmethod
+    def _stat(path: Path) -> tuple[int, int] | None:
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        return info.st_size, info.st_mtime_ns
+
+    def _run(self) -> None:
+        seen: set[Path] = set()
+        pending: dict[Path, _Pending] = {}  # insertion order: files found at start first, in order
+        first = True
+        while not self._stopping():
+            if first or self.watch:
+                files = self._scan(first)
+                if files is None:
+                    return
+                now = time.monotonic()
+                for path in files:
+                    if path in seen:
+                        continue
+                    seen.add(path)
+                    if self.skip is not None and self._skipped_by_consumer(path):
+                        continue
+                    observed = self._stat(path)
+                    if observed is not None:
+                        pending[path] = _Pending(observed[0], observed[1], now, first)
+                if first:
+                    self._set_state(SourceState.STREAMING, f"reading {self._label()}")
+                    first = False
+            elif self._folder_gone():
+                return
+            self._pending_count = len(pending)
+            if not self._enqueue_settled(pending):
+                return  # stopped while waiting for room in the queue
+            self._pending_count = len(pending)
+            if not self.watch and not pending:
+                self._set_state(SourceState.FINISHED, f"all images of {self._label()} queued")
+                return
+            wait = self.poll_interval
+            if pending:
+                wait = min(wait, max(self.settle_time / 2, _STOP_SLICE))
+            if self._stop_event.wait(wait):
+                return
+
+    def _skipped_by_consumer(self, path: Path) -> bool:
+        try:
+            skipped = bool(self.skip(path))
+        except Exception:
+            log.exception("skip() of %s failed for %s; the file is inspected", self.source_id, path)
+            return False
+        if skipped:
+            self._skipped += 1
+        return skipped
+
+    def _enqueue_settled(self, pending: dict[Path, _Pending]) -> bool:
+        """Enqueue the pending files that have settled; False if stopped while waiting."""
+        now = time.monotonic()
+        ready: list[Path] = []
+        blocked = False  # an unsettled file found at start holds back the ones after it
+        for path, entry in list(pending.items()):
+            observed = self._stat(path)
+            if observed is None:
+                del pending[path]  # removed or renamed before it settled
+                continue
+            if observed != (entry.size, entry.mtime_ns):
+                entry.size, entry.mtime_ns = observed
+                entry.stable_since = now
+            settled = entry.size > 0 and now - entry.stable_since >= self.settle_time
+            if not settled:
+                blocked = blocked or entry.initial
+                continue
+            if blocked:
+                continue
+            ready.append(path)
+        for path in ready:
+            frame = Frame(source=self.source_id, index=self._enqueued, timestamp=time.time(), path=path)
+            if not self.queue.put(frame, stop=self._stop_event):
+                return False
+            del pending[path]
+            self._enqueued += 1
+        return True
+
+
+class FileListSource(_ThreadedSource):
+    """The given files (folders expanded with `iter_image_files`), in order, then FINISHED.
+
+    A path that does not exist makes the source FAILED before anything is enqueued (`last_error`
+    names it). Files named directly are enqueued whatever their suffix, so the consumer reports a
+    wrong file instead of it vanishing.
+    """
+
+    _thread_prefix = "files"
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        queue: OrderedQueue,
+        *,
+        skip: Callable[[Path], bool] | None = None,
+        on_state: StateCallback | None = None,
+    ) -> None:
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        super().__init__("files", on_state)
+        self.paths = [Path(p) for p in paths]
+        self.queue = queue
+        self.skip = skip
+        self._reset()
+
+    @property
+    def enqueued(self) -> int:
+        return self._enqueued
+
+    @property
+    def total(self) -> int | None:
+        """How many files the list expanded to (None until expanded)."""
+        return self._total
+
+    def _reset(self) -> None:
+        self._enqueued = 0
+        self._total: int | None = None
+
+    def _wake(self) -> None:
+        self.queue.interrupt()
+
+    def _label(self) -> str:
+        return f"{len(self.paths)} selected path(s)"
+
+    def _run(self) -> None:
+        try:
+            files = iter_image_files(self.paths)
+        except ImageLoadError as exc:
+            self._fail(str(exc))
+            return
+        if self.skip is not None:
+            files = [f for f in files if not self.skip(f)]
+        self._total = len(files)
+        self._set_state(SourceState.STREAMING, f"queueing {len(files)} file(s)")
+        for path in files:
+            frame = Frame(source=self.source_id, index=self._enqueued, timestamp=time.time(), path=path)
+            if not self.queue.put(frame, stop=self._stop_event):
+                return
+            self._enqueued += 1
+        self._set_state(SourceState.FINISHED, f"{len(files)} file(s) queued")
