@@ -6,7 +6,7 @@ images of good parts. A query patch ``i`` scores
     M^l[i] = 1 - max_j cos(F^l[i], B^l[j])
 
 so a patch that looks like some normal patch scores ~0 and an unseen structure scores high. The
-caller averages the per-layer maps and upsamples them (:func:`patch_maps_to_image`).
+caller (IADGPT.layer_maps) combines the per-layer maps; the inspector upsamples them.
 
 All layers store the same patch locations in the same order: row ``j`` of every layer comes from
 the same image patch, and :meth:`MemoryBank.subsample` keeps the same rows in every layer.
@@ -306,18 +306,6 @@ def greedy_coreset(features: Sequence[Tensor], k: int, *, seed: int = 0, proj_di
             if float(nearest[current]) <= tol:
                 break
     return torch.tensor(sorted(picked), dtype=torch.long)
-
-
-def patch_maps_to_image(maps: Tensor, grid_hw: tuple[int, int], size: tuple[int, int]) -> Tensor:
-    """Upsample per-layer patch maps (B, L, N) on an (h, w) grid to (B, L, H, W), bilinear."""
-    assert maps.dim() == 3, f"maps must be (B, L, N), got shape {tuple(maps.shape)}"
-    grid_h, grid_w = grid_hw
-    batch, layers, patches = maps.shape
-    assert patches == grid_h * grid_w, f"{patches} patches do not fill a {grid_h}x{grid_w} grid"
-    grid = maps.reshape(batch, layers, grid_h, grid_w)  # (B, L, h, w)
-    if not grid.is_floating_point():
-        grid = grid.float()
-    return F.interpolate(grid, size=tuple(size), mode="bilinear", align_corners=False)  # (B, L, H, W)
 
 
 def _max_cosine(query: Tensor, bank: Tensor, chunk_size: int) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from iadgpt.errors import MemoryBankError
-from iadgpt.memory_bank import MemoryBank, greedy_coreset, patch_maps_to_image
+from iadgpt.memory_bank import MemoryBank, greedy_coreset
 
 DIMS = (16, 8)
 
@@ -262,15 +262,3 @@ def test_save_empty_bank_refused(tmp_path):
     with pytest.raises(MemoryBankError, match="empty"):
         MemoryBank(DIMS).save(tmp_path / "b.safetensors")
     assert not (tmp_path / "b.safetensors").exists()
-
-
-def test_patch_maps_to_image():
-    maps = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)  # (B, L, N), 2x2 grid
-    up = patch_maps_to_image(maps, (2, 2), (8, 8))
-    assert up.shape == (2, 3, 8, 8)
-    # bilinear, align_corners=False: each quadrant's corner keeps its patch value
-    assert up[1, 2, 0, 0] == maps[1, 2, 0] and up[1, 2, 7, 7] == maps[1, 2, 3]
-    const = patch_maps_to_image(torch.full((1, 1, 6), 0.25), (2, 3), (5, 7))
-    torch.testing.assert_close(const, torch.full((1, 1, 5, 7), 0.25))
-    with pytest.raises(AssertionError, match="grid"):
-        patch_maps_to_image(maps, (3, 3), (8, 8))
