@@ -294,8 +294,7 @@ class Inspector:
             with stage("llm_answer"):
                 answer = "".join(self.llm.stream(embeds, mask, max_new_tokens=self.preset.llm.max_new_tokens,
                                                  should_stop=should_stop)).strip()
-        key = self._cache_key(rgb)
-        self._remember(key, image_embeds)
+        self._remember(self._cache_key(x), image_embeds)
         position = positions_phrase([r.position for r in regions[:3]]) if verdict.defective and regions else None
         return InspectionResult(
             image=str(image) if not isinstance(image, np.ndarray) else None,
@@ -328,8 +327,9 @@ class Inspector:
 
     # -- conversation ------------------------------------------------------------------------
     @staticmethod
-    def _cache_key(rgb: np.ndarray) -> str:
-        return hashlib.sha1(rgb.tobytes()).hexdigest()
+    def _cache_key(x: torch.Tensor) -> str:
+        """Identifies an image by its encoder input (S x S), cheap whatever the image's own size."""
+        return hashlib.sha1(x.detach().cpu().numpy().tobytes()).hexdigest()
 
     def _remember(self, key: str, embeds: torch.Tensor) -> None:
         self._embed_cache[key] = embeds
@@ -346,11 +346,11 @@ class Inspector:
         history: the earlier turns after the first question, as {"role": "user"|"assistant", "content"}
         (the image's first question and answer included). Multi-turn history is passed as text.
         """
-        rgb = load_image(image, max_pixels=self.max_pixels)
-        key = self._cache_key(rgb)
+        x = self._preprocess(load_image(image, max_pixels=self.max_pixels))
+        key = self._cache_key(x)
         embeds = self._embed_cache.get(key)
         if embeds is None:
-            features = self._encode(rgb)
+            features = self.model.towers.encode_image(x)
             maps = self.model.layer_maps(features, self.prompts, self.memory_bank,
                                          use_decoder=self.trained or self.memory_bank is None)
             embeds = self.model.image_embeddings(features, self.prompts, maps)

@@ -176,3 +176,14 @@ def test_chat_streams_and_uses_history(inspector: Inspector) -> None:
     assert all(isinstance(p, str) for p in pieces)
     stopped = list(inspector.chat(image, history, "Where is it?", max_new_tokens=8, should_stop=lambda: True))
     assert stopped == []
+
+
+def test_chat_reuses_the_inspected_image_embeddings(inspector: Inspector, monkeypatch) -> None:
+    image = _texture(11)
+    inspector.inspect(image, generate_answer=False)
+
+    def no_second_encoding(*_a, **_k):
+        raise AssertionError("chat about an inspected image must not run the encoder again")
+
+    monkeypatch.setattr(inspector.model.towers, "encode_image", no_second_encoding)
+    assert isinstance("".join(inspector.chat(image, [], "Where?", max_new_tokens=3)), str)
