@@ -13,6 +13,7 @@ import torch
 from safetensors import safe_open
 
 from iadgpt.data import load_sample, mvtec_samples
+from iadgpt.errors import ConfigError
 from iadgpt.llm import IGNORE_INDEX, IMAGE_TOKEN, NORMAL_ANSWER
 from iadgpt.training import build_training_batch, dice_loss, focal_loss, inspection_messages
 from iadgpt.training.cli import add_train_parser, config_from_args
@@ -89,7 +90,7 @@ def test_dice_loss_hand_computed() -> None:
     empty = torch.zeros(1, 1, 2)
     assert dice_loss(torch.full((1, 1, 2), 0.5), empty).item() == pytest.approx(0.5)  # 1 - 1/(1+1)
     batch = dice_loss(torch.cat([p, torch.full((1, 1, 2), 0.5)]), torch.cat([y, empty]))
-    assert batch.item() == pytest.approx(((1 - 2.8 / 3.1) + 0.5) / 2, rel=1e-5)  # per image, then mean
+    assert batch.item() == pytest.approx(1 - 2.8 / 4.1, rel=1e-5)  # pooled: (2*0.9+1)/(2.1+1+1)
     assert dice_loss(y, y, eps=0.0).item() == pytest.approx(0.0)
 
 
@@ -290,3 +291,36 @@ def test_train_cli_arguments(tmp_path) -> None:
     assert cfg.out_dir == tmp_path / "run" and callable(args.func)
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--data", "x", "--stage", "4"])
+
+
+def test_checkpoint_every_saves_fewer_epochs_and_resumes_exactly(tmp_path, monkeypatch) -> None:
+    data = _texture_dataset(tmp_path / "data", {"tile": 2})
+    common = dict(data=data, stage=1, epochs=3, batch_size=1, lr=1e-2, seed=2, progress=False,
+                  checkpoint_every=2)
+    saved: list[int] = []
+    original = Trainer._checkpoint
+
+    def record(self, optimizer, scheduler, progress):
+        saved.append(progress["epoch"])
+        original(self, optimizer, scheduler, progress)
+
+    monkeypatch.setattr(Trainer, "_checkpoint", record)
+    straight = Trainer(TrainConfig(out_dir=tmp_path / "straight", **common)).run()
+    assert saved == [2, 3], "epoch 1 is skipped; the stage's last epoch is always saved"
+
+    def interrupt(self, optimizer, scheduler, progress):
+        original(self, optimizer, scheduler, progress)
+        raise KeyboardInterrupt  # dies right after the epoch-2 checkpoint
+
+    monkeypatch.setattr(Trainer, "_checkpoint", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(TrainConfig(out_dir=tmp_path / "resumed", **common)).run()
+    monkeypatch.setattr(Trainer, "_checkpoint", original)
+    resumed = Trainer(TrainConfig(out_dir=tmp_path / "resumed", resume=True, **common)).run()
+    from iadgpt.weights import load_trainable
+
+    _, a = load_trainable(straight)
+    _, b = load_trainable(resumed)
+    assert _same(a["tge"], b["tge"]), "resuming from a sparser checkpoint gives the same weights"
+    with pytest.raises(ConfigError, match="checkpoint_every"):
+        TrainConfig(data=data, checkpoint_every=0).check()

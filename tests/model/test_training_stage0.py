@@ -59,6 +59,8 @@ def test_stage0_lowers_its_loss_on_a_fixed_batch(data_root, tmp_path) -> None:
     batch = trainer.batch([0, 1])
     params = trainer.set_stage(0)
     assert all(p.requires_grad for p in trainer.llm.model.parameters())
+    assert all(p.requires_grad for p in trainer.model.decoder.parameters())
+    decoder_before = _snapshot(trainer.model.decoder)
     optimizer = torch.optim.AdamW(params, lr=3e-3)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -73,6 +75,8 @@ def test_stage0_lowers_its_loss_on_a_fixed_batch(data_root, tmp_path) -> None:
         after = {k: float(v) for k, v in trainer.pretext_forward(batch, 0).items()}
     assert after["loss"] < before["loss"] - 0.1, (before, after)
     assert after["lm"] < before["lm"] and after["focal"] + after["dice"] < before["focal"] + before["dice"]
+    # Stage 0 segments through the model's own decoder, so stage 2 starts from what it learned.
+    assert not _same(decoder_before, _snapshot(trainer.model.decoder))
 
 
 def test_stage0_weights_hold_towers_and_llm_and_load_in_inspector(data_root, tmp_path) -> None:

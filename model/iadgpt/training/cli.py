@@ -42,6 +42,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--anomaly-ratio", type=float, default=0.5, help="share of items given a synthetic anomaly")
     p.add_argument("--out", type=Path, default=Path("runs/iadgpt"), help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
+    p.add_argument("--checkpoint-every", type=int, default=1,
+                   help="epochs between checkpoints (default 1; the last epoch of each stage is always saved)")
     p.add_argument("--max-steps", type=int, help="cap on optimiser steps per stage")
     p.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -61,7 +63,8 @@ def config_from_args(args: argparse.Namespace):
                        stage0_epochs=getattr(args, "stage0_epochs", None), stage0_lr=getattr(args, "stage0_lr", 1e-3),
                        text_batch_size=getattr(args, "text_batch_size", 16),
                        lm_loss=getattr(args, "lm_loss", "answers"),
-                       init_weights=getattr(args, "init_weights", None))
+                       init_weights=getattr(args, "init_weights", None),
+                       checkpoint_every=getattr(args, "checkpoint_every", 1))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -40,12 +40,15 @@ def focal_loss(pred_prob: torch.Tensor, target: torch.Tensor, gamma: float = 2.0
 
 
 def dice_loss(pred_prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """Soft dice loss per image, averaged over the batch: 1 - (2 sum(p y) + eps) / (sum p + sum y + eps).
+    """Soft dice loss over the whole batch: 1 - (2 sum(p y) + eps) / (sum p + sum y + eps).
 
-    The smoothing eps keeps normal images (empty target) meaningful: their loss is
-    1 - eps / (sum p + eps), which goes to 0 as the predicted map goes to 0.
+    Pooled over the batch, not per image: half of a training batch is normal images with an empty
+    target, and a per-image dice gives each of them 1 - eps / (sum p + eps), which stays near 1 (and
+    its gradient near 0) until the map is ~0 on every one of its pixels, so those images taught
+    nothing and held the loss flat. Pooled, a normal image's pixels count as false positives against
+    the batch's anomalies, which is the signal wanted; an all-normal batch still reads 0 when p -> 0.
     """
     p, y = _flat(pred_prob, target)
-    intersection = (p * y).sum(dim=1)
-    dice = (2.0 * intersection + eps) / (p.sum(dim=1) + y.sum(dim=1) + eps)
-    return (1.0 - dice).mean()
+    intersection = (p * y).sum()
+    dice = (2.0 * intersection + eps) / (p.sum() + y.sum() + eps)
+    return 1.0 - dice

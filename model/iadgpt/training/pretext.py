@@ -3,15 +3,18 @@
 Only for presets whose image tower has no pretrained weights (clip.weights is null): the `demo`
 preset, and `tiny-test` in tests. See docs/decisions/0004-demo-model.md.
 
-(a) Image tower, self-supervised like NSA: a linear head per tapped block turns every patch token
-    into an anomaly logit, trained with focal + dice against the synthetic mask max-pooled to the
-    patch grid; a linear head on F_img predicts whether the image holds a synthetic anomaly.
+(a) Image tower, self-supervised like NSA: the model's own vision-guided decoder (Eq. 1) turns
+    every patch token of each tapped block into an anomaly probability, trained jointly with the
+    tower with focal + dice against the synthetic mask max-pooled to the patch grid; a linear head on
+    F_img predicts whether the image holds a synthetic anomaly. The decoder keeps what it learns and
+    stage 2 continues from it (a throw-away head would leave stage 2 to start from nothing).
 (b) LLM, a causal LM on the conversation corpus (training/corpus.py), with the image placeholder
     replaced by pretext slots: learned embeddings laid out like [E_img; E_fusion; E_base] that
     carry the conversation's state (normal/anomalous, defect cells of the 3x3 grid).
 
-Both losses are summed and trained in one loop. The heads and slots here are thrown away after
-stage 0; the tower and the LLM are then frozen, exactly as the paper freezes its pretrained ones.
+Both losses are summed and trained in one loop. The classification head and the slots are thrown
+away after stage 0; the tower and the LLM are then frozen, exactly as the paper freezes its
+pretrained ones.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iadgpt.decoder import VisionGuidedDecoder
 from iadgpt.encoders import ClipTowers
 from iadgpt.llm import IGNORE_INDEX, splice_image_embeddings
 from iadgpt.position import POSITIONS
@@ -30,12 +34,10 @@ SLOT_NOISE = 0.02  # std of the noise added to the slots, so the LLM reads their
 
 
 class PretextHeads(nn.Module):
-    """Segmentation/classification heads on the image tower and the LLM's pretext slots."""
+    """Classification head on F_img and the LLM's pretext slots (segmentation uses the decoder)."""
 
-    def __init__(self, vision_width: int, n_taps: int, embed_dim: int, llm_dim: int, fusion_grid: int,
-                 base_prompts: int) -> None:
+    def __init__(self, embed_dim: int, llm_dim: int, fusion_grid: int, base_prompts: int) -> None:
         super().__init__()
-        self.segment = nn.ModuleList(nn.Linear(vision_width, 1) for _ in range(n_taps))
         self.classify = nn.Linear(embed_dim, 1)
         self.grid = fusion_grid
         self.state = nn.Parameter(torch.randn(2, llm_dim) * 0.02)  # E_img: normal, anomalous
@@ -61,30 +63,27 @@ class PretextHeads(nn.Module):
 class PretextStep(nn.Module):
     """One stage-0 step: segmentation + classification losses on images, LM loss on conversations."""
 
-    def __init__(self, towers: ClipTowers, heads: PretextHeads, llm_model, image_token_id: int,
-                 pad_token_id: int) -> None:
+    def __init__(self, towers: ClipTowers, decoder: VisionGuidedDecoder, heads: PretextHeads, llm_model,
+                 image_token_id: int, pad_token_id: int) -> None:
         super().__init__()
         self.towers = towers
+        self.decoder = decoder
         self.heads = heads
         self.llm_model = llm_model
         self.image_token_id = image_token_id
         self.pad_token_id = pad_token_id
 
-    def image_losses(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    def image_losses(self, images: torch.Tensor, masks: torch.Tensor, text_classes: torch.Tensor
+                     ) -> dict[str, torch.Tensor]:
         visual = self.towers.clip.visual
         out = visual.forward_intermediates(images, indices=self.towers.tap_indices, output_fmt="NLC")
         patch = visual.patch_size
         h, w = images.shape[-2] // patch[0], images.shape[-1] // patch[1]
-        target = F.adaptive_max_pool2d(masks.unsqueeze(1).float(), (h, w))  # (B, 1, h, w)
-        focal, dice = 0.0, 0.0
-        for tokens, head in zip(out["image_intermediates"], self.heads.segment, strict=True):
-            prob = head(tokens).squeeze(-1).sigmoid().unflatten(-1, (h, w)).unsqueeze(1)  # (B, 1, h, w)
-            focal = focal + focal_loss(prob, target)
-            dice = dice + dice_loss(prob, target)
-        n = len(self.heads.segment)
+        maps = self.decoder(out["image_intermediates"], text_classes).unflatten(-1, (h, w))  # (B, L, h, w)
+        focal, dice = layer_map_losses(maps, masks)
         label = (masks.flatten(1).amax(dim=1) > 0).float()  # (B,)
         logit = self.heads.classify(out["image_features"]).squeeze(-1)  # (B,)
-        return {"focal": focal / n, "dice": dice / n,
+        return {"focal": focal, "dice": dice,
                 "cls": F.binary_cross_entropy_with_logits(logit, label)}
 
     def lm_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, anomalous: torch.Tensor,
@@ -105,14 +104,23 @@ class PretextStep(nn.Module):
                                                         attention_mask, labels)
         return self.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=spliced).loss
 
-    def forward(self, images: torch.Tensor, masks: torch.Tensor, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor, anomalous: torch.Tensor, cells: torch.Tensor,
-                labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        out = self.image_losses(images, masks)
+    def forward(self, images: torch.Tensor, masks: torch.Tensor, text_classes: torch.Tensor,
+                input_ids: torch.Tensor, attention_mask: torch.Tensor, anomalous: torch.Tensor,
+                cells: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out = self.image_losses(images, masks, text_classes)
         out["lm"] = self.lm_loss(input_ids, attention_mask, anomalous, cells, labels)
         out = {k: v.float() for k, v in out.items()}
         out["loss"] = sum(out.values())
         return out
+
+
+def layer_map_losses(maps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Focal and dice of every layer map (B, L, h, w) against the pixel masks (B, S, S), averaged
+    over the layers; a patch is anomalous if any of its pixels is (max-pooled target)."""
+    target = F.adaptive_max_pool2d(masks.unsqueeze(1).float(), maps.shape[-2:])  # (B, 1, h, w)
+    target = target.expand(-1, maps.shape[1], -1, -1).flatten(0, 1).unsqueeze(1)  # (B*L, 1, h, w)
+    prob = maps.float().flatten(0, 1).unsqueeze(1)  # (B*L, 1, h, w)
+    return focal_loss(prob, target), dice_loss(prob, target)
 
 
 def cells_tensor(cell_lists: list[tuple[int, ...]]) -> torch.Tensor:

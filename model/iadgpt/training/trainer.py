@@ -3,8 +3,9 @@
 Stages (paper; DESIGN.md "Training and evaluation"):
 
 0. only for presets whose image tower has no pretrained weights (clip.weights null, e.g. `demo`):
-   the image tower (NSA segmentation pretext) and the LLM (causal LM on the conversation corpus)
-   are trained from scratch, then frozen like the paper's pretrained ones (training/pretext.py);
+   the image tower (NSA segmentation pretext through the decoder, which keeps what it learns) and
+   the LLM (causal LM on the conversation corpus) are trained from scratch, then frozen like the
+   paper's pretrained ones (training/pretext.py);
 1. TGE only; cross-entropy on the answer tokens.
 2. TGE frozen; decoder + MMF with cross-entropy + focal + dice on the decoder map.
 3. decoder frozen; TGE + MMF jointly with cross-entropy.
@@ -16,7 +17,9 @@ Choices made here:
 
 * segmentation target: the decoder's per-layer maps (B, L, h, w) are averaged over the layers,
   upsampled bilinearly to the encoder resolution (S, S) - the map the inspector post-processes - and
-  compared with the synthetic mask at (S, S);
+  compared with the synthetic mask at (S, S); each layer's map is also compared with the mask
+  max-pooled to the patch grid, so every tap learns to segment (the average alone lets one layer
+  carry the others);
 * batches hold one class each (`ClassBatchSampler`), so the class's prompts (T_win, T_apg) are
   shared by the batch and `IADGPT.layer_maps` takes them unbatched;
 * `max_steps` caps the optimiser steps of each stage (the schedule is sized to the cap);
@@ -59,12 +62,12 @@ from iadgpt.tiny import tokenizer_fingerprint
 from iadgpt.training.conversation import build_training_batch
 from iadgpt.training.corpus import conversation_batch
 from iadgpt.training.losses import dice_loss, focal_loss
-from iadgpt.training.pretext import PRETEXT_PART, PretextHeads, PretextStep, cells_tensor
+from iadgpt.training.pretext import PRETEXT_PART, PretextHeads, PretextStep, cells_tensor, layer_map_losses
 from iadgpt.weights import save_trainable
 
 log = logging.getLogger(__name__)
 
-STAGE_PARTS: dict[int, tuple[str, ...]] = {0: ("vision", "llm"), 1: ("tge",), 2: ("decoder", "mmf"),
+STAGE_PARTS: dict[int, tuple[str, ...]] = {0: ("vision", "llm", "decoder"), 1: ("tge",), 2: ("decoder", "mmf"),
                                            3: ("tge", "mmf")}
 TOWER_PARTS = ("vision", "llm")  # saved with the heads when stage 0 trained them
 TRAINER_STATE = "trainer_state.safetensors"
@@ -94,6 +97,7 @@ class TrainConfig:
     synthesis: str = "nsa"  # "nsa", "cutpaste" or "mix"
     anomaly_ratio: float = 0.5
     resume: bool = False
+    checkpoint_every: int = 1  # epochs between checkpoints; a stage's last epoch is always saved
     max_steps: int | None = None  # per stage
     num_workers: int = 0
     device: str = "auto"  # "auto", "cpu" or "cuda"
@@ -135,6 +139,8 @@ class TrainConfig:
             raise ConfigError(f"anomaly_ratio {self.anomaly_ratio} must lie in [0, 1]")
         if self.epochs < 1 or self.batch_size < 1 or (self.stage0_epochs is not None and self.stage0_epochs < 1):
             raise ConfigError("epochs and batch_size must be at least 1")
+        if self.checkpoint_every < 1:
+            raise ConfigError("checkpoint_every must be at least 1 epoch")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("max_steps must be at least 1")
 
@@ -294,8 +300,9 @@ class TrainStep(nn.Module):
             size = masks.shape[-2:]
             pred = F.interpolate(maps.float().mean(dim=1, keepdim=True), size=size, mode="bilinear",
                                  align_corners=False)  # (B, 1, S, S)
-            out["focal"] = focal_loss(pred, masks)
-            out["dice"] = dice_loss(pred, masks)
+            layer_focal, layer_dice = layer_map_losses(maps, masks)
+            out["focal"] = (focal_loss(pred, masks) + layer_focal) / 2
+            out["dice"] = (dice_loss(pred, masks) + layer_dice) / 2
         out["loss"] = sum(out.values())
         return out
 
@@ -423,11 +430,11 @@ class Trainer:
             towers, heads = self.model.towers, self.preset.heads
             with torch.random.fork_rng():  # the other parts' initial weights do not depend on stage 0
                 torch.manual_seed(cfg.seed + 1)
-                self.pretext = PretextHeads(towers.vision_width, len(towers.tap_indices), towers.embed_dim,
-                                            self.llm.hidden_size, heads.fusion_grid, heads.base_prompts)
+                self.pretext = PretextHeads(towers.embed_dim, self.llm.hidden_size, heads.fusion_grid,
+                                            heads.base_prompts)
             self.pretext.to(device)
-            self.pretext_step = PretextStep(towers, self.pretext, self.llm.model, self.llm.image_token_id,
-                                            self.llm.tokenizer.pad_token_id)
+            self.pretext_step = PretextStep(towers, self.model.decoder, self.pretext, self.llm.model,
+                                            self.llm.image_token_id, self.llm.tokenizer.pad_token_id)
 
         samples = [s for s in mvtec_samples(Path(cfg.data), "train", cfg.classes) if s.label == 0]
         if not samples:
@@ -487,7 +494,8 @@ class Trainer:
         if stage == 0:
             assert self.pretext is not None, "stage 0 needs a preset whose towers have no pretrained weights"
             self.towers_trained = True
-            return list(visual.parameters()) + list(self.llm.model.parameters()) + list(self.pretext.parameters())
+            return (list(visual.parameters()) + list(self.llm.model.parameters())
+                    + list(self.model.decoder.parameters()) + list(self.pretext.parameters()))
         return [p for name in STAGE_PARTS[stage] for p in getattr(self.model, name).parameters()]
 
     def stage_steps(self, stage: int = 1) -> int:
@@ -507,8 +515,11 @@ class Trainer:
         answer_labels = labels.to(device) if self.cfg.lm_loss == "answers" else None
         anomalous = torch.tensor([t.anomalous for t in talks], device=device)
         cells = cells_tensor([t.cells for t in talks]).to(device)
-        return module(batch["image"].to(device), batch["mask"].to(device), ids.to(device), mask.to(device),
-                      anomalous, cells, answer_labels)
+        names = set(batch["class_name"])
+        assert len(names) == 1, f"a batch must hold one class, got {sorted(names)}"
+        classes = self.prompts[names.pop()].decoder_classes
+        return module(batch["image"].to(device), batch["mask"].to(device), classes, ids.to(device),
+                      mask.to(device), anomalous, cells, answer_labels)
 
     # -- logging ----------------------------------------------------------------------------
     def _metrics(self, record: dict[str, Any]) -> None:
@@ -687,7 +698,8 @@ class Trainer:
             self._metrics({"kind": "epoch", "stage": stage, "epoch": epoch, "steps": step,
                            "global_step": global_step, "mean_loss": epoch_loss / max(1, epoch_batches),
                            "images_per_s": epoch_images / epoch_seconds if epoch_seconds else 0.0})
-            self._checkpoint(optimizer, scheduler, last_progress)
+            if last_progress["done"] or not finished_epoch or next_epoch % cfg.checkpoint_every == 0:
+                self._checkpoint(optimizer, scheduler, last_progress)
             epoch = next_epoch
             if done:
                 break
