@@ -27,6 +27,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                    help="0: zero-shot; K > 0: memory bank from K seeded-chosen train/good images per class")
     p.add_argument("--limit", type=int, metavar="N", help="at most N test images per class (stratified, seeded)")
     p.add_argument("--classes", nargs="+", help="evaluate only these classes")
+    p.add_argument("--product", help="inspect a one-class dataset as this product class (default: what the "
+                                     "weights were trained as, else the folder name)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     p.add_argument("--map-size", type=int, default=256,
@@ -44,6 +46,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = EvalConfig(
         data=Path(args.data), preset=args.preset, weights=Path(args.weights) if args.weights else None,
         dataset_format=getattr(args, "dataset_format", "auto"), classes=args.classes,
+        product=getattr(args, "product", None),
         reference_shots=args.reference_shots, limit=args.limit, device=args.device, precision=args.precision,
         out_dir=Path(args.out), seed=args.seed, map_size=getattr(args, "map_size", 256) or None,
     )

@@ -60,6 +60,7 @@ class EvalConfig:
     weights: Path | None = None
     dataset_format: str = "auto"  # "auto" (split_csv/ present -> visa), "mvtec" or "visa"
     classes: list[str] | None = None
+    product: str | None = None  # inspect a one-class dataset as this product; None: the weights' record
     reference_shots: int = 0  # 0: zero-shot / self-supervised; K > 0: memory bank of K good images
     limit: int | None = None  # at most this many test images per class (stratified, seeded)
     device: str = "auto"
@@ -245,6 +246,18 @@ def _make_inspector(cfg: EvalConfig):
     return Inspector(cfg.preset, device=cfg.device, precision=cfg.precision, weights=cfg.weights)
 
 
+def product_names(cfg: EvalConfig, classes: Sequence[str], inspector) -> dict[str, str]:
+    """The product (prompt bank, name in the prompts) each dataset class is inspected as: --product for a
+    one-class dataset, else what the weights were trained as (manifest extra.products), else the class."""
+    if cfg.product:
+        if len(classes) != 1:
+            raise ConfigError(f"--product names one product, but {cfg.data} has {len(classes)} classes "
+                              f"({', '.join(classes)}); pick one with --classes")
+        return {classes[0]: cfg.product}
+    trained = ((getattr(inspector, "weights_manifest", None) or {}).get("extra") or {}).get("products") or {}
+    return {c: trained.get(c, c) for c in classes}
+
+
 def evaluate(cfg: EvalConfig, progress: ProgressFn | None = None, *, inspector=None) -> dict[str, Any]:
     """Evaluate every class of ``cfg.data``; returns config, per-class rows, mean, timing.
 
@@ -262,6 +275,7 @@ def evaluate(cfg: EvalConfig, progress: ProgressFn | None = None, *, inspector=N
         inspector = _make_inspector(cfg)
     load_s = time.perf_counter() - t0
 
+    products = product_names(cfg, list(selected), inspector)
     rows: list[dict[str, Any]] = []
     per_class: list[ClassMetrics] = []
     records: list[dict[str, Any]] = []
@@ -271,7 +285,7 @@ def evaluate(cfg: EvalConfig, progress: ProgressFn | None = None, *, inspector=N
     stage_ms: dict[str, float] = {}
     done = 0
     for class_name, samples in selected.items():
-        inspector.set_product(class_name)
+        inspector.set_product(products[class_name])
         references: list[Sample] = []
         if cfg.reference_shots > 0:
             if class_name not in train:
@@ -315,7 +329,8 @@ def evaluate(cfg: EvalConfig, progress: ProgressFn | None = None, *, inspector=N
         metrics, notes = class_metrics(class_name, labels, scores, masks, maps, verdicts)
         per_class.append(metrics)
         row = asdict(metrics)
-        row.update(mode=mode, references=[str(s.image) for s in references], notes=notes)
+        row.update(mode=mode, product=products[class_name], references=[str(s.image) for s in references],
+                   notes=notes)
         rows.append(row)
         examples.extend([best[label] for label in (1, 0) if label in best][:cfg.examples_per_class])
         log.info("%s: %s", class_name, {k: row[k] for k in _METRIC_FIELDS})

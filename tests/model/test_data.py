@@ -316,6 +316,23 @@ def test_synthesize_methods(bsdata_pair):
         synthesize(target, source, np.random.default_rng(0), method="draem")  # type: ignore[arg-type]
 
 
+def test_synthesize_patch_fraction_sets_the_defect_size(bsdata_pair):
+    """Small patches for small-defect data (pits, holes): the masks shrink with patch_frac."""
+    target, source = bsdata_pair
+    for method in ("nsa", "cutpaste"):
+        small = [synthesize(target, source, np.random.default_rng(s), method, patch_frac=(0.02, 0.06))[1]
+                 for s in range(6)]
+        large = [synthesize(target, source, np.random.default_rng(s), method, patch_frac=(0.2, 0.3))[1]
+                 for s in range(6)]
+        side = max(target.shape[:2])
+        assert all(m.any() for m in small)
+        # at most 4 patches of at most 6 % of the side each (pasted patches may be resized by 1.3)
+        assert max(m.sum() for m in small) <= 4 * (0.06 * side * 1.3) ** 2
+        assert np.mean([m.sum() for m in small]) * 8 < np.mean([m.sum() for m in large])
+    with pytest.raises(ValueError):
+        synthesize(target, source, np.random.default_rng(0), "nsa", patch_frac=(0.4, 0.1))
+
+
 def test_foreground_mask_finds_an_object_on_a_plain_background():
     rng = np.random.default_rng(0)
     disc = np.zeros((96, 128), np.uint8)

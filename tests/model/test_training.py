@@ -284,10 +284,12 @@ def test_train_cli_arguments(tmp_path) -> None:
     add_train_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train", "--data", str(tmp_path), "--stage", "2", "--epochs", "3", "--lr", "2e-4",
                               "--batch-size", "4", "--seed", "1", "--out", str(tmp_path / "run"), "--resume",
-                              "--max-steps", "7", "--synthesis", "mix", "--classes", "a", "b"])
+                              "--max-steps", "7", "--synthesis", "mix", "--classes", "a", "b",
+                              "--patch-frac", "0.02", "0.1", "--checkpoint-every", "5", "--product", "tile"])
     cfg = config_from_args(args)
     assert (cfg.stage, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed) == (2, 3, 2e-4, 4, 1)
     assert cfg.resume and cfg.max_steps == 7 and cfg.synthesis == "mix" and cfg.classes == ["a", "b"]
+    assert cfg.patch_frac == (0.02, 0.1) and cfg.checkpoint_every == 5 and cfg.product == "tile"
     assert cfg.out_dir == tmp_path / "run" and callable(args.func)
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--data", "x", "--stage", "4"])
@@ -324,3 +326,31 @@ def test_checkpoint_every_saves_fewer_epochs_and_resumes_exactly(tmp_path, monke
     assert _same(a["tge"], b["tge"]), "resuming from a sparser checkpoint gives the same weights"
     with pytest.raises(ConfigError, match="checkpoint_every"):
         TrainConfig(data=data, checkpoint_every=0).check()
+
+
+def test_product_trains_a_folder_as_the_product_and_eval_follows_the_weights(tmp_path) -> None:
+    """bsdata's folder holds ball-screw drives: trained with --product the prompts name the product,
+    the weights record it, and evaluation of the same folder inspects it as that product by default."""
+    from types import SimpleNamespace
+
+    from iadgpt.evaluation import EvalConfig, product_names
+
+    data = _texture_dataset(tmp_path / "data", {"bsdata": 2})
+    cfg = TrainConfig(data=data, out_dir=tmp_path / "run", stage=1, max_steps=1, batch_size=2,
+                      product="ball_screw_drive", progress=False)
+    trainer = Trainer(cfg)
+    assert set(trainer.prompts) == {"ball_screw_drive"} and trainer.banks["ball_screw_drive"].sentences
+    assert {trainer.dataset[i]["class_name"] for i in range(2)} == {"ball_screw_drive"}
+    weights = trainer.run()
+    manifest = json.loads((weights / "manifest.json").read_text())
+    assert manifest["extra"]["products"] == {"bsdata": "ball_screw_drive"}
+
+    inspector = SimpleNamespace(weights_manifest=manifest)
+    assert product_names(EvalConfig(data=data), ["bsdata", "other"], inspector) == {
+        "bsdata": "ball_screw_drive", "other": "other"}
+    assert product_names(EvalConfig(data=data, product="tile"), ["bsdata"], inspector) == {"bsdata": "tile"}
+    with pytest.raises(ConfigError, match="one product"):
+        product_names(EvalConfig(data=data, product="tile"), ["a", "b"], inspector)
+    two = _texture_dataset(tmp_path / "two", {"carpet": 1, "wood": 1})
+    with pytest.raises(ConfigError, match="2 classes"):
+        Trainer(TrainConfig(data=two, out_dir=tmp_path / "r2", stage=1, product="tile", progress=False))

@@ -270,15 +270,20 @@ def _colour_jitter(patch: np.ndarray, rng: np.random.Generator, jitter: float) -
 
 
 def synthesize(target: np.ndarray, source: np.ndarray, rng: np.random.Generator, method: Method = "nsa",
-               foreground: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """An anomalous version of `target` and its mask, by NSA, CutPaste, or ("mix") either at random."""
+               foreground: np.ndarray | None = None, patch_frac: tuple[float, float] = (0.05, 0.3),
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """An anomalous version of `target` and its mask, by NSA, CutPaste, or ("mix") either at random.
+
+    patch_frac: the patches' side as a fraction of the image's side (min, max); small values suit
+    small defects (pits, holes).
+    """
     if method not in METHODS:
         raise ConfigError(f"anomaly synthesis method '{method}' is not known; use one of {', '.join(METHODS)}")
     if method == "mix":
         method = "nsa" if rng.random() < 0.5 else "cutpaste"
     if method == "nsa":
-        return nsa(target, source, rng, foreground=foreground)
-    return cutpaste(target, rng, foreground=foreground)
+        return nsa(target, source, rng, foreground=foreground, min_frac=patch_frac[0], max_frac=patch_frac[1])
+    return cutpaste(target, rng, foreground=foreground, min_frac=patch_frac[0], max_frac=patch_frac[1])
 
 
 # --------------------------------------------------------------------------------------------

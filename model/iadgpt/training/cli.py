@@ -24,6 +24,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path,
                    help="dataset in MVTec-AD layout (a root of class folders or one class folder)")
     p.add_argument("--classes", nargs="+", help="train on these classes only (default: all)")
+    p.add_argument("--product", help="train a one-class dataset as this product class, e.g. bsdata as "
+                                     "ball_screw_drive (its prompt bank and name; recorded in the weights)")
     p.add_argument("--stage", type=_stage, default="all",
                    help="0, 1, 2, 3 or all (default: all; all includes stage 0, training the image tower and "
                         "LLM from scratch, for presets without pretrained towers such as demo)")
@@ -39,6 +41,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--synthesis", choices=list(METHODS), default="nsa", help="anomaly synthesis")
+    p.add_argument("--patch-frac", type=float, nargs=2, default=(0.05, 0.3), metavar=("MIN", "MAX"),
+                   help="synthetic patch side as a fraction of the image side (default 0.05 0.3; "
+                        "smaller for small defects)")
     p.add_argument("--anomaly-ratio", type=float, default=0.5, help="share of items given a synthetic anomaly")
     p.add_argument("--out", type=Path, default=Path("runs/iadgpt"), help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
@@ -55,7 +60,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace):
     from iadgpt.training.trainer import TrainConfig
 
-    return TrainConfig(preset=args.preset, data=args.data, classes=args.classes, stage=args.stage,
+    return TrainConfig(preset=args.preset, data=args.data, classes=args.classes, product=getattr(args, "product", None),
+                       stage=args.stage,
                        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                        synthesis=args.synthesis, anomaly_ratio=args.anomaly_ratio, out_dir=args.out,
                        resume=args.resume, max_steps=args.max_steps, num_workers=args.num_workers,
@@ -64,7 +70,8 @@ def config_from_args(args: argparse.Namespace):
                        text_batch_size=getattr(args, "text_batch_size", 16),
                        lm_loss=getattr(args, "lm_loss", "answers"),
                        init_weights=getattr(args, "init_weights", None),
-                       checkpoint_every=getattr(args, "checkpoint_every", 1))
+                       checkpoint_every=getattr(args, "checkpoint_every", 1),
+                       patch_frac=tuple(getattr(args, "patch_frac", (0.05, 0.3))))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

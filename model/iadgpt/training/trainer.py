@@ -36,7 +36,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,7 @@ class TrainConfig:
     data: Path = Path(".")  # MVTec-AD layout root (or one class folder); train/good is used
     out_dir: Path = Path("runs/iadgpt")  # the run directory
     classes: list[str] | None = None
+    product: str | None = None  # train a one-class dataset as this product class (its prompt bank and name)
     stage: int | str = "all"  # 0, 1, 2, 3 or "all" (0 only, and always, for towers without weights)
     epochs: int = 1  # per stage
     lr: float = 1e-4
@@ -95,6 +96,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     synthesis: str = "nsa"  # "nsa", "cutpaste" or "mix"
+    patch_frac: tuple[float, float] = (0.05, 0.3)  # synthetic patch side / image side (min, max)
     anomaly_ratio: float = 0.5
     resume: bool = False
     checkpoint_every: int = 1  # epochs between checkpoints; a stage's last epoch is always saved
@@ -135,6 +137,9 @@ class TrainConfig:
             raise ConfigError(f"synthesis '{self.synthesis}' is not one of {', '.join(METHODS)}")
         if self.lm_loss not in ("answers", "all"):
             raise ConfigError(f"lm_loss '{self.lm_loss}' is not 'answers' or 'all'")
+        lo, hi = self.patch_frac
+        if not 0.0 < lo <= hi < 1.0:
+            raise ConfigError(f"patch_frac {lo} {hi}: need 0 < min <= max < 1 (fractions of the image side)")
         if not 0.0 <= self.anomaly_ratio <= 1.0:
             raise ConfigError(f"anomaly_ratio {self.anomaly_ratio} must lie in [0, 1]")
         if self.epochs < 1 or self.batch_size < 1 or (self.stage0_epochs is not None and self.stage0_epochs < 1):
@@ -165,13 +170,14 @@ class SyntheticAnomalyDataset(Dataset):
 
     def __init__(self, samples: Sequence[Sample], preset: Preset, templates: AnswerTemplates, *,
                  method: str = "nsa", anomaly_ratio: float = 0.5, seed: int = 0,
-                 object_classes: Sequence[str] = ()) -> None:
+                 object_classes: Sequence[str] = (), patch_frac: tuple[float, float] = (0.05, 0.3)) -> None:
         self.samples = list(samples)
         self.size = preset.clip.image_size
         self.mean = np.asarray(preset.clip.mean, dtype=np.float32)
         self.std = np.asarray(preset.clip.std, dtype=np.float32)
         self.templates = templates
         self.method = method
+        self.patch_frac = patch_frac
         self.anomaly_ratio = anomaly_ratio
         self.seed = seed
         self.epoch = 0
@@ -214,7 +220,8 @@ class SyntheticAnomalyDataset(Dataset):
             peers = [i for i in self.by_class[sample.class_name] if i != index] or [index]
             source = self.image(peers[int(rng.integers(len(peers)))])
             image, mask = synthesize(image, source, rng, self.method,  # type: ignore[arg-type]
-                                     foreground=self.foreground.get(sample.class_name))
+                                     foreground=self.foreground.get(sample.class_name),
+                                     patch_frac=self.patch_frac)
         answer = answer_for_mask(mask, self.templates, rng)  # the normal answer when mask is empty
         return {"image": self.normalise(image), "mask": torch.from_numpy(mask.astype(np.float32)),
                 "answer": answer, "class_name": sample.class_name, "index": index}
@@ -439,6 +446,14 @@ class Trainer:
         samples = [s for s in mvtec_samples(Path(cfg.data), "train", cfg.classes) if s.label == 0]
         if not samples:
             raise DatasetError(f"dataset {cfg.data} has no good training images in train/good")
+        self.products: dict[str, str] = {}  # dataset class -> product class it was trained as
+        if cfg.product:
+            found = sorted({s.class_name for s in samples})
+            if len(found) != 1:
+                raise ConfigError(f"--product names one product, but {cfg.data} has {len(found)} classes "
+                                  f"({', '.join(found)}); pick one with --classes")
+            self.products = {found[0]: cfg.product}
+            samples = [replace(s, class_name=cfg.product) for s in samples]
         banks = {name: load_bank(name) for name in sorted({s.class_name for s in samples})}
         self.banks = banks
         self.templates = load_answer_templates()
@@ -447,7 +462,7 @@ class Trainer:
             for name, bank in banks.items()}
         self.dataset = SyntheticAnomalyDataset(
             samples, self.preset, self.templates, method=cfg.synthesis,
-            anomaly_ratio=cfg.anomaly_ratio, seed=cfg.seed,
+            anomaly_ratio=cfg.anomaly_ratio, seed=cfg.seed, patch_frac=tuple(cfg.patch_frac),
             object_classes=[n for n, b in banks.items() if b.is_object])
         self.sampler = ClassBatchSampler(self.dataset.by_class, cfg.batch_size, cfg.seed)
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
@@ -615,7 +630,7 @@ class Trainer:
                 resumed = None
             weights = self.run_dir / "weights"
             if self.accelerator.is_main_process:
-                self._save_weights(weights, {"stages": self.stages, "epochs": cfg.epochs,
+                self._save_weights(weights, {"stages": self.stages, "epochs": cfg.epochs, "products": self.products,
                                              "stage0_epochs": cfg.stage_epochs(0) if 0 in self.stages else None,
                                              "global_step": global_step, "seed": cfg.seed,
                                              "synthesis": cfg.synthesis})
