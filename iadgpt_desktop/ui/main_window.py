@@ -10,6 +10,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from iadgpt.imageio import iter_image_files
+from iadgpt.inspector import shipped_weights
 from iadgpt.prompt_bank import default_bank_dir
 from iadgpt.weights import sha256_file
 from iadgpt_desktop.settings import Settings, save_settings
@@ -141,8 +142,10 @@ class MainWindow(QMainWindow):
     def _first_run(self) -> None:
         """With an empty history, set up the shipped sample product so the first run shows something real.
 
-        Requests are queued to the worker before any source is opened, so the sample product and its
-        few-shot memory bank are in place before the first image is inspected.
+        With trained weights (the built-in demo model was trained on this product) it runs zero-shot,
+        the mode the model was trained for; an untrained model gets a few-shot memory bank from the
+        shipped reference images instead, so its maps still mean something. Requests are queued to
+        the worker before any source is opened, so both are in place before the first inspection.
         """
         if self.db is None:
             return
@@ -156,7 +159,8 @@ class MainWindow(QMainWindow):
             return
         references = [str(p) for p in iter_image_files([sample_dir() / "reference"])]
         self.request_product.emit(ProductInfo(pid, SAMPLE_PRODUCT, SAMPLE_CLASS))
-        if references:
+        trained = bool(self.settings.weights_dir) or shipped_weights(self.settings.preset) is not None
+        if references and not trained:
             self.request_bank.emit(pid, references)
         self.products.refresh()
 

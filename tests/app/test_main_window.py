@@ -53,7 +53,7 @@ def test_folder_results_are_shown_stored_and_overlaid(window, qtbot, tmp_path) -
         products = repository.list_products(s)
     assert len(rows) == 3
     assert [p["name"] for p in products] == ["Ball screw drive (sample)"]
-    assert {r.mode for r in rows} == {"few-shot"}, "first run sets up the sample product's memory bank"
+    assert {r.mode for r in rows} == {"few-shot"}, "an untrained model's sample product gets a memory bank"
     outcome = window.live.outcome
     assert outcome is not None and outcome.inspection_id == max(r.id for r in rows)
     # The overlay is drawn where the map is high: those pixels change most from the raw image.
@@ -139,3 +139,34 @@ def test_reopened_folder_resumes_without_inspecting_twice(window, qtbot, tmp_pat
     with window.db.Session() as s:
         rows = repository.query_inspections(s, InspectionFilter(), limit=10)
     assert len(rows) == 3 and len({r.image_sha256 for r in rows}) == 3
+
+
+def test_first_run_with_the_demo_model_tells_good_from_pitted_samples(qtbot, tmp_path) -> None:
+    """The default settings: the built-in demo model, trained on this product, runs it zero-shot and
+    its verdicts (the LLM's answer) separate the shipped good and pitted samples."""
+    settings = Settings(data_dir=str(tmp_path / "data"), device="cpu")
+    assert settings.preset == "demo"
+    w = MainWindow(settings, persist_settings=False)
+    qtbot.addWidget(w)
+    w.show()
+    with qtbot.waitSignal(w.worker.model_state, timeout=120000, check_params_cb=lambda s, _m: s == "ready"):
+        pass
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    names = ["good_015.png", "good_023.png", "pitting_080.png", "pitting_113.png"]
+    for name in names:
+        shutil.copy(sample_dir() / "inspect" / name, folder / name)
+    try:
+        with qtbot.waitSignal(w.batch_done, timeout=120000):
+            w.open_folder(folder, watch=False)
+        with w.db.Session() as s:
+            rows = repository.query_inspections(s, InspectionFilter(), limit=10)
+        assert len(rows) == 4 and {r.mode for r in rows} == {"zero-shot"}
+        from iadgpt.weights import sha256_file
+
+        name_of = {sha256_file(folder / n): n for n in names}
+        verdicts = {name_of[r.image_sha256]: r.verdict for r in rows}
+        assert verdicts == {"good_015.png": "good", "good_023.png": "good",
+                            "pitting_080.png": "defective", "pitting_113.png": "defective"}
+    finally:
+        w.close()
