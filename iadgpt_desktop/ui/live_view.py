@@ -77,6 +77,8 @@ class LiveView(QWidget):
         self.position = QLabel("–")
         self.types = QLabel("–")
         self.types.setWordWrap(True)
+        # A wrapped label in a form row is not given its second line's height by QFormLayout; reserve it.
+        self.types.setMinimumHeight(2 * self.types.fontMetrics().lineSpacing())
         self.timing = QLabel("–")
         self.mode = QLabel("–")
         self.counts = QLabel("–")

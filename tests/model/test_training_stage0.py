@@ -135,11 +135,15 @@ def test_demo_preset_uses_the_shipped_weights_by_default(tmp_path, monkeypatch) 
     if not (shipped / "manifest.json").is_file():
         pytest.skip(f"no shipped demo model in {shipped}")
     assert shipped_weights("demo") == shipped and shipped_weights("tiny-test") is None
-    inspector = Inspector("demo", class_name="bsdata")
+    inspector = Inspector("demo", class_name="ball_screw_drive")
     assert inspector.trained and inspector.weights_manifest["preset"] == "demo"
-    image = np.full((184, 452, 3), 128, np.uint8)
-    answer = inspector.inspect(image).answer
-    assert answer.startswith(("Yes", "No")), f"the trained LLM answers in words: {answer!r}"
+    assert inspector.weights_manifest["extra"]["products"] == {"bsdata": "ball_screw_drive"}
+    samples = default_bank_dir().parent / "samples" / "ball_screw_drive" / "inspect"
+    good = inspector.inspect(samples / "good_015.png")
+    pitted = inspector.inspect(samples / "pitting_080.png")
+    assert (good.verdict, pitted.verdict) == ("good", "defective")
+    assert good.answer.startswith("No") and pitted.answer.startswith("Yes"), \
+        f"the trained LLM answers in words: {good.answer!r} / {pitted.answer!r}"
     assert not Inspector("demo", default_weights=False).trained
 
     monkeypatch.setenv("IADGPT_RESOURCES", str(tmp_path))  # a resources folder without the model
