@@ -95,7 +95,9 @@ class MainWindow(QMainWindow):
         w.progress.connect(self._on_progress)
         w.saved_later.connect(self._on_saved_later)
         w.bank_ready.connect(self.products.bank_ready)
-        w.bank_ready.connect(lambda *_: self.products.refresh())
+        # A bound method of this window, not a lambda: a lambda has no thread of its own, so Qt would
+        # call it in the worker's thread and touch the Products widgets from there (crash seen in CI).
+        w.bank_ready.connect(self._on_bank_ready)
         self.session.frame.connect(self.live.show_frame)
         self.session.stats.connect(self.live.show_stats)
         self.live.open_files.connect(lambda paths: self.open_paths([Path(p) for p in paths]))
@@ -162,6 +164,9 @@ class MainWindow(QMainWindow):
         trained = bool(self.settings.weights_dir) or shipped_weights(self.settings.preset) is not None
         if references and not trained:
             self.request_bank.emit(pid, references)
+        self.products.refresh()
+
+    def _on_bank_ready(self, _product_id: int, _patches: int) -> None:
         self.products.refresh()
 
     # -- sources ---------------------------------------------------------------------------------

@@ -170,3 +170,25 @@ def test_first_run_with_the_demo_model_tells_good_from_pitted_samples(qtbot, tmp
                             "pitting_080.png": "defective", "pitting_113.png": "defective"}
     finally:
         w.close()
+
+
+def test_products_view_refreshes_in_the_gui_thread_when_a_bank_is_built(window, qtbot) -> None:
+    """The worker announces a finished memory bank from its own thread; the Products view must be
+    refreshed in the GUI thread (touching widgets from the worker crashed the app)."""
+    from PySide6.QtCore import QThread
+
+    threads: list = []
+    original = window.products.refresh
+
+    def record() -> None:
+        threads.append(QThread.currentThread())
+        original()
+
+    window.products.refresh = record
+    with window.db.Session() as s:
+        pid = repository.list_products(s)[0]["id"]
+    references = [str(p) for p in sorted((sample_dir() / "reference").glob("*.png"))[:2]]
+    with qtbot.waitSignal(window.worker.bank_ready, timeout=60000):
+        window.request_bank.emit(pid, references)
+    qtbot.waitUntil(lambda: bool(threads), timeout=5000)
+    assert threads[0] is QThread.currentThread() or threads[0] == window.thread()
