@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from iadgpt.data.datasets import Sample, load_sample, mvtec_samples, visa_samples
+from iadgpt.data.datasets import Sample, load_sample, mvtec_samples, product_for, visa_samples
 from iadgpt.errors import ConfigError, DatasetError
 from iadgpt.metrics import (
     ClassMetrics,
@@ -250,10 +250,7 @@ def product_names(cfg: EvalConfig, classes: Sequence[str], inspector) -> dict[st
     """The product (prompt bank, name in the prompts) each dataset class is inspected as: --product for a
     one-class dataset, else what the weights were trained as (manifest extra.products), else the class."""
     if cfg.product:
-        if len(classes) != 1:
-            raise ConfigError(f"--product names one product, but {cfg.data} has {len(classes)} classes "
-                              f"({', '.join(classes)}); pick one with --classes")
-        return {classes[0]: cfg.product}
+        return product_for(cfg.data, classes, cfg.product)
     trained = ((getattr(inspector, "weights_manifest", None) or {}).get("extra") or {}).get("products") or {}
     return {c: trained.get(c, c) for c in classes}
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from iadgpt.errors import DatasetError, ImageLoadError
+from iadgpt.errors import ConfigError, DatasetError, ImageLoadError
 from iadgpt.imageio import IMAGE_SUFFIXES, iter_image_files, load_image, load_mask
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,14 @@ class Sample:
 # --------------------------------------------------------------------------------------------
 # MVTec-AD layout
 # --------------------------------------------------------------------------------------------
+
+
+def product_for(data: Path, classes: Sequence[str], product: str) -> dict[str, str]:
+    """`--product NAME` for a one-class dataset: {its class: NAME}; an error naming the classes otherwise."""
+    if len(classes) != 1:
+        raise ConfigError(f"--product names one product, but {data} has {len(classes)} classes "
+                          f"({', '.join(classes)}); pick one with --classes")
+    return {classes[0]: product}
 
 
 def mvtec_samples(root: Path, split: str, classes: Sequence[str] | None = None) -> list[Sample]:

@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from iadgpt.config import Preset, load_preset
 from iadgpt.data.answers import AnswerTemplates, answer_for_mask, load_answer_templates
-from iadgpt.data.datasets import Sample, load_sample, mvtec_samples
+from iadgpt.data.datasets import Sample, load_sample, mvtec_samples, product_for
 from iadgpt.data.synthesis import METHODS, foreground_mask, synthesize
 from iadgpt.errors import ConfigError, DatasetError
 from iadgpt.llm import LanguageModel, inspection_messages, splice_image_embeddings
@@ -448,11 +448,7 @@ class Trainer:
             raise DatasetError(f"dataset {cfg.data} has no good training images in train/good")
         self.products: dict[str, str] = {}  # dataset class -> product class it was trained as
         if cfg.product:
-            found = sorted({s.class_name for s in samples})
-            if len(found) != 1:
-                raise ConfigError(f"--product names one product, but {cfg.data} has {len(found)} classes "
-                                  f"({', '.join(found)}); pick one with --classes")
-            self.products = {found[0]: cfg.product}
+            self.products = product_for(cfg.data, sorted({s.class_name for s in samples}), cfg.product)
             samples = [replace(s, class_name=cfg.product) for s in samples]
         banks = {name: load_bank(name) for name in sorted({s.class_name for s in samples})}
         self.banks = banks
