@@ -93,8 +93,11 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 
 def normal_level(layer_dims: list[int], per_image: list[list[torch.Tensor]], max_images: int = 8) -> float | None:
-    """How far normal patches lie from a bank of *other* normal images: the 99th percentile of the
-    leave-one-image-out memory-bank map. None with a single reference (nothing to leave out)."""
+    """How far normal patches lie from a bank of *other* normal images: the largest value of the
+    leave-one-image-out memory-bank map (median over the left-out images). None with a single
+    reference (nothing to leave out). The largest, not a high percentile: with the 99th percentile
+    every good image had a few patches above the level, which the LLM read as a small defect
+    (demo, bsdata 4-shot: answer accuracy 89.7 % vs 92.3 % with the largest)."""
     if len(per_image) < 2:
         return None
     levels = []
@@ -104,7 +107,7 @@ def normal_level(layer_dims: list[int], per_image: list[list[torch.Tensor]], max
             if j != i:
                 others.add(tokens)
         scores = others.score(per_image[i]).mean(dim=1)  # (1, N): layers averaged
-        levels.append(float(torch.quantile(scores.float().flatten(), 0.99)))
+        levels.append(float(scores.float().max()))
     return max(float(np.median(levels)), 1e-6)
 
 

@@ -262,3 +262,16 @@ def test_save_empty_bank_refused(tmp_path):
     with pytest.raises(MemoryBankError, match="empty"):
         MemoryBank(DIMS).save(tmp_path / "b.safetensors")
     assert not (tmp_path / "b.safetensors").exists()
+
+
+def test_bank_calibration_puts_normal_variation_near_zero():
+    """The references' own spread (level) reads 0.5; normal patches well inside it read ~0, as the
+    decoder's maps do on good parts; far patches approach 1; the ranking is kept."""
+    from iadgpt.model import calibrate_bank_scores
+
+    level = 0.2
+    scores = torch.tensor([0.0, 0.05, 0.1, 0.2, 0.4, 1.0])
+    out = calibrate_bank_scores(scores, level)
+    assert out[0] == 0 and out[1] < 0.01 and abs(out[2] - 1 / 17) < 1e-6
+    assert abs(out[3] - 0.5) < 1e-6 and abs(out[4] - 16 / 17) < 1e-6 and 0.99 < out[5] < 1
+    assert torch.all(out[1:] > out[:-1])

@@ -146,6 +146,15 @@ def test_demo_preset_uses_the_shipped_weights_by_default(tmp_path, monkeypatch) 
         f"the trained LLM answers in words: {good.answer!r} / {pitted.answer!r}"
     assert not Inspector("demo", default_weights=False).trained
 
+    # few-shot: a memory bank of the product's good reference samples must not turn every verdict
+    # into "defective" (the bank map is calibrated so normal variation reads ~0)
+    inspector.build_memory_bank(sorted((samples.parent / "reference").glob("*.png")))
+    assert inspector.mode == "few-shot"
+    verdicts = {name: inspector.inspect(samples / name).verdict
+                for name in ("good_015.png", "good_023.png", "pitting_080.png", "pitting_113.png")}
+    assert verdicts == {"good_015.png": "good", "good_023.png": "good",
+                        "pitting_080.png": "defective", "pitting_113.png": "defective"}, verdicts
+
     monkeypatch.setenv("IADGPT_RESOURCES", str(tmp_path))  # a resources folder without the model
     assert shipped_weights("demo") is None
 
