@@ -52,7 +52,55 @@ class _Pending:
     initial: bool
 
 
-class FolderSource(_ThreadedSource):
+class _FileSource(_ThreadedSource):
+    """What both file sources share: the queue they fill, the consumer's `skip`, the frame count."""
+
+    def __init__(self, source_id: str, queue: OrderedQueue, skip: Callable[[Path], bool] | None,
+                 on_state: StateCallback | None) -> None:
+        super().__init__(source_id, on_state)
+        self.queue = queue
+        self.skip = skip
+        self._reset()
+
+    @property
+    def enqueued(self) -> int:
+        return self._enqueued
+
+    @property
+    def skipped(self) -> int:
+        """Files left out by `skip`."""
+        return self._skipped
+
+    def _reset(self) -> None:
+        self._enqueued = 0
+        self._skipped = 0
+
+    def _wake(self) -> None:
+        self.queue.interrupt()
+
+    def _skipped_by_consumer(self, path: Path) -> bool:
+        """`skip(path)`, counted; a `skip` that raises is logged and the file inspected."""
+        if self.skip is None:
+            return False
+        try:
+            skipped = bool(self.skip(path))
+        except Exception:
+            log.exception("skip() of %s failed for %s; the file is inspected", self.source_id, path)
+            return False
+        if skipped:
+            self._skipped += 1
+        return skipped
+
+    def _put(self, path: Path) -> bool:
+        """Queue the next frame (waits for room); False if the source was stopped meanwhile."""
+        frame = Frame(source=self.source_id, index=self._enqueued, timestamp=time.time(), path=path)
+        if not self.queue.put(frame, stop=self._stop_event):
+            return False
+        self._enqueued += 1
+        return True
+
+
+class FolderSource(_FileSource):
     """Every image in a folder (recursively, `iter_image_files` order), then new ones as they come.
 
     Each file is enqueued once its size and modification time have stayed the same for
@@ -83,22 +131,10 @@ class FolderSource(_ThreadedSource):
         if settle_time < 0:
             raise ValueError(f"settle_time must be >= 0 seconds, got {settle_time}")
         self.folder = Path(folder)
-        super().__init__(f"folder:{self.folder}", on_state)
-        self.queue = queue
         self.watch = watch
         self.poll_interval = float(poll_interval)
         self.settle_time = float(settle_time)
-        self.skip = skip
-        self._reset()
-
-    @property
-    def enqueued(self) -> int:
-        return self._enqueued
-
-    @property
-    def skipped(self) -> int:
-        """Files left out by `skip`."""
-        return self._skipped
+        super().__init__(f"folder:{self.folder}", queue, skip, on_state)
 
     @property
     def pending(self) -> int:
@@ -106,12 +142,8 @@ class FolderSource(_ThreadedSource):
         return self._pending_count
 
     def _reset(self) -> None:
-        self._enqueued = 0
-        self._skipped = 0
+        super()._reset()
         self._pending_count = 0
-
-    def _wake(self) -> None:
-        self.queue.interrupt()
 
     def _label(self) -> str:
         return f"folder {self.folder}"
@@ -165,7 +197,7 @@ class FolderSource(_ThreadedSource):
                     if path in seen:
                         continue
                     seen.add(path)
-                    if self.skip is not None and self._skipped_by_consumer(path):
+                    if self._skipped_by_consumer(path):
                         continue
                     observed = self._stat(path)
                     if observed is not None:
@@ -188,16 +220,6 @@ class FolderSource(_ThreadedSource):
             if self._stop_event.wait(wait):
                 return
 
-    def _skipped_by_consumer(self, path: Path) -> bool:
-        try:
-            skipped = bool(self.skip(path))
-        except Exception:
-            log.exception("skip() of %s failed for %s; the file is inspected", self.source_id, path)
-            return False
-        if skipped:
-            self._skipped += 1
-        return skipped
-
     def _enqueue_settled(self, pending: dict[Path, _Pending]) -> bool:
         """Enqueue the pending files that have settled; False if stopped while waiting."""
         now = time.monotonic()
@@ -219,15 +241,13 @@ class FolderSource(_ThreadedSource):
                 continue
             ready.append(path)
         for path in ready:
-            frame = Frame(source=self.source_id, index=self._enqueued, timestamp=time.time(), path=path)
-            if not self.queue.put(frame, stop=self._stop_event):
+            if not self._put(path):
                 return False
             del pending[path]
-            self._enqueued += 1
         return True
 
 
-class FileListSource(_ThreadedSource):
+class FileListSource(_FileSource):
     """The given files (folders expanded with `iter_image_files`), in order, then FINISHED.
 
     A path that does not exist makes the source FAILED before anything is enqueued (`last_error`
@@ -247,15 +267,8 @@ class FileListSource(_ThreadedSource):
     ) -> None:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        super().__init__("files", on_state)
         self.paths = [Path(p) for p in paths]
-        self.queue = queue
-        self.skip = skip
-        self._reset()
-
-    @property
-    def enqueued(self) -> int:
-        return self._enqueued
+        super().__init__("files", queue, skip, on_state)
 
     @property
     def total(self) -> int | None:
@@ -263,11 +276,8 @@ class FileListSource(_ThreadedSource):
         return self._total
 
     def _reset(self) -> None:
-        self._enqueued = 0
+        super()._reset()
         self._total: int | None = None
-
-    def _wake(self) -> None:
-        self.queue.interrupt()
 
     def _label(self) -> str:
         return f"{len(self.paths)} selected path(s)"
@@ -278,13 +288,10 @@ class FileListSource(_ThreadedSource):
         except ImageLoadError as exc:
             self._fail(str(exc))
             return
-        if self.skip is not None:
-            files = [f for f in files if not self.skip(f)]
+        files = [f for f in files if not self._skipped_by_consumer(f)]
         self._total = len(files)
         self._set_state(SourceState.STREAMING, f"queueing {len(files)} file(s)")
         for path in files:
-            frame = Frame(source=self.source_id, index=self._enqueued, timestamp=time.time(), path=path)
-            if not self.queue.put(frame, stop=self._stop_event):
+            if not self._put(path):
                 return
-            self._enqueued += 1
         self._set_state(SourceState.FINISHED, f"{len(files)} file(s) queued")

@@ -518,6 +518,27 @@ def test_file_list_source_expands_and_finishes(tmp_path, sources):
     assert source.enqueued == 3 and source.total == 3
 
 
+def test_file_list_source_skips_done_files_and_survives_a_failing_skip(tmp_path, sources):
+    """Resuming a batch leaves out what was inspected; a skip() that raises inspects the file."""
+    for i, name in enumerate(("a.png", "b.png", "c.png", "d.png")):
+        _write_png(tmp_path / name, i)
+
+    def skip(path: Path) -> bool:
+        if path.name == "c.png":
+            raise RuntimeError("database locked")
+        return path.name in ("a.png", "b.png")
+
+    queue = OrderedQueue()
+    source = FileListSource([tmp_path], queue, skip=skip)
+    sources.append(source)
+    source.start()
+    frames = _drain(queue, source, timeout=5)
+    assert [f.path.name for f in frames] == ["c.png", "d.png"]
+    assert [f.index for f in frames] == [0, 1]
+    assert source.skipped == 2 and source.enqueued == 2 and source.total == 2
+    assert source.state is SourceState.FINISHED
+
+
 def test_file_list_source_missing_path_fails(tmp_path, sources):
     source = FileListSource([tmp_path / "gone.png"], OrderedQueue())
     sources.append(source)
