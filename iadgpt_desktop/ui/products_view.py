@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -34,8 +33,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QRadioButton,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -45,6 +42,7 @@ from iadgpt.imageio import IMAGE_SUFFIXES, iter_image_files
 from iadgpt.prompt_bank import GENERIC_CLASS, PromptBank, available_banks, load_bank, normalise_class_name
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
+from iadgpt_desktop.ui.prompt_bank_editor import PromptBankEditor
 from iadgpt_desktop.workers.inference import ProductInfo
 
 log = logging.getLogger(__name__)
@@ -120,8 +118,6 @@ class ProductsView(QWidget):
         self._references: dict[int, list[str]] = {}  # per product, kept while the app runs
         self._bank_notes: dict[int, str] = {}  # "Memory bank: N patches from M images" per product
         self._building: dict[int, int] = {}  # product id -> number of images sent to the worker
-        self._base_bank: PromptBank | None = None  # what the table started from (keeps description etc.)
-        self._bank_edited = False
         self._loading = False
 
         self.products = QListWidget()
@@ -142,7 +138,10 @@ class ProductsView(QWidget):
         self.title.setStyleSheet("font-size:15px;font-weight:bold;")
         editor_layout.addWidget(self.title)
         editor_layout.addWidget(self._build_product_box())
-        editor_layout.addWidget(self._build_bank_box(), 3)
+        self.bank_editor = PromptBankEditor()
+        self.bank_editor.reset_requested.connect(self.reset_bank)
+        self.bank_table = self.bank_editor.table
+        editor_layout.addWidget(self.bank_editor, 3)
         editor_layout.addWidget(self._build_references_box(), 2)
         editor_layout.addLayout(self._build_actions())
 
@@ -179,37 +178,6 @@ class ProductsView(QWidget):
         form = QFormLayout(box)
         form.addRow("Class:", self.class_combo)
         form.addRow("Mode:", modes)
-        return box
-
-    def _build_bank_box(self) -> QGroupBox:
-        box = QGroupBox("Prompt bank (defect sentences)")
-        self.bank_table = QTableWidget(0, 2)
-        self.bank_table.setHorizontalHeaderLabels(["Defect", "Sentence"])
-        header = self.bank_table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        self.bank_table.setColumnWidth(0, 150)
-        self.bank_table.verticalHeader().setVisible(False)
-        self.bank_table.setWordWrap(True)
-        self.bank_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.bank_table.itemChanged.connect(self._bank_changed)
-        add_row = QPushButton("Add row")
-        add_row.clicked.connect(self.add_bank_row)
-        self.remove_row_button = QPushButton("Remove row")
-        self.remove_row_button.clicked.connect(self.remove_selected_bank_rows)
-        reset = QPushButton("Reset to the shipped bank for this class")
-        reset.clicked.connect(self.reset_bank)
-        self.bank_source = QLabel()
-        self.bank_source.setStyleSheet("color:#546e7a;")
-        row = QHBoxLayout()
-        row.addWidget(add_row)
-        row.addWidget(self.remove_row_button)
-        row.addWidget(reset)
-        row.addStretch(1)
-        row.addWidget(self.bank_source)
-        layout = QVBoxLayout(box)
-        layout.addWidget(self.bank_table, 1)
-        layout.addLayout(row)
         return box
 
     def _build_references_box(self) -> QGroupBox:
@@ -364,14 +332,14 @@ class ProductsView(QWidget):
             if row is None:
                 self.title.setText("No product selected: create one with “New product…”")
                 self.class_combo.setCurrentText("")
-                self._fill_bank(None)
+                self.bank_editor.fill(None)
                 self._show_references([])
                 self.bank_status.setText("")
                 return
             self.title.setText(row["name"])
             self.class_combo.setCurrentText(row["class_name"])
             (self.few_shot_radio if row["mode"] == FEW_SHOT else self.trained_radio).setChecked(True)
-            self._fill_bank(self._stored_bank(row))
+            self.bank_editor.fill(*self._stored_bank(row))
             self._show_references(self._references.get(row["id"], []))
             self._show_bank_status(row)
             self.progress.setVisible(row["id"] in self._building)
@@ -388,97 +356,41 @@ class ProductsView(QWidget):
             self.bank_status.setText("No memory bank yet")
 
     # -- prompt bank -----------------------------------------------------------------------------
-    def _stored_bank(self, row: dict[str, Any]) -> PromptBank | None:
-        """The product's own bank if it has one, else the shipped bank for its class."""
+    def _stored_bank(self, row: dict[str, Any]) -> tuple[PromptBank | None, str]:
+        """The product's own bank if it has one, else the shipped bank for its class; and which it is."""
         if row.get("prompt_bank_json"):
             try:
                 bank = PromptBank.from_json(json.loads(row["prompt_bank_json"]), origin=f"of '{row['name']}'")
-                self.bank_source.setText("the product's own bank")
-                return bank
+                return bank, "the product's own bank"
             except (ValueError, IADGPTError) as exc:
                 self._error(f"The stored prompt bank of '{row['name']}' is damaged ({exc}); the shipped bank "
                             f"is shown instead. Save to replace it.")
         return self._shipped_bank(row["class_name"])
 
-    def _shipped_bank(self, class_name: str) -> PromptBank | None:
+    def _shipped_bank(self, class_name: str) -> tuple[PromptBank | None, str]:
         try:
             bank = load_bank(class_name or GENERIC_CLASS)
         except (OSError, IADGPTError) as exc:
             self._error(f"No shipped prompt bank could be loaded for '{class_name}': {exc}")
-            self.bank_source.setText("")
-            return None
+            return None, ""
         shipped = bank.path is not None and bank.path.stem == normalise_class_name(class_name)
-        self.bank_source.setText("shipped bank" if shipped else "generic bank (no shipped bank for this class)")
-        return bank
-
-    def _fill_bank(self, bank: PromptBank | None) -> None:
-        self._base_bank = bank
-        self.bank_table.blockSignals(True)
-        self.bank_table.setRowCount(0)
-        for attribute in bank.attributes if bank else ():
-            self._append_row(attribute.name, attribute.sentence)
-        self.bank_table.blockSignals(False)
-        self.bank_table.resizeRowsToContents()
-        self._bank_edited = False
-
-    def _append_row(self, name: str, sentence: str) -> int:
-        row = self.bank_table.rowCount()
-        self.bank_table.insertRow(row)
-        self.bank_table.setItem(row, 0, QTableWidgetItem(name))
-        self.bank_table.setItem(row, 1, QTableWidgetItem(sentence))
-        return row
-
-    def _bank_changed(self, *_: object) -> None:
-        if not self._loading:
-            self._bank_edited = True
-            self.bank_source.setText("edited, not saved")
-
-    def add_bank_row(self) -> None:
-        row = self._append_row("", "")
-        self._bank_changed()
-        self.bank_table.setCurrentCell(row, 0)
-        self.bank_table.editItem(self.bank_table.item(row, 0))
-
-    def remove_selected_bank_rows(self) -> None:
-        rows = sorted({index.row() for index in self.bank_table.selectedIndexes()}, reverse=True)
-        for row in rows:
-            self.bank_table.removeRow(row)
-        if rows:
-            self._bank_changed()
+        return bank, "shipped bank" if shipped else "generic bank (no shipped bank for this class)"
 
     def reset_bank(self) -> None:
-        self._fill_bank(self._shipped_bank(self.class_combo.currentText().strip()))
+        self.bank_editor.fill(*self._shipped_bank(self.class_combo.currentText().strip()))
         self._info("The shipped bank is in the table; Save to keep it for this product.")
 
     def _class_changed(self, class_name: str) -> None:
         # A bank nobody has edited follows the class; an edited one is the user's and stays.
-        if self._loading or self._bank_edited or self.product_id is None:
+        if self._loading or self.bank_editor.edited or self.product_id is None:
             return
         row = self._rows.get(self.product_id)
         if row is not None and not row.get("prompt_bank_json"):
             self._loading = True
             try:
-                self._fill_bank(self._shipped_bank(class_name.strip()))
+                self.bank_editor.fill(*self._shipped_bank(class_name.strip()))
             finally:
                 self._loading = False
-
-    def bank_from_table(self) -> PromptBank:
-        """The table as a validated PromptBank; raises PromptBankError with what to fix."""
-        base = self._base_bank
-        attributes = []
-        for r in range(self.bank_table.rowCount()):
-            name = self.bank_table.item(r, 0)
-            sentence = self.bank_table.item(r, 1)
-            attributes.append({"name": name.text() if name else "", "sentence": sentence.text() if sentence else ""})
-        data = {
-            "class": self.class_combo.currentText().strip(),
-            "dataset": base.dataset if base else "",
-            "object": base.is_object if base else None,
-            "description": base.description if base else "",
-            "source": base.source if base and not self._bank_edited else "user",
-            "attributes": attributes,
-        }
-        return PromptBank.from_json(data, origin="in the table")
 
     # -- references ------------------------------------------------------------------------------
     def _choose_reference_files(self) -> None:
@@ -602,7 +514,7 @@ class ProductsView(QWidget):
             self._error("The product needs a class; choose one or type a name.")
             return False
         try:
-            bank = self.bank_from_table()
+            bank = self.bank_editor.bank(self.class_combo.currentText().strip())
         except IADGPTError as exc:
             self._error(f"Not saved: {exc}.")
             return False

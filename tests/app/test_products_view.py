@@ -66,7 +66,7 @@ def test_created_product_is_listed_with_the_shipped_bank(view: ProductsView, db:
 def test_edited_bank_is_saved_as_valid_json(view: ProductsView, db: Database) -> None:
     product_id = view.create_product("Leather A", "leather")
     view.bank_table.item(0, 1).setText("Scuffs: An abnormal leather might have shiny scuffed patches.")
-    view.add_bank_row()
+    view.bank_editor.add_row()
     row = view.bank_table.rowCount() - 1
     view.bank_table.setItem(row, 0, QTableWidgetItem("ink"))
     view.bank_table.setItem(row, 1, QTableWidgetItem("Ink: An abnormal leather might have ink stains."))
@@ -90,7 +90,7 @@ def test_invalid_bank_is_not_saved(view: ProductsView, db: Database) -> None:
     assert stored(db, product_id)["prompt_bank_json"] is None
     # No rows at all is refused as well.
     view.bank_table.selectAll()
-    view.remove_selected_bank_rows()
+    view.bank_editor.remove_selected_rows()
     assert view.bank_table.rowCount() == 0
     assert not view.save()
     assert "at least one defect sentence" in view.message.text()
