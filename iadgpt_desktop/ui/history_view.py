@@ -8,32 +8,26 @@ try/except: a failing database shows a message and leaves the view usable.
 
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QDateTime, Qt, QTimer, Signal
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
     QComboBox,
     QDateTimeEdit,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
     QSplitter,
-    QStackedWidget,
     QTableView,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -47,11 +41,8 @@ from iadgpt_desktop.ui.history_model import (
     DECISION_LABELS,
     InspectionTableModel,
     PageLoader,
-    describe_decision,
-    local_time,
 )
-from iadgpt_desktop.ui.image_view import ImageView
-from iadgpt_desktop.ui.overlay import render, to_qimage
+from iadgpt_desktop.ui.inspection_detail import InspectionDetail
 from iadgpt_desktop.ui.trend_chart import TrendChart
 
 log = logging.getLogger(__name__)
@@ -83,8 +74,6 @@ class HistoryView(QWidget):
         self._products: list[tuple[int, str]] = []
         self._shown: InspectionRow | None = None
         self._stale = False
-        self._image: np.ndarray | None = None
-        self._anomaly_map: np.ndarray | None = None
 
         self._refresh_timer = QTimer(self, singleShot=True, interval=REFRESH_DELAY_MS)
         self._refresh_timer.timeout.connect(self._scheduled_refresh)
@@ -106,7 +95,8 @@ class HistoryView(QWidget):
         layout.addWidget(self.message)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self._build_table_side())
-        splitter.addWidget(self._build_detail_panel())
+        self.detail = InspectionDetail()
+        splitter.addWidget(self.detail)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setSizes([760, 480])
@@ -215,48 +205,6 @@ class HistoryView(QWidget):
         layout.addLayout(actions)
         layout.addWidget(self.chart)
         return side
-
-    def _build_detail_panel(self) -> QWidget:
-        self.image_view = ImageView("Select an inspection to see its image")
-        self.image_message = QLabel()
-        self.image_message.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.image_message.setWordWrap(True)
-        self.image_message.setStyleSheet("background:#202226;color:#ffab91;padding:12px;")
-        self.image_stack = QStackedWidget()
-        self.image_stack.addWidget(self.image_view)
-        self.image_stack.addWidget(self.image_message)
-        self.image_stack.setMinimumHeight(200)
-        self.show_mask = QCheckBox("Anomaly overlay")
-        self.show_mask.setChecked(True)
-        self.show_mask.toggled.connect(lambda _on: self._show_image())
-
-        self.banner = QLabel()
-        self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.banner.setMinimumHeight(34)
-        self.fields: dict[str, QLabel] = {}
-        form = QFormLayout()
-        form.setContentsMargins(0, 0, 0, 0)
-        for name in ("Time", "Product", "Score", "Position", "Defect types", "Decision", "Model", "Source"):
-            label = QLabel("—")
-            label.setWordWrap(True)
-            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            form.addRow(name + ":", label)
-            self.fields[name] = label
-        self.conversation = QTextBrowser()
-        self.conversation.setMinimumHeight(90)
-
-        panel = QWidget()
-        layout = QVBoxLayout(panel)
-        layout.setContentsMargins(0, 0, 0, 0)
-        top = QHBoxLayout()
-        top.addWidget(self.banner, 1)
-        top.addWidget(self.show_mask)
-        layout.addLayout(top)
-        layout.addWidget(self.image_stack, 3)
-        layout.addLayout(form)
-        layout.addWidget(QLabel("Answer and conversation:"))
-        layout.addWidget(self.conversation, 2)
-        return panel
 
     # ---- filters ---------------------------------------------------------------------------------
 
@@ -460,7 +408,7 @@ class HistoryView(QWidget):
         if same:
             return  # a refresh re-selected it: nothing new to tell the other views
         messages = self._conversation(row.id)
-        self._show_conversation(row, messages)
+        self.detail.show_conversation(row, messages)
         self.inspection_selected.emit(row, messages)
 
     def select_inspection(self, inspection_id: int) -> bool:
@@ -485,88 +433,33 @@ class HistoryView(QWidget):
 
     def _show_detail(self, row: InspectionRow | None, reload_image: bool = True) -> None:
         self._shown = row
-        if row is None:
-            self.banner.setText("No inspection selected")
-            self.banner.setStyleSheet("background:#455a64;color:white;font-weight:bold;border-radius:4px;")
-            for label in self.fields.values():
-                label.setText("—")
-            self.conversation.clear()
-            self._image = self._anomaly_map = None
-            self.image_view.set_image(None)
-            self.image_stack.setCurrentWidget(self.image_view)
-            return
-        colour = "#c62828" if row.verdict == "defective" else "#2e7d32"
-        self.banner.setText(f"#{row.id}  {row.verdict.upper()}  score {row.score:.3f}")
-        self.banner.setStyleSheet(f"background:{colour};color:white;font-size:15px;font-weight:bold;"
-                                  "border-radius:4px;")
-        decided = describe_decision(row)
-        if row.operator_decision:
-            by = f" by {row.operator}" if row.operator else ""
-            at = f" at {local_time(row.decided_at)}" if row.decided_at else ""
-            decided += by + at + (f" — {row.note}" if row.note else "")
-        values = {
-            "Time": local_time(row.created_at),
-            "Product": row.product_name or "—",
-            "Score": f"{row.score:.4f} (top-1 {row.score_top1:.4f}, p(yes) {row.p_yes:.2f})",
-            "Position": row.position or "—",
-            "Defect types": ", ".join(f"{n} {p:.0%}" for n, p in row.defect_types) or "—",
-            "Decision": decided,
-            "Model": f"{row.model_id} ({row.mode}), {row.latency_ms:.0f} ms",
-            "Source": f"{row.source} — {row.width}×{row.height}",
-        }
-        for name, text in values.items():
-            self.fields[name].setText(text)
-        if reload_image:
+        self.detail.show_row(row)
+        if row is not None and reload_image:
             self._load_image(row)
 
     def _load_image(self, row: InspectionRow) -> None:
-        self._image = self._anomaly_map = None
         db = self._database()
         if db is None:
-            self._show_image_problem("The image cannot be shown: no inspection database is open.")
+            self.detail.show_image_problem("The image cannot be shown: no inspection database is open.")
             return
         try:
-            path = db.files.path(row.image_path)
-            self._image = load_image(path)
+            image = load_image(db.files.path(row.image_path))
         except Exception as exc:  # noqa: BLE001 - a moved or deleted file must not break the view
             log.warning("image of inspection %d unavailable: %s", row.id, exc)
-            self._show_image_problem(f"The image of inspection #{row.id} is missing or unreadable.\n\n{exc}")
+            self.detail.show_image_problem(f"The image of inspection #{row.id} is missing or unreadable.\n\n{exc}")
             return
-        note = ""
+        anomaly_map, note = None, ""
         if row.mask_path:
             try:
-                self._anomaly_map = db.files.read_mask(row.mask_path)
+                anomaly_map = db.files.read_mask(row.mask_path)
             except Exception as exc:  # noqa: BLE001 - the image alone is still worth showing
                 log.warning("mask of inspection %d unavailable: %s", row.id, exc)
                 note = "mask file missing"
-        self.show_mask.setText("Anomaly overlay" + (f" ({note})" if note else ""))
-        self._show_image()
-
-    def _show_image(self) -> None:
-        if self._image is None:
-            return
-        shown = render(self._image, self._anomaly_map if self.show_mask.isChecked() else None,
-                       mode="heatmap", opacity=0.45)
-        self.image_view.set_image(to_qimage(shown))
-        self.image_stack.setCurrentWidget(self.image_view)
-
-    def _show_image_problem(self, text: str) -> None:
-        self.image_view.set_image(None)
-        self.image_message.setText(text)
-        self.image_stack.setCurrentWidget(self.image_message)
-
-    def _show_conversation(self, row: InspectionRow, messages: list[MessageRow]) -> None:
-        parts = [f"<p><b style='color:#2e7d32'>IAD-GPT:</b> {html.escape(row.answer or '—')}</p>"]
-        for m in messages:
-            who, colour = ("You", "#1565c0") if m.role == "user" else ("IAD-GPT", "#2e7d32")
-            parts.append(f"<p><b style='color:{colour}'>{who}:</b> {html.escape(m.content)}</p>")
-        if not messages:
-            parts.append("<p style='color:gray'>No follow-up questions were asked.</p>")
-        self.conversation.setHtml("".join(parts))
+        self.detail.set_image(image, anomaly_map, note)
 
     def detail_image(self) -> QImage | None:
         """The image the detail panel shows now (None when there is none)."""
-        return self.image_view.image()
+        return self.detail.image()
 
     # ---- exports ---------------------------------------------------------------------------------
 

@@ -188,10 +188,10 @@ def test_selecting_a_row_shows_the_detail_and_emits(qtbot, view: HistoryView, db
     # The overlay is drawn: the anomalous square is reddened, the rest is not.
     inside, outside = image.pixelColor(10, 10), image.pixelColor(50, 40)
     assert inside.red() > inside.blue() and outside.blue() >= outside.red()
-    assert "0.9500" in view.fields["Score"].text()
-    assert "scratch" in view.fields["Defect types"].text()
-    assert "About a tenth of the width." in view.conversation.toPlainText()
-    assert "DEFECTIVE" in view.banner.text()
+    assert "0.9500" in view.detail.fields["Score"].text()
+    assert "scratch" in view.detail.fields["Defect types"].text()
+    assert "About a tenth of the width." in view.detail.conversation.toPlainText()
+    assert "DEFECTIVE" in view.detail.banner.text()
 
     # A new inspection arrives: the refresh keeps the same inspection selected, without a second signal.
     with db.Session.begin() as s:
@@ -213,11 +213,11 @@ def test_missing_image_file_shows_a_message(qtbot, view: HistoryView, db: Databa
     view.refresh()
     with qtbot.waitSignal(view.inspection_selected, timeout=1000):
         view.table.selectRow(0)
-    assert view.image_stack.currentWidget() is view.image_message
-    assert "missing or unreadable" in view.image_message.text()
+    assert view.detail.image_stack.currentWidget() is view.detail.image_message
+    assert "missing or unreadable" in view.detail.image_message.text()
     assert view.detail_image() is None
     view.table.selectRow(1)  # and the next one shows its image again
-    assert view.image_stack.currentWidget() is view.image_view
+    assert view.detail.image_stack.currentWidget() is view.detail.image_view
     assert view.detail_image() is not None
 
 
