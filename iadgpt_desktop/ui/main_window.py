@@ -10,7 +10,6 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from iadgpt.imageio import iter_image_files
-from iadgpt.inspector import shipped_weights
 from iadgpt.prompt_bank import default_bank_dir
 from iadgpt.weights import sha256_file
 from iadgpt_desktop.settings import Settings, save_settings
@@ -41,6 +40,7 @@ class MainWindow(QMainWindow):
     request_product = Signal(object)
     request_chat = Signal(int, str, object, str)
     request_bank = Signal(int, object)
+    request_sample_bank = Signal(int, object)  # product id, reference paths: built only for an untrained model
     batch_done = Signal(int, int)  # inspected, failed: every image of an --open batch is done
 
     def __init__(self, settings: Settings, *, persist_settings: bool = True) -> None:
@@ -87,6 +87,7 @@ class MainWindow(QMainWindow):
         self.request_product.connect(w.set_product)
         self.request_chat.connect(w.chat)
         self.request_bank.connect(w.build_memory_bank)
+        self.request_sample_bank.connect(w.build_memory_bank_if_untrained)
         w.model_state.connect(self._model_state)
         w.result.connect(self._on_result)
         w.failed.connect(self._on_failed)
@@ -146,8 +147,9 @@ class MainWindow(QMainWindow):
 
         With trained weights (the built-in demo model was trained on this product) it runs zero-shot,
         the mode the model was trained for; an untrained model gets a few-shot memory bank from the
-        shipped reference images instead, so its maps still mean something. Requests are queued to
-        the worker before any source is opened, so both are in place before the first inspection.
+        shipped reference images instead, so its maps still mean something. The worker, which has
+        loaded the model, makes that choice. Requests are queued to the worker before any source is
+        opened, so both are in place before the first inspection.
         """
         if self.db is None:
             return
@@ -161,9 +163,7 @@ class MainWindow(QMainWindow):
             return
         references = [str(p) for p in iter_image_files([sample_dir() / "reference"])]
         self.request_product.emit(ProductInfo(pid, SAMPLE_PRODUCT, SAMPLE_CLASS))
-        trained = bool(self.settings.weights_dir) or shipped_weights(self.settings.preset) is not None
-        if references and not trained:
-            self.request_bank.emit(pid, references)
+        self.request_sample_bank.emit(pid, references)  # the worker knows whether its model is trained
         self.products.refresh()
 
     def _on_bank_ready(self, _product_id: int, _patches: int) -> None:

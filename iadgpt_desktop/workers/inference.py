@@ -214,6 +214,18 @@ class InferenceWorker(QObject):
             self.inspector.set_memory_bank(previous)
             self.failed.emit("memory bank", _user_message(exc))
 
+    @Slot(int, object)
+    def build_memory_bank_if_untrained(self, product_id: int, references: list) -> None:
+        """First run: give the sample product a memory bank only when the loaded model is untrained.
+
+        The worker decides, because only the loaded model knows whether its weights were trained
+        (settings name a folder; whether it loaded is known here). With no model loaded there is
+        nothing to build for; the failure was already reported on `model_state`.
+        """
+        if self.inspector is None or self.inspector.trained or not references:
+            return
+        self.build_memory_bank(product_id, references)
+
     # -- streaming inspection ------------------------------------------------------------------
     @Slot(object, str)
     def attach_queue(self, queue, source_name: str) -> None:

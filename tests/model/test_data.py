@@ -15,6 +15,7 @@ from iadgpt.data import (
     Sample,
     answer_for_mask,
     cutpaste,
+    draw,
     folder_samples,
     foreground_mask,
     load_answer_templates,
@@ -308,12 +309,60 @@ def test_cutpaste_mask_is_the_changed_rectangle(bsdata_pair, jitter: float):
 
 def test_synthesize_methods(bsdata_pair):
     target, source = bsdata_pair
-    for method in ("nsa", "cutpaste", "mix"):
+    for method in ("nsa", "cutpaste", "mix", "draw", "all"):
         a = synthesize(target, source, np.random.default_rng(5), method=method)
         b = synthesize(target, source, np.random.default_rng(5), method=method)
         assert a[1].any() and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     with pytest.raises(ConfigError, match="draem"):
         synthesize(target, source, np.random.default_rng(0), method="draem")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_draw_marks_what_it_changes(bsdata_pair, seed: int):
+    """Every labelled pixel visibly changed, and every strongly changed pixel is labelled."""
+    target = bsdata_pair[0]
+    image, mask = draw(target, np.random.default_rng(seed))
+    assert image.shape == target.shape and image.dtype == np.uint8 and mask.any()
+    diff = np.abs(image.astype(np.float32) - target).mean(axis=2)
+    assert (diff[mask] > 4.0).all()
+    assert not (diff > 30.0)[~mask].any()  # soft edges outside the mask stay faint
+    assert diff[~_dilate(mask, 12)].max() < 4.0  # away from the marks only a stain's faint fringe
+
+
+def test_draw_on_magnetic_tiles_makes_visible_gray_defects():
+    """On the tiles, where NSA patches are nearly invisible, drawn marks stand out and stay gray."""
+    train = mvtec_samples(shared_dataset("magnetic_tile"), "train")
+    kinds = Counter()
+    for i, sample in enumerate(train[:12]):
+        target = load_sample(sample, 160)[0]
+        image, mask = draw(target, np.random.default_rng(i), n_marks=(1, 1))
+        assert (image[:, :, 0] == image[:, :, 1]).all() and (image[:, :, 1] == image[:, :, 2]).all()
+        change = np.abs(image[:, :, 0].astype(np.float32) - target[:, :, 0])[mask].mean()
+        assert change > 10.0
+        area = mask.sum() / mask.size
+        kinds["spot" if area < 0.002 else "stroke or stain"] += 1
+    assert kinds["spot"] and kinds["stroke or stain"]  # both small and larger marks are drawn
+
+
+def test_draw_keeps_marks_in_the_foreground_and_shows_on_white(bsdata_pair):
+    target = bsdata_pair[0]
+    foreground = np.zeros(target.shape[:2], dtype=bool)
+    foreground[60:120, 200:300] = True
+    for seed in range(5):
+        _, mask = draw(target, np.random.default_rng(seed), n_marks=(1, 1), min_frac=0.02, max_frac=0.05,
+                       foreground=foreground)
+        ys, xs = np.nonzero(mask)
+        # a mark starts (stroke) or is centred (spot, stain) in the foreground; strokes reach 50 % of the side
+        reach = 0.5 * min(target.shape[:2]) + 2
+        assert _dilate(foreground, int(reach))[ys, xs].all()
+    near = _dilate(foreground, int(reach))
+    anywhere = [draw(target, np.random.default_rng(s), n_marks=(1, 1))[1] for s in range(10)]
+    assert any(not near[m].all() for m in anywhere)  # without a foreground they land elsewhere too
+    white = np.full((64, 64, 3), 255, np.uint8)
+    image, mask = draw(white, np.random.default_rng(0))  # darker marks still show on white
+    assert mask.any() and (image[mask] < 255).all()
+    with pytest.raises(ValueError, match="n_marks"):
+        draw(target, np.random.default_rng(0), n_marks=(0, 2))
 
 
 def test_synthesize_patch_fraction_sets_the_defect_size(bsdata_pair):

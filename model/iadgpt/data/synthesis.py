@@ -1,9 +1,12 @@
-"""Anomaly synthesis on normal images: NSA (Natural Synthetic Anomalies) and CutPaste.
+"""Anomaly synthesis on normal images: NSA (Natural Synthetic Anomalies), CutPaste and drawn marks.
 
 IAD-GPT, like AnomalyGPT, trains on normal images only: it makes "abnormal" samples by pasting
 patches of another normal image of the same class with Poisson blending (NSA, Schlüter et al.,
 "Natural Synthetic Anomalies for Self-Supervised Anomaly Detection and Localization", ECCV 2022).
 CutPaste (Li et al., CVPR 2021) pastes a rectangle of the same image without blending.
+Drawn marks (`draw`) darken or brighten thin strokes, small spots and soft stains: on a uniform
+texture (magnetic tiles) a pasted patch of another normal image is nearly invisible, while real
+defects there are cracks, blowholes and uneven patches.
 
 Every function takes RGB ``uint8`` images (H, W, 3) (grayscale repeated in three channels works;
 other arrays are converted with `load_image`), returns a new image and a bool mask (H, W) of the
@@ -26,8 +29,8 @@ from iadgpt.imageio import load_image
 logger = logging.getLogger(__name__)
 
 Box = tuple[int, int, int, int]  # (x, y, w, h) in pixels
-Method = Literal["nsa", "cutpaste", "mix"]
-METHODS = ("nsa", "cutpaste", "mix")
+Method = Literal["nsa", "cutpaste", "mix", "draw", "all"]
+METHODS = ("nsa", "cutpaste", "mix", "draw", "all")  # mix: NSA or CutPaste; all: NSA, CutPaste or draw
 
 MAX_ATTEMPTS = 10
 CHANGE_THRESHOLD = 4.0  # grey levels: NSA labels a pasted pixel only when it changed by more (after a blur)
@@ -140,9 +143,7 @@ def nsa_with_boxes(target: np.ndarray, source: np.ndarray, rng: np.random.Genera
     target = _as_rgb(target)
     source = _as_rgb(source)
     _check_fractions(min_frac, max_frac)
-    low, high = n_patches
-    if not 1 <= low <= high:
-        raise ValueError(f"n_patches must be (low, high) with 1 <= low <= high, got {n_patches}")
+    low, high = _check_count("n_patches", n_patches)
     fg = _target_foreground(foreground, target.shape[:2])
     for attempt in range(MAX_ATTEMPTS):
         image = target.copy()
@@ -265,25 +266,116 @@ def _colour_jitter(patch: np.ndarray, rng: np.random.Generator, jitter: float) -
 
 
 # --------------------------------------------------------------------------------------------
-# Either
+# Drawn marks
+# --------------------------------------------------------------------------------------------
+
+MARKS = ("stroke", "spot", "stain")
+
+
+def draw(target: np.ndarray, rng: np.random.Generator, *, n_marks: tuple[int, int] = (1, 3),
+         min_frac: float = 0.05, max_frac: float = 0.3,
+         foreground: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Darken or brighten 1..n drawn marks in `target`; returns (image, mask).
+
+    Each mark is one of `MARKS`, drawn at a random place (its start or centre inside `foreground`
+    when given):
+    - stroke: a 1-2 px polyline that wanders like a crack or scratch, 10-50 % of the shorter side long;
+    - spot: a filled ellipse 1-4 % of the shorter side across, like a hole or a pit;
+    - stain: an irregular polygon whose side is a fraction in [min_frac, max_frac] of the image's,
+      with soft edges, like an uneven or discoloured patch.
+    Strokes and spots change the grey level by 40-110 (darker three times in four), stains by
+    15-45 either way; a colour image gets a slight tint per channel, a gray one stays gray. The
+    mask marks the drawn pixels that really changed by more than `CHANGE_THRESHOLD` (clipping at
+    black or white can leave a mark invisible); an empty mask draws everything again.
+    """
+    target = _as_rgb(target)
+    _check_fractions(min_frac, max_frac)
+    low, high = _check_count("n_marks", n_marks)
+    fg = _target_foreground(foreground, target.shape[:2])
+    gray = _is_gray(target)
+    for attempt in range(MAX_ATTEMPTS):
+        values = target.astype(np.float32)
+        drawn = np.zeros(target.shape[:2], dtype=bool)
+        for _ in range(int(rng.integers(low, high + 1))):
+            kind = MARKS[int(rng.integers(len(MARKS)))]
+            alpha, shape = _mark(kind, target.shape[:2], rng, min_frac, max_frac, fg)
+            if kind == "stain":
+                delta = rng.uniform(15.0, 45.0) * rng.choice((-1.0, 1.0))
+            else:
+                delta = rng.uniform(40.0, 110.0) * (-1.0 if rng.random() < 0.75 else 1.0)
+            tint = np.ones(3, np.float32) if gray else rng.uniform(0.7, 1.3, size=3).astype(np.float32)
+            values += alpha[:, :, None] * (delta * tint)
+            drawn |= shape
+        image = np.clip(np.round(values), 0, 255).astype(np.uint8)
+        changed = np.abs(image.astype(np.float32) - target).mean(axis=2) > CHANGE_THRESHOLD
+        mask = drawn & changed
+        if mask.any():
+            return image, mask
+        logger.debug("draw attempt %d changed no pixel; drawing again", attempt + 1)
+    raise DatasetError(f"draw could not synthesise an anomaly: after {MAX_ATTEMPTS} attempts no mark changed "
+                       "the image (it is probably saturated black or white); use method 'nsa' or 'cutpaste'")
+
+
+def _mark(kind: str, shape: tuple[int, int], rng: np.random.Generator, min_frac: float, max_frac: float,
+          foreground: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """One mark: (alpha in [0, 1] as float32, the pixels it labels as bool), both of `shape`."""
+    height, width = shape
+    side = min(height, width)
+    cy, cx = _choose_centre(rng, height, width, 1, 1, foreground)
+    canvas = np.zeros(shape, dtype=np.uint8)
+    if kind == "stroke":
+        length = rng.uniform(0.1, 0.5) * side
+        n_segments = int(rng.integers(3, 9))
+        angle = rng.uniform(0.0, 2 * np.pi)
+        points = [(float(cx), float(cy))]
+        for _ in range(n_segments):
+            angle += rng.normal(0.0, 0.4)
+            x, y = points[-1]
+            points.append((x + np.cos(angle) * length / n_segments, y + np.sin(angle) * length / n_segments))
+        polyline = np.round(np.asarray(points)).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(canvas, [polyline], False, 1, thickness=int(rng.integers(1, 3)), lineType=cv2.LINE_8)
+        return cv2.GaussianBlur(canvas.astype(np.float32), (3, 3), 0.5) * 0.5 + canvas * 0.5, canvas > 0
+    if kind == "spot":
+        axes = np.maximum(1, np.round(rng.uniform(0.005, 0.02, size=2) * side)).astype(int)
+        cv2.ellipse(canvas, (cx, cy), (int(axes[0]), int(axes[1])), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        return cv2.GaussianBlur(canvas.astype(np.float32), (3, 3), 0.5) * 0.5 + canvas * 0.5, canvas > 0
+    radius = rng.uniform(min_frac, max_frac) * side / 2
+    n_vertices = int(rng.integers(6, 13))
+    angles = np.sort(rng.uniform(0.0, 2 * np.pi, size=n_vertices))
+    radii = radius * rng.uniform(0.5, 1.0, size=n_vertices)
+    polygon = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], axis=1)
+    cv2.fillPoly(canvas, [np.round(polygon).astype(np.int32)], 1)
+    sigma = max(1.0, radius / 4)
+    alpha = cv2.GaussianBlur(canvas.astype(np.float32), (0, 0), sigma)
+    return alpha, alpha > 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# Any of them
 # --------------------------------------------------------------------------------------------
 
 
 def synthesize(target: np.ndarray, source: np.ndarray, rng: np.random.Generator, method: Method = "nsa",
                foreground: np.ndarray | None = None, patch_frac: tuple[float, float] = (0.05, 0.3),
                ) -> tuple[np.ndarray, np.ndarray]:
-    """An anomalous version of `target` and its mask, by NSA, CutPaste, or ("mix") either at random.
+    """An anomalous version of `target` and its mask by NSA, CutPaste or drawn marks; or at random
+    NSA or CutPaste ("mix"), or any of the three ("all").
 
     patch_frac: the patches' side as a fraction of the image's side (min, max); small values suit
-    small defects (pits, holes).
+    small defects (pits, holes). For "draw" it sizes the stains.
     """
     if method not in METHODS:
         raise ConfigError(f"anomaly synthesis method '{method}' is not known; use one of {', '.join(METHODS)}")
     if method == "mix":
         method = "nsa" if rng.random() < 0.5 else "cutpaste"
+    elif method == "all":
+        method = ("nsa", "cutpaste", "draw")[int(rng.integers(3))]
+    lo, hi = patch_frac
     if method == "nsa":
-        return nsa(target, source, rng, foreground=foreground, min_frac=patch_frac[0], max_frac=patch_frac[1])
-    return cutpaste(target, rng, foreground=foreground, min_frac=patch_frac[0], max_frac=patch_frac[1])
+        return nsa(target, source, rng, foreground=foreground, min_frac=lo, max_frac=hi)
+    if method == "draw":
+        return draw(target, rng, foreground=foreground, min_frac=lo, max_frac=hi)
+    return cutpaste(target, rng, foreground=foreground, min_frac=lo, max_frac=hi)
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,6 +402,13 @@ def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def _check_fractions(min_frac: float, max_frac: float) -> None:
     if not 0.0 < min_frac <= max_frac <= 1.0:
         raise ValueError(f"patch fractions must satisfy 0 < min_frac <= max_frac <= 1, got {min_frac}, {max_frac}")
+
+
+def _check_count(name: str, count: tuple[int, int]) -> tuple[int, int]:
+    low, high = count
+    if not 1 <= low <= high:
+        raise ValueError(f"{name} must be (low, high) with 1 <= low <= high, got {count}")
+    return low, high
 
 
 def _patch_size(rng: np.random.Generator, height: int, width: int, min_frac: float,

@@ -40,7 +40,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="start from this weights folder (e.g. towers and LLM of an earlier stage-0 run)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--synthesis", choices=list(METHODS), default="nsa", help="anomaly synthesis")
+    p.add_argument("--synthesis", choices=list(METHODS), default="nsa",
+                   help="anomaly synthesis: nsa (the paper's), cutpaste, draw (dark or bright strokes, spots "
+                        "and stains), mix (nsa or cutpaste at random), all (nsa, cutpaste or draw)")
     p.add_argument("--patch-frac", type=float, nargs=2, default=(0.05, 0.3), metavar=("MIN", "MAX"),
                    help="synthetic patch side as a fraction of the image side (default 0.05 0.3; "
                         "smaller for small defects)")

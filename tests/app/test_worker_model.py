@@ -1,0 +1,76 @@
+"""Which model the worker loaded decides the sample product's first-run mode."""
+
+from __future__ import annotations
+
+from iadgpt.imageio import iter_image_files
+from iadgpt_desktop.settings import Settings
+from iadgpt_desktop.storage import repository
+from iadgpt_desktop.ui.main_window import SAMPLE_CLASS, SAMPLE_PRODUCT, sample_dir
+from iadgpt_desktop.workers.inference import InferenceWorker, ProductInfo
+
+
+def _worker(tmp_path, **settings) -> InferenceWorker:
+    w = InferenceWorker(Settings(device="cpu", data_dir=str(tmp_path / "data"), generate_answers=False, **settings))
+    w._open_storage()
+    w._load_model()
+    return w
+
+
+def _sample_product(w: InferenceWorker) -> tuple[int, list[str]]:
+    with w.db.Session.begin() as s:
+        pid = repository.get_or_create_product(s, SAMPLE_PRODUCT, SAMPLE_CLASS)
+    w.set_product(ProductInfo(pid, SAMPLE_PRODUCT, SAMPLE_CLASS))
+    return pid, [str(p) for p in iter_image_files([sample_dir() / "reference"])]
+
+
+def _mode(w: InferenceWorker, pid: int) -> str:
+    with w.db.Session() as s:
+        return next(p["mode"] for p in repository.list_products(s) if p["id"] == pid)
+
+
+def test_untrained_model_gets_a_memory_bank_from_the_references(tmp_path, qtbot) -> None:
+    w = _worker(tmp_path, preset="tiny-test")
+    try:
+        assert not w.inspector.trained
+        pid, references = _sample_product(w)
+        ready = []
+        w.bank_ready.connect(lambda p, n: ready.append((p, n)))
+        w.build_memory_bank_if_untrained(pid, references)
+        assert ready and ready[0][0] == pid and ready[0][1] > 0
+        assert _mode(w, pid) == "few-shot" and w.inspector.memory_bank is not None
+    finally:
+        w.shutdown()
+
+
+def test_shipped_demo_model_stays_zero_shot(tmp_path, qtbot) -> None:
+    w = _worker(tmp_path, preset="demo")
+    try:
+        assert w.inspector.trained
+        pid, references = _sample_product(w)
+        w.build_memory_bank_if_untrained(pid, references)
+        assert _mode(w, pid) == "trained" and w.inspector.memory_bank is None
+        assert not (tmp_path / "data" / "memory_banks").exists()
+    finally:
+        w.shutdown()
+
+
+def test_broken_weights_folder_is_reported_and_builds_nothing(tmp_path, qtbot) -> None:
+    broken = tmp_path / "weights"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json", encoding="utf-8")
+    states, failures = [], []
+    w = InferenceWorker(Settings(preset="tiny-test", device="cpu", data_dir=str(tmp_path / "data"),
+                                 weights_dir=str(broken), generate_answers=False))
+    w.model_state.connect(lambda state, text: states.append((state, text)))
+    w.failed.connect(lambda task, text: failures.append(task))
+    w._open_storage()
+    w._load_model()
+    try:
+        assert w.inspector is None
+        assert states[-1][0] == "failed" and str(broken) in states[-1][1]
+        pid, references = _sample_product(w)
+        w.build_memory_bank_if_untrained(pid, references)
+        assert failures == [] and _mode(w, pid) == "trained"
+    finally:
+        w.shutdown()
+
