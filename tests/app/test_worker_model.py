@@ -73,4 +73,3 @@ def test_broken_weights_folder_is_reported_and_builds_nothing(tmp_path, qtbot) -
         assert failures == [] and _mode(w, pid) == "trained"
     finally:
         w.shutdown()
-

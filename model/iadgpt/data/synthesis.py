@@ -334,10 +334,10 @@ def _mark(kind: str, shape: tuple[int, int], rng: np.random.Generator, min_frac:
             points.append((x + np.cos(angle) * length / n_segments, y + np.sin(angle) * length / n_segments))
         polyline = np.round(np.asarray(points)).astype(np.int32).reshape(-1, 1, 2)
         cv2.polylines(canvas, [polyline], False, 1, thickness=int(rng.integers(1, 3)), lineType=cv2.LINE_8)
-        return cv2.GaussianBlur(canvas.astype(np.float32), (3, 3), 0.5) * 0.5 + canvas * 0.5, canvas > 0
-    if kind == "spot":
+    elif kind == "spot":
         axes = np.maximum(1, np.round(rng.uniform(0.005, 0.02, size=2) * side)).astype(int)
         cv2.ellipse(canvas, (cx, cy), (int(axes[0]), int(axes[1])), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    if kind in ("stroke", "spot"):  # crisp marks: the drawn pixels, with a one-pixel soft rim
         return cv2.GaussianBlur(canvas.astype(np.float32), (3, 3), 0.5) * 0.5 + canvas * 0.5, canvas > 0
     radius = rng.uniform(min_frac, max_frac) * side / 2
     n_vertices = int(rng.integers(6, 13))
