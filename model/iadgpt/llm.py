@@ -63,10 +63,18 @@ def splice_image_embeddings(
     return torch.stack(rows_embeds), torch.stack(rows_mask), spliced_labels
 
 
-def inspection_messages(system_prompt: str, class_name: str) -> list[dict[str, str]]:
-    """The first turn of every inspection: the model is trained and asked with exactly this text."""
-    first = (f"{IMAGE_TOKEN}\nThis is a photo of a {class_words(class_name)} for industrial "
-             f"inspection. Is there any anomaly in the image?")
+def inspection_messages(system_prompt: str, class_name: str, evidence: str | None = None) -> list[dict[str, str]]:
+    """The first turn of every inspection: the model is trained and asked with exactly this text.
+
+    evidence: the map's evidence line (evidence.Evidence.text), placed after the image so that
+    answers can name the position, size and type the screen shows.
+    """
+    words = class_words(class_name).replace(IMAGE_TOKEN, "")
+    lines = [IMAGE_TOKEN]
+    if evidence:
+        lines.append(evidence.replace(IMAGE_TOKEN, ""))
+    lines.append(f"This is a photo of a {words} for industrial inspection. Is there any anomaly in the image?")
+    first = "\n".join(lines)
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": first}]
 
 

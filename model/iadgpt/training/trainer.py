@@ -30,6 +30,7 @@ Choices made here:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -49,18 +50,22 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from iadgpt.builder import build_model, vision_module
 from iadgpt.config import Preset, load_preset
-from iadgpt.data.answers import AnswerTemplates, answer_for_mask, load_answer_templates
+from iadgpt.data.answers import AnswerTemplates, load_answer_templates
 from iadgpt.data.datasets import Sample, load_sample, mvtec_samples, product_for
 from iadgpt.data.synthesis import METHODS, foreground_mask, synthesize
 from iadgpt.errors import ConfigError, DatasetError
+from iadgpt.evidence import mask_evidence
 from iadgpt.llm import LanguageModel, inspection_messages, splice_image_embeddings
+from iadgpt.memory_bank import MemoryBank
 from iadgpt.model import IADGPT, TRAINABLE_PARTS
-from iadgpt.prompt_bank import load_bank
+from iadgpt.preprocess import input_shape, normalise, resize_rgb
+from iadgpt.prompt_bank import PromptBank, load_bank
 from iadgpt.prompts import TextPrompts, build_text_prompts
 from iadgpt.tiny import tokenizer_fingerprint
 from iadgpt.training.conversation import build_training_batch
-from iadgpt.training.corpus import conversation_batch
+from iadgpt.training.corpus import conversation_batch, sample_evidence
 from iadgpt.training.losses import dice_loss, focal_loss
 from iadgpt.training.pretext import PRETEXT_PART, PretextHeads, PretextStep, cells_tensor, layer_map_losses
 from iadgpt.weights import save_trainable
@@ -71,6 +76,8 @@ STAGE_PARTS: dict[int, tuple[str, ...]] = {0: ("vision", "llm", "decoder"), 1: (
                                            3: ("tge", "mmf")}
 TOWER_PARTS = ("vision", "llm")  # saved with the heads when stage 0 trained them
 TRAINER_STATE = "trainer_state.safetensors"
+MAP_SOURCES = ("decoder", "bank", "both")  # the maps the LLM learns to read in stages 1 and 3
+BANK_SHOTS = 8  # good images per class in the memory bank that stages 1 and 3 read from
 FOREGROUND_IMAGES = 32  # normal images per object class used to estimate its foreground
 
 
@@ -96,6 +103,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     synthesis: str = "nsa"  # "nsa", "cutpaste" or "mix"
+    bank_maps: bool = False  # stages 1 and 3 also feed the LLM memory-bank maps (unified model)
     patch_frac: tuple[float, float] = (0.05, 0.3)  # synthetic patch side / image side (min, max)
     anomaly_ratio: float = 0.5
     resume: bool = False
@@ -117,12 +125,12 @@ class TrainConfig:
         return [stage]
 
     def stages_for(self, preset: Preset) -> list[int]:
-        scratch = preset.clip.weights is None
+        scratch = not preset.pretrained_vision or preset.llm.tiny is not None
         if str(self.stage) == "all":
             return [0, 1, 2, 3] if scratch and self.init_weights is None else [1, 2, 3]
         if self.stages == [0] and not scratch:
             raise ConfigError(f"stage 0 trains the image tower and LLM from scratch, but preset '{preset.name}' "
-                              f"has pretrained towers ({preset.clip.weights}); train stages 1-3 instead")
+                              f"has pretrained towers and LLM; train stages 1-3 instead")
         return self.stages
 
     def stage_epochs(self, stage: int) -> int:
@@ -170,11 +178,11 @@ class SyntheticAnomalyDataset(Dataset):
 
     def __init__(self, samples: Sequence[Sample], preset: Preset, templates: AnswerTemplates, *,
                  method: str = "nsa", anomaly_ratio: float = 0.5, seed: int = 0,
-                 object_classes: Sequence[str] = (), patch_frac: tuple[float, float] = (0.05, 0.3)) -> None:
+                 object_classes: Sequence[str] = (), patch_frac: tuple[float, float] = (0.05, 0.3),
+                 banks: dict[str, PromptBank] | None = None) -> None:
         self.samples = list(samples)
-        self.size = preset.clip.image_size
-        self.mean = np.asarray(preset.clip.mean, dtype=np.float32)
-        self.std = np.asarray(preset.clip.std, dtype=np.float32)
+        self.banks = banks or {}
+        self.spec = preset.image_input
         self.templates = templates
         self.method = method
         self.patch_frac = patch_frac
@@ -185,11 +193,13 @@ class SyntheticAnomalyDataset(Dataset):
         self.by_class: dict[str, list[int]] = {}
         for i, s in enumerate(self.samples):
             self.by_class.setdefault(s.class_name, []).append(i)
+        # A batch holds one class, so every image of a class gets the input shape of its first image.
+        self.shapes = {name: input_shape(*load_sample(self.samples[ids[0]])[0].shape[:2], self.spec)
+                       for name, ids in self.by_class.items()}
         self.foreground: dict[str, np.ndarray] = {}
         for name in object_classes:
             if name in self.by_class:
-                images = [load_sample(self.samples[i], self.size)[0]
-                          for i in self.by_class[name][:FOREGROUND_IMAGES]]
+                images = [self.image(i) for i in self.by_class[name][:FOREGROUND_IMAGES]]
                 self.foreground[name] = foreground_mask(images)
 
     def __len__(self) -> int:
@@ -199,17 +209,15 @@ class SyntheticAnomalyDataset(Dataset):
         self.epoch = epoch
 
     def image(self, index: int) -> np.ndarray:
-        """The resized RGB image of sample `index` (cached; callers must not modify it)."""
+        """The RGB image of sample `index` at its class's input shape (cached; callers must not modify it)."""
         if index not in self._images:
-            self._images[index] = load_sample(self.samples[index], self.size)[0]
+            sample = self.samples[index]
+            self._images[index] = resize_rgb(load_sample(sample)[0], self.shapes[sample.class_name])
         return self._images[index]
 
     def normalise(self, rgb: np.ndarray) -> torch.Tensor:
-        """RGB uint8 (S, S, 3) -> (3, S, S) float32, the same values as Inspector._preprocess."""
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
-        mean = torch.from_numpy(self.mean).view(3, 1, 1)
-        std = torch.from_numpy(self.std).view(3, 1, 1)
-        return (x - mean) / std
+        """RGB uint8 (H', W', 3) -> (3, H', W') float32, the same values as Inspector._preprocess."""
+        return normalise(rgb, self.spec)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
@@ -222,9 +230,16 @@ class SyntheticAnomalyDataset(Dataset):
             image, mask = synthesize(image, source, rng, self.method,  # type: ignore[arg-type]
                                      foreground=self.foreground.get(sample.class_name),
                                      patch_frac=self.patch_frac)
-        answer = answer_for_mask(mask, self.templates, rng)  # the normal answer when mask is empty
+        bank = self.banks.get(sample.class_name) or load_bank(sample.class_name)
+        if mask.any():  # the evidence line a perfect map would give, and the answer that names its place
+            evidence = mask_evidence(mask, bank.names)
+            template = self.templates.abnormal[int(rng.integers(len(self.templates.abnormal)))]
+            answer = template.format(position=evidence.position)
+        else:  # a good part's map still has a strongest response somewhere: evidence as the corpus draws it
+            evidence, _ = sample_evidence(rng, bank)
+            answer = self.templates.normal
         return {"image": self.normalise(image), "mask": torch.from_numpy(mask.astype(np.float32)),
-                "answer": answer, "class_name": sample.class_name, "index": index}
+                "answer": answer, "evidence": evidence.text(), "class_name": sample.class_name, "index": index}
 
 
 class ClassBatchSampler(Sampler[list[int]]):
@@ -268,6 +283,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"image": torch.stack([it["image"] for it in items]),
             "mask": torch.stack([it["mask"] for it in items]),
             "answer": [it["answer"] for it in items],
+            "evidence": [it["evidence"] for it in items],
             "class_name": [it["class_name"] for it in items],
             "index": torch.tensor([it["index"] for it in items])}
 
@@ -289,12 +305,14 @@ class TrainStep(nn.Module):
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor, labels: torch.Tensor, win: torch.Tensor,
-                apg: torch.Tensor) -> dict[str, torch.Tensor]:
+                apg: torch.Tensor, memory_bank: MemoryBank | None = None,
+                use_decoder: bool = True) -> dict[str, torch.Tensor]:
         towers = self.model.towers
         dtype = next(towers.parameters()).dtype
         features = towers.encode_image(images.to(dtype))  # no grad: frozen
         prompts = TextPrompts("batch", win, apg, [])
-        maps = self.model.layer_maps(features, prompts, use_decoder=True)  # (B, L, h, w)
+        # The LLM learns to read the decoder's map, the memory bank's, or their mean (Inspector.use_decoder).
+        maps = self.model.layer_maps(features, prompts, memory_bank, use_decoder=use_decoder)  # (B, L, h, w)
         image_embeds = self.model.image_embeddings(features, prompts, maps)  # (B, K, D)
         embedding = self.llm_model.get_input_embeddings()
         safe_ids = input_ids.masked_fill(input_ids == self.image_token_id, self.pad_token_id)
@@ -400,8 +418,6 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         from accelerate import Accelerator
 
-        from iadgpt.inspector import Inspector
-
         cfg.check()
         self.cfg = cfg
         self.run_dir = Path(cfg.out_dir)
@@ -417,14 +433,12 @@ class Trainer:
         # Towers and LLM in fp16 on a GPU (frozen); the trained heads always in fp32. Stage 0 trains
         # the towers and LLM themselves, so they stay in fp32 (autocast handles fp16 on a GPU).
         precision = "fp16" if cuda and not scratch else "fp32"
-        self.inspector = Inspector(self.preset, device=device, precision=precision, default_weights=False)
-        self.model: IADGPT = self.inspector.model
-        self.llm: LanguageModel = self.inspector.llm
+        dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.model, self.llm = build_model(self.preset, device, dtype)
+        self.vision = vision_module(self.model)  # None: a pretrained image tower that is never trained
         self.towers_trained = False  # whether vision/LLM weights are this run's (stage 0 or init_weights)
         if cfg.init_weights is not None:
-            self.inspector.load_weights(cfg.init_weights)
-            files = (self.inspector.weights_manifest or {}).get("files", {}).values()
-            self.towers_trained = any(entry.get("part") == "vision" for entry in files)
+            self.towers_trained = self._load_parts(cfg.init_weights, trainable=True)
         for name in TRAINABLE_PARTS:
             getattr(self.model, name).float()
         self.model.towers.requires_grad_(False)
@@ -441,7 +455,8 @@ class Trainer:
                                             heads.base_prompts)
             self.pretext.to(device)
             self.pretext_step = PretextStep(towers, self.model.decoder, self.pretext, self.llm.model,
-                                            self.llm.image_token_id, self.llm.tokenizer.pad_token_id)
+                                            self.llm.image_token_id, self.llm.tokenizer.pad_token_id,
+                                            train_vision=self.vision is not None)
 
         samples = [s for s in mvtec_samples(Path(cfg.data), "train", cfg.classes) if s.label == 0]
         if not samples:
@@ -459,7 +474,8 @@ class Trainer:
         self.dataset = SyntheticAnomalyDataset(
             samples, self.preset, self.templates, method=cfg.synthesis,
             anomaly_ratio=cfg.anomaly_ratio, seed=cfg.seed, patch_frac=tuple(cfg.patch_frac),
-            object_classes=[n for n, b in banks.items() if b.is_object])
+            object_classes=[n for n, b in banks.items() if b.is_object], banks=banks)
+        self.class_banks: dict[str, MemoryBank] = self._class_banks() if cfg.bank_maps else {}
         self.sampler = ClassBatchSampler(self.dataset.by_class, cfg.batch_size, cfg.seed)
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
                             num_workers=cfg.num_workers)
@@ -467,21 +483,50 @@ class Trainer:
         self.results: list[StageResult] = []
         self._log_handler: logging.Handler | None = None
 
+    @torch.no_grad()
+    def _class_banks(self) -> dict[str, MemoryBank]:
+        """A memory bank per class from its first BANK_SHOTS good images, calibrated as the inspector does."""
+        from iadgpt.inspector import bank_from_tokens
+
+        towers, device = self.model.towers, self.accelerator.device
+        dtype = next(towers.parameters()).dtype
+        banks = {}
+        for name, ids in self.dataset.by_class.items():
+            per_image = [towers.encode_image(self.dataset.normalise(self.dataset.image(i)).unsqueeze(0)
+                                             .to(device, dtype)).patch_tokens for i in ids[:BANK_SHOTS]]
+            banks[name] = bank_from_tokens(towers.layer_dims, per_image, {"class": name},
+                                           self.preset.inference.max_memory_patches)
+        return banks
+
     # -- pieces usable on their own (tests, benchmarks) --------------------------------------
     def batch(self, indices: Sequence[int], epoch: int = 0) -> dict[str, Any]:
         """A collated batch of dataset items (one class) as the loader would give it."""
         self.dataset.set_epoch(epoch)
         return collate([self.dataset[i] for i in indices])
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def map_source(self, stage: int, step: int) -> str:
+        """Which map the LLM reads in this step: "decoder", "bank" or "both" (a pure function of
+        (seed, stage, step)). Stage 2 trains the decoder, so it always reads the decoder's map."""
+        if stage == 2 or not self.class_banks:
+            return "decoder"
+        rng = np.random.default_rng([self.cfg.seed, 31, stage, step])
+        return MAP_SOURCES[int(rng.integers(len(MAP_SOURCES)))]
+
+    def forward(self, batch: dict[str, Any], source: str = "decoder", module: nn.Module | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Stage 1-3 losses of a batch whose LLM reads the map from `source`."""
         names = set(batch["class_name"])
         assert len(names) == 1, f"a batch must hold one class, got {sorted(names)}"
-        prompts = self.prompts[names.pop()]
-        messages = [inspection_messages(self.preset.llm.system_prompt, c) for c in batch["class_name"]]
+        name = names.pop()
+        prompts = self.prompts[name]
+        messages = [inspection_messages(self.preset.llm.system_prompt, c, e)
+                    for c, e in zip(batch["class_name"], batch["evidence"], strict=True)]
         device = self.accelerator.device
         ids, mask, labels = build_training_batch(self.llm, messages, batch["answer"])
-        return self.step_module(batch["image"].to(device), batch["mask"].to(device), ids.to(device),
-                                mask.to(device), labels.to(device), prompts.win, prompts.apg)
+        bank = self.class_banks.get(name) if source in ("bank", "both") else None
+        return (module or self.step_module)(batch["image"].to(device), batch["mask"].to(device), ids.to(device),
+                                            mask.to(device), labels.to(device), prompts.win, prompts.apg,
+                                            bank, source != "bank" or bank is None)
 
     @torch.no_grad()
     def losses(self, batch: dict[str, Any]) -> dict[str, float]:
@@ -499,13 +544,15 @@ class Trainer:
             getattr(self.model, name).requires_grad_(name in STAGE_PARTS[stage])
             getattr(self.model, name).train(name in STAGE_PARTS[stage])
         self.step_module.seg_loss = stage == 2
-        visual = self.model.towers.clip.visual
-        visual.requires_grad_(stage == 0)
+        if self.vision is not None:
+            self.vision.requires_grad_(stage == 0)
         self.llm.model.requires_grad_(stage == 0)
         if stage == 0:
             assert self.pretext is not None, "stage 0 needs a preset whose towers have no pretrained weights"
             self.towers_trained = True
-            return (list(visual.parameters()) + list(self.llm.model.parameters())
+            if self.vision is None:  # the LM alone (see _run_stage); stage 2 trains the decoder
+                return list(self.llm.model.parameters()) + list(self.pretext.parameters())
+            return (list(self.vision.parameters()) + list(self.llm.model.parameters())
                     + list(self.model.decoder.parameters()) + list(self.pretext.parameters()))
         return [p for name in STAGE_PARTS[stage] for p in getattr(self.model, name).parameters()]
 
@@ -526,6 +573,9 @@ class Trainer:
         answer_labels = labels.to(device) if self.cfg.lm_loss == "answers" else None
         anomalous = torch.tensor([t.anomalous for t in talks], device=device)
         cells = cells_tensor([t.cells for t in talks]).to(device)
+        if batch is None:  # a pretrained image tower: the LM alone
+            classes = next(iter(self.prompts.values())).decoder_classes
+            return module(None, None, classes, ids.to(device), mask.to(device), anomalous, cells, answer_labels)
         names = set(batch["class_name"])
         assert len(names) == 1, f"a batch must hold one class, got {sorted(names)}"
         classes = self.prompts[names.pop()].decoder_classes
@@ -561,7 +611,8 @@ class Trainer:
         extra = dict(extra)
         if self.towers_trained:
             # Stage 0 made the towers: they belong to these weights, not to the preset.
-            parts["vision"] = {k: v.float() for k, v in self.model.towers.clip.visual.state_dict().items()}
+            if self.vision is not None:
+                parts["vision"] = {k: v.float() for k, v in self.vision.state_dict().items()}
             parts["llm"] = {k: v.float() for k, v in self.llm.model.state_dict().items()}
             extra["tokenizer"] = tokenizer_fingerprint(self.llm.tokenizer)
         if pretext and self.pretext is not None:
@@ -580,22 +631,38 @@ class Trainer:
         log.info("checkpoint %s: stage %d epoch %d batch %d step %d", folder, progress["stage"],
                  progress["epoch"], progress["batch"], progress["global_step"])
 
-    def _load_checkpoint(self) -> tuple[dict[str, Any], dict, dict] | None:
+    def _load_parts(self, folder: Path, trainable: bool = False) -> bool:
+        """Load a weights folder's heads, and its image tower and LLM when it holds them (a stage-0 run);
+        True when it held an LLM trained by this project."""
         from iadgpt.weights import load_trainable
 
+        manifest, parts = load_trainable(folder, expect_preset=self.preset.name)
+        expected = manifest.get("extra", {}).get("tokenizer")
+        if "llm" in parts and expected and expected != tokenizer_fingerprint(self.llm.tokenizer):
+            raise ConfigError(f"the LLM in {folder} was trained with another tokenizer than preset "
+                              f"'{self.preset.name}' builds; start from weights of this preset")
+        for name in TRAINABLE_PARTS:
+            if name not in parts:
+                raise ConfigError(f"weights folder {folder} has no '{name}' part")
+            getattr(self.model, name).load_state_dict(parts[name], strict=True)
+        if "vision" in parts:
+            if self.vision is None:
+                raise ConfigError(f"{folder} holds an image tower, but preset '{self.preset.name}' uses a "
+                                  f"pretrained one")
+            self.vision.load_state_dict(parts["vision"], strict=True)
+        if "llm" in parts:
+            self.llm.model.load_state_dict(parts["llm"], strict=True)
+        if PRETEXT_PART in parts and self.pretext is not None and not trainable:
+            self.pretext.load_state_dict(parts[PRETEXT_PART], strict=True)
+        return "llm" in parts
+
+    def _load_checkpoint(self) -> tuple[dict[str, Any], dict, dict] | None:
         folder = self.run_dir / "checkpoints" / "last"
         if not (folder / TRAINER_STATE).is_file():
             log.warning("resume asked for, but %s holds no checkpoint; starting afresh", folder)
             return None
-        _, parts = load_trainable(folder, expect_preset=self.preset.name)
-        for name in TRAINABLE_PARTS:
-            getattr(self.model, name).load_state_dict(parts[name], strict=True)
-        if "vision" in parts:
-            self.model.towers.clip.visual.load_state_dict(parts["vision"], strict=True)
-            self.llm.model.load_state_dict(parts["llm"], strict=True)
+        if self._load_parts(folder):
             self.towers_trained = True
-        if PRETEXT_PART in parts and self.pretext is not None:
-            self.pretext.load_state_dict(parts[PRETEXT_PART], strict=True)
         opt_state, sched_state, progress, rng = load_trainer_state(folder / TRAINER_STATE)
         torch.set_rng_state(rng["rng.torch"])
         cuda_states = [rng[k] for k in sorted(k for k in rng if k.startswith("rng.cuda."))]
@@ -654,8 +721,8 @@ class Trainer:
             epoch, skip, step = progress["epoch"], progress["batch"], progress["stage_step"]
         optimizer, scheduler = acc.prepare(optimizer, scheduler)
         module = acc.prepare(self.pretext_step if stage == 0 else self.step_module)
-        log.info("stage %d: training %s, %d steps (warm-up %d), lr %g", stage, STAGE_PARTS[stage], total,
-                 warmup, lr)
+        parts = STAGE_PARTS[stage] if stage or self.vision is not None else ("llm",)
+        log.info("stage %d: training %s, %d steps (warm-up %d), lr %g", stage, parts, total, warmup, lr)
         show = cfg.progress and sys.stderr.isatty() and acc.is_local_main_process
         bar = tqdm(total=total, initial=step, desc=f"stage {stage}", disable=not show, dynamic_ncols=True)
         result = StageResult(stage, 0, 0, 0.0)
@@ -673,11 +740,14 @@ class Trainer:
             skip = 0
             exhausted = True
             epoch_images, epoch_seconds, epoch_loss, epoch_batches = 0, 0.0, 0.0, 0
-            for batch in self.loader:
+            # Stage 0 with a pretrained image tower trains the LM alone: no images to synthesise.
+            text_only = stage == 0 and self.vision is None
+            batches = itertools.repeat(None, len(self.loader) - batch_index) if text_only else self.loader
+            for batch in batches:
                 t0 = time.perf_counter()
                 out = self._step(module, batch, optimizer, scheduler, params, stage, step)
                 seconds = time.perf_counter() - t0
-                n = len(batch["answer"])
+                n = cfg.text_batch_size if batch is None else len(batch["answer"])
                 step += 1
                 global_step += 1
                 batch_index += 1
@@ -725,14 +795,7 @@ class Trainer:
         if stage == 0:
             out = self.pretext_forward(batch, stage_step, module)
         else:
-            names = set(batch["class_name"])
-            prompts = self.prompts[names.pop()]
-            assert not names, "a batch must hold one class"
-            messages = [inspection_messages(self.preset.llm.system_prompt, c) for c in batch["class_name"]]
-            ids, mask, labels = build_training_batch(self.llm, messages, batch["answer"])
-            device = acc.device
-            out = module(batch["image"].to(device), batch["mask"].to(device), ids.to(device), mask.to(device),
-                         labels.to(device), prompts.win, prompts.apg)
+            out = self.forward(batch, self.map_source(stage, stage_step), module)
         acc.backward(out["loss"])
         if self.cfg.max_grad_norm and acc.sync_gradients:
             acc.clip_grad_norm_(params, self.cfg.max_grad_norm)
