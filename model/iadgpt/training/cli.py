@@ -63,7 +63,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    from iadgpt.training.trainer import TrainConfig
+    from iadgpt.training.config import TrainConfig
 
     return TrainConfig(preset=args.preset, data=args.data, classes=args.classes, product=getattr(args, "product", None),
                        stage=args.stage,

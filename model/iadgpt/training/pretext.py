@@ -25,7 +25,7 @@ from torch import nn
 
 from iadgpt.decoder import VisionGuidedDecoder
 from iadgpt.encoders import ClipTowers
-from iadgpt.llm import IGNORE_INDEX, splice_image_embeddings
+from iadgpt.llm import IGNORE_INDEX, embed_with_image
 from iadgpt.position import POSITIONS
 from iadgpt.training.losses import dice_loss, focal_loss
 
@@ -102,12 +102,9 @@ class PretextStep(nn.Module):
         if labels is None:
             labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
             labels = labels.masked_fill(input_ids == self.image_token_id, IGNORE_INDEX)
-        embedding = self.llm_model.get_input_embeddings()
-        safe_ids = input_ids.masked_fill(input_ids == self.image_token_id, self.pad_token_id)
-        text = embedding(safe_ids)  # (B, T, D)
-        slots = self.heads.slots(anomalous, cells).to(text.dtype)  # (B, K, D)
-        embeds, mask, spliced = splice_image_embeddings(input_ids, text, slots, self.image_token_id,
-                                                        attention_mask, labels)
+        slots = self.heads.slots(anomalous, cells)  # (B, K, D)
+        embeds, mask, spliced = embed_with_image(self.llm_model, input_ids, slots, self.image_token_id,
+                                                 self.pad_token_id, attention_mask, labels)
         return self.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=spliced).loss
 
     def forward(self, images: torch.Tensor | None, masks: torch.Tensor | None, text_classes: torch.Tensor,

@@ -33,370 +33,49 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from iadgpt.builder import build_model, vision_module
-from iadgpt.config import Preset, load_preset
-from iadgpt.data.answers import AnswerTemplates, load_answer_templates
-from iadgpt.data.datasets import Sample, load_sample, mvtec_samples, product_for
-from iadgpt.data.synthesis import METHODS, foreground_mask, synthesize
+from iadgpt.config import load_preset
+from iadgpt.data.answers import load_answer_templates
+from iadgpt.data.datasets import mvtec_samples, product_for
 from iadgpt.errors import ConfigError, DatasetError
-from iadgpt.evidence import mask_evidence
-from iadgpt.llm import LanguageModel, inspection_messages, splice_image_embeddings
+from iadgpt.llm import inspection_messages
 from iadgpt.memory_bank import MemoryBank
-from iadgpt.model import IADGPT, TRAINABLE_PARTS
-from iadgpt.preprocess import input_shape, normalise, resize_rgb
-from iadgpt.prompt_bank import PromptBank, load_bank
+from iadgpt.model import TRAINABLE_PARTS
+from iadgpt.prompt_bank import load_bank
 from iadgpt.prompts import TextPrompts, build_text_prompts
 from iadgpt.tiny import tokenizer_fingerprint
+from iadgpt.training.config import STAGE_PARTS, TrainConfig
 from iadgpt.training.conversation import build_training_batch
-from iadgpt.training.corpus import conversation_batch, sample_evidence
-from iadgpt.training.losses import dice_loss, focal_loss
-from iadgpt.training.pretext import PRETEXT_PART, PretextHeads, PretextStep, cells_tensor, layer_map_losses
+from iadgpt.training.corpus import conversation_batch
+from iadgpt.training.data import ClassBatchSampler, SyntheticAnomalyDataset, collate
+from iadgpt.training.pretext import PRETEXT_PART, PretextHeads, PretextStep, cells_tensor
+from iadgpt.training.state import load_trainer_state, save_trainer_state
+from iadgpt.training.step import TrainStep, lr_factor
 from iadgpt.weights import save_trainable
+
+__all__ = ["STAGE_PARTS", "ClassBatchSampler", "StageResult", "SyntheticAnomalyDataset", "TrainConfig", "TrainStep",
+           "Trainer", "collate", "load_trainer_state", "lr_factor", "save_trainer_state", "train"]
 
 log = logging.getLogger(__name__)
 
-STAGE_PARTS: dict[int, tuple[str, ...]] = {0: ("vision", "llm", "decoder"), 1: ("tge",), 2: ("decoder", "mmf"),
-                                           3: ("tge", "mmf")}
 TOWER_PARTS = ("vision", "llm")  # saved with the heads when stage 0 trained them
 TRAINER_STATE = "trainer_state.safetensors"
 MAP_SOURCES = ("decoder", "bank", "both")  # the maps the LLM learns to read in stages 1 and 3
 BANK_SHOTS = 8  # good images per class in the memory bank that stages 1 and 3 read from
-FOREGROUND_IMAGES = 32  # normal images per object class used to estimate its foreground
 
-
-@dataclass
-class TrainConfig:
-    preset: str = "tiny-test"
-    data: Path = Path(".")  # MVTec-AD layout root (or one class folder); train/good is used
-    out_dir: Path = Path("runs/iadgpt")  # the run directory
-    classes: list[str] | None = None
-    product: str | None = None  # train a one-class dataset as this product class (its prompt bank and name)
-    stage: int | str = "all"  # 0, 1, 2, 3 or "all" (0 only, and always, for towers without weights)
-    epochs: int = 1  # per stage
-    lr: float = 1e-4
-    stage0_epochs: int | None = None  # None: `epochs`
-    stage0_lr: float = 1e-3  # towers and LLM from scratch need a larger rate than the heads
-    text_batch_size: int = 16  # conversations per stage-0 step
-    lm_loss: str = "answers"  # stage-0 LM loss on the last answer ("answers") or on every text token ("all")
-    init_weights: Path | None = None  # start from a weights folder (e.g. a stage-0 run's towers and LLM)
-    weight_decay: float = 0.01
-    batch_size: int = 8
-    warmup_steps: int | None = None  # None: warmup_ratio of the stage's steps
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    synthesis: str = "nsa"  # "nsa", "cutpaste" or "mix"
-    bank_maps: bool = False  # stages 1 and 3 also feed the LLM memory-bank maps (unified model)
-    patch_frac: tuple[float, float] = (0.05, 0.3)  # synthetic patch side / image side (min, max)
-    anomaly_ratio: float = 0.5
-    resume: bool = False
-    checkpoint_every: int = 1  # epochs between checkpoints; a stage's last epoch is always saved
-    max_steps: int | None = None  # per stage
-    num_workers: int = 0
-    device: str = "auto"  # "auto", "cpu" or "cuda"
-    progress: bool = True  # tqdm bar (only shown on a terminal)
-    log_every: int = 1  # metrics.jsonl: one step line every n steps
-
-    @property
-    def stages(self) -> list[int]:
-        """The paper's stages; `stages_for(preset)` adds stage 0 to "all" for towers without weights."""
-        if str(self.stage) == "all":
-            return [1, 2, 3]
-        stage = int(self.stage)
-        if stage not in STAGE_PARTS:
-            raise ConfigError(f"training stage {self.stage!r} is not 0, 1, 2, 3 or 'all'")
-        return [stage]
-
-    def stages_for(self, preset: Preset) -> list[int]:
-        scratch = not preset.pretrained_vision or preset.llm.tiny is not None
-        if str(self.stage) == "all":
-            return [0, 1, 2, 3] if scratch and self.init_weights is None else [1, 2, 3]
-        if self.stages == [0] and not scratch:
-            raise ConfigError(f"stage 0 trains the image tower and LLM from scratch, but preset '{preset.name}' "
-                              f"has pretrained towers and LLM; train stages 1-3 instead")
-        return self.stages
-
-    def stage_epochs(self, stage: int) -> int:
-        return self.stage0_epochs if stage == 0 and self.stage0_epochs else self.epochs
-
-    def stage_lr(self, stage: int) -> float:
-        return self.stage0_lr if stage == 0 else self.lr
-
-    def check(self) -> None:
-        self.stages  # noqa: B018 - validates
-        if self.synthesis not in METHODS:
-            raise ConfigError(f"synthesis '{self.synthesis}' is not one of {', '.join(METHODS)}")
-        if self.lm_loss not in ("answers", "all"):
-            raise ConfigError(f"lm_loss '{self.lm_loss}' is not 'answers' or 'all'")
-        lo, hi = self.patch_frac
-        if not 0.0 < lo <= hi < 1.0:
-            raise ConfigError(f"patch_frac {lo} {hi}: need 0 < min <= max < 1 (fractions of the image side)")
-        if not 0.0 <= self.anomaly_ratio <= 1.0:
-            raise ConfigError(f"anomaly_ratio {self.anomaly_ratio} must lie in [0, 1]")
-        if self.epochs < 1 or self.batch_size < 1 or (self.stage0_epochs is not None and self.stage0_epochs < 1):
-            raise ConfigError("epochs and batch_size must be at least 1")
-        if self.checkpoint_every < 1:
-            raise ConfigError("checkpoint_every must be at least 1 epoch")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError("max_steps must be at least 1")
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["data"], data["out_dir"] = str(self.data), str(self.out_dir)
-        data["init_weights"] = None if self.init_weights is None else str(self.init_weights)
-        return data
-
-
-# ---------------------------------------------------------------------------------------------
-# data
-
-
-class SyntheticAnomalyDataset(Dataset):
-    """Normal training images; with probability anomaly_ratio one gets a synthetic anomaly.
-
-    Item i of epoch e is a pure function of (seed, e, i): `np.random.default_rng([seed, e, i])`
-    decides whether it is anomalous, picks the source image (another normal image of the class),
-    draws the synthesis and the answer template.
-    """
-
-    def __init__(self, samples: Sequence[Sample], preset: Preset, templates: AnswerTemplates, *,
-                 method: str = "nsa", anomaly_ratio: float = 0.5, seed: int = 0,
-                 object_classes: Sequence[str] = (), patch_frac: tuple[float, float] = (0.05, 0.3),
-                 banks: dict[str, PromptBank] | None = None) -> None:
-        self.samples = list(samples)
-        self.banks = banks or {}
-        self.spec = preset.image_input
-        self.templates = templates
-        self.method = method
-        self.patch_frac = patch_frac
-        self.anomaly_ratio = anomaly_ratio
-        self.seed = seed
-        self.epoch = 0
-        self._images: dict[int, np.ndarray] = {}  # resized normal images: decoding dominates otherwise
-        self.by_class: dict[str, list[int]] = {}
-        for i, s in enumerate(self.samples):
-            self.by_class.setdefault(s.class_name, []).append(i)
-        # A batch holds one class, so every image of a class gets the input shape of its first image.
-        self.shapes = {name: input_shape(*load_sample(self.samples[ids[0]])[0].shape[:2], self.spec)
-                       for name, ids in self.by_class.items()}
-        self.foreground: dict[str, np.ndarray] = {}
-        for name in object_classes:
-            if name in self.by_class:
-                images = [self.image(i) for i in self.by_class[name][:FOREGROUND_IMAGES]]
-                self.foreground[name] = foreground_mask(images)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def image(self, index: int) -> np.ndarray:
-        """The RGB image of sample `index` at its class's input shape (cached; callers must not modify it)."""
-        if index not in self._images:
-            sample = self.samples[index]
-            self._images[index] = resize_rgb(load_sample(sample)[0], self.shapes[sample.class_name])
-        return self._images[index]
-
-    def normalise(self, rgb: np.ndarray) -> torch.Tensor:
-        """RGB uint8 (H', W', 3) -> (3, H', W') float32, the same values as Inspector._preprocess."""
-        return normalise(rgb, self.spec)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.samples[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        image = self.image(index)
-        mask = np.zeros(image.shape[:2], dtype=bool)
-        if rng.random() < self.anomaly_ratio:
-            peers = [i for i in self.by_class[sample.class_name] if i != index] or [index]
-            source = self.image(peers[int(rng.integers(len(peers)))])
-            image, mask = synthesize(image, source, rng, self.method,  # type: ignore[arg-type]
-                                     foreground=self.foreground.get(sample.class_name),
-                                     patch_frac=self.patch_frac)
-        bank = self.banks.get(sample.class_name) or load_bank(sample.class_name)
-        if mask.any():  # the evidence line a perfect map would give, and the answer that names its place
-            evidence = mask_evidence(mask, bank.names)
-            template = self.templates.abnormal[int(rng.integers(len(self.templates.abnormal)))]
-            answer = template.format(position=evidence.position)
-        else:  # a good part's map still has a strongest response somewhere: evidence as the corpus draws it
-            evidence, _ = sample_evidence(rng, bank)
-            answer = self.templates.normal
-        return {"image": self.normalise(image), "mask": torch.from_numpy(mask.astype(np.float32)),
-                "answer": answer, "evidence": evidence.text(), "class_name": sample.class_name, "index": index}
-
-
-class ClassBatchSampler(Sampler[list[int]]):
-    """Batches of one class each, in an order that is a pure function of (seed, stage, epoch).
-
-    Within each class the indices are shuffled and cut into batches (the last one may be short);
-    the batches of all classes are then shuffled together. `skip` drops the first batches of the
-    next iteration (resuming inside an epoch).
-    """
-
-    def __init__(self, by_class: dict[str, list[int]], batch_size: int, seed: int) -> None:
-        self.by_class = {k: list(v) for k, v in sorted(by_class.items())}
-        self.batch_size = batch_size
-        self.seed = seed
-        self.stage = 0
-        self.epoch = 0
-        self.skip = 0
-
-    def set_epoch(self, epoch: int, stage: int | None = None) -> None:
-        self.epoch = epoch
-        if stage is not None:
-            self.stage = stage
-
-    def batches(self) -> list[list[int]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.stage * 10_007 + self.epoch)
-        batches: list[list[int]] = []
-        for indices in self.by_class.values():
-            order = [indices[i] for i in torch.randperm(len(indices), generator=g).tolist()]
-            batches += [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        skip, self.skip = self.skip, 0
-        yield from self.batches()[skip:]
-
-    def __len__(self) -> int:
-        return sum(math.ceil(len(v) / self.batch_size) for v in self.by_class.values())
-
-
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"image": torch.stack([it["image"] for it in items]),
-            "mask": torch.stack([it["mask"] for it in items]),
-            "answer": [it["answer"] for it in items],
-            "evidence": [it["evidence"] for it in items],
-            "class_name": [it["class_name"] for it in items],
-            "index": torch.tensor([it["index"] for it in items])}
-
-
-# ---------------------------------------------------------------------------------------------
-# the step
-
-
-class TrainStep(nn.Module):
-    """model + LLM -> losses for one batch; the module handed to accelerate (forward = one step)."""
-
-    def __init__(self, model: IADGPT, llm: LanguageModel) -> None:
-        super().__init__()
-        self.model = model
-        self.llm_model = llm.model
-        self.image_token_id = llm.image_token_id
-        self.pad_token_id = llm.tokenizer.pad_token_id
-        self.seg_loss = False
-
-    def forward(self, images: torch.Tensor, masks: torch.Tensor, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor, labels: torch.Tensor, win: torch.Tensor,
-                apg: torch.Tensor, memory_bank: MemoryBank | None = None,
-                use_decoder: bool = True) -> dict[str, torch.Tensor]:
-        towers = self.model.towers
-        dtype = next(towers.parameters()).dtype
-        features = towers.encode_image(images.to(dtype))  # no grad: frozen
-        prompts = TextPrompts("batch", win, apg, [])
-        # The LLM learns to read the decoder's map, the memory bank's, or their mean (Inspector.use_decoder).
-        maps = self.model.layer_maps(features, prompts, memory_bank, use_decoder=use_decoder)  # (B, L, h, w)
-        image_embeds = self.model.image_embeddings(features, prompts, maps)  # (B, K, D)
-        embedding = self.llm_model.get_input_embeddings()
-        safe_ids = input_ids.masked_fill(input_ids == self.image_token_id, self.pad_token_id)
-        text_embeds = embedding(safe_ids)  # (B, T, D)
-        embeds, mask, spliced = splice_image_embeddings(input_ids, text_embeds, image_embeds.to(text_embeds.dtype),
-                                                        self.image_token_id, attention_mask, labels)
-        ce = self.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=spliced).loss
-        out = {"ce": ce.float()}
-        if self.seg_loss:
-            size = masks.shape[-2:]
-            pred = F.interpolate(maps.float().mean(dim=1, keepdim=True), size=size, mode="bilinear",
-                                 align_corners=False)  # (B, 1, S, S)
-            layer_focal, layer_dice = layer_map_losses(maps, masks)
-            out["focal"] = (focal_loss(pred, masks) + layer_focal) / 2
-            out["dice"] = (dice_loss(pred, masks) + layer_dice) / 2
-        out["loss"] = sum(out.values())
-        return out
-
-
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up over `warmup` steps, then one cosine decay to 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-# ---------------------------------------------------------------------------------------------
-# trainer state (safetensors + JSON metadata; never pickle)
-
-
-def _split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """Replace every tensor in a nested dict/list with {"__tensor__": key}, collecting them."""
-    if isinstance(obj, torch.Tensor):
-        tensors[prefix] = obj.detach().to("cpu").contiguous().clone()
-        return {"__tensor__": prefix}
-    if isinstance(obj, dict):
-        return {"__keys__": [[type(k).__name__, str(k)] for k in obj],
-                "__values__": [_split_tensors(v, f"{prefix}.{k}", tensors) for k, v in obj.items()]}
-    if isinstance(obj, list | tuple):
-        return [_split_tensors(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
-    return obj
-
-
-def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(obj, dict) and "__tensor__" in obj:
-        return tensors[obj["__tensor__"]]
-    if isinstance(obj, dict) and "__keys__" in obj:
-        keys = [int(k) if kind == "int" else k for kind, k in obj["__keys__"]]
-        return {k: _join_tensors(v, tensors) for k, v in zip(keys, obj["__values__"], strict=True)}
-    if isinstance(obj, list):
-        return [_join_tensors(v, tensors) for v in obj]
-    return obj
-
-
-def save_trainer_state(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any,
-                       progress: dict[str, Any]) -> None:
-    tensors: dict[str, torch.Tensor] = {}
-    state = {
-        "optimizer": _split_tensors(optimizer.state_dict(), "optimizer", tensors),
-        "scheduler": _split_tensors(scheduler.state_dict(), "scheduler", tensors),
-        "progress": progress,
-    }
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"trainer_state": json.dumps(state)})
-    tmp.replace(path)
-
-
-def load_trainer_state(path: Path) -> tuple[dict, dict, dict[str, Any], dict[str, torch.Tensor]]:
-    """(optimizer state dict, scheduler state dict, progress, rng tensors)."""
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        state = json.loads(f.metadata()["trainer_state"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iterator
-    rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
-    return (_join_tensors(state["optimizer"], tensors), _join_tensors(state["scheduler"], tensors),
-            state["progress"], rng)
-
-
-# ---------------------------------------------------------------------------------------------
-# the trainer
 
 
 @dataclass
