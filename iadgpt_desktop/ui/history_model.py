@@ -26,6 +26,7 @@ ROW_ROLE = Qt.ItemDataRole.UserRole  # data(index, ROW_ROLE) is the row's Inspec
 # (header, repository order_by key or None when the database cannot sort by it)
 COLUMNS: tuple[tuple[str, str | None], ...] = (
     ("Time", "created_at"),
+    ("File", "file_name"),
     ("Product", "product"),
     ("Verdict", "verdict"),
     ("Score", "score"),
@@ -166,6 +167,8 @@ class InspectionTableModel(QAbstractTableModel):
     def _text(row: InspectionRow, name: str) -> str:
         if name == "Time":
             return local_time(row.created_at)
+        if name == "File":
+            return row.file_name or ""
         if name == "Product":
             return row.product_name or "—"
         if name == "Verdict":

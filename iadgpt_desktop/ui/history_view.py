@@ -47,6 +47,8 @@ from iadgpt_desktop.ui.trend_chart import TrendChart
 
 log = logging.getLogger(__name__)
 
+COLUMN_NAMES = [name for name, _key in COLUMNS]
+
 REFRESH_DELAY_MS = 500  # new inspections arriving refresh the view at most this often
 SEARCH_DELAY_MS = 300  # typing in the search box waits this long for the next key
 QUICK_RANGES: tuple[tuple[str, timedelta | None], ...] = (
@@ -127,7 +129,7 @@ class HistoryView(QWidget):
         for d in (UNDECIDED, *DECISIONS):
             self.decision.addItem(DECISION_LABELS[d], d)
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search answer, position, defect type, file, note…")
+        self.search.setPlaceholderText("Search file name, answer, position, defect type, note…")
         self.search.setClearButtonEnabled(True)
         self.search.setMinimumWidth(160)
 
@@ -174,9 +176,9 @@ class HistoryView(QWidget):
         header = self.table.horizontalHeader()
         header.setStretchLastSection(False)
         header.setHighlightSections(False)
-        for column, width in enumerate((140, 100, 72, 56, 90, 130, 110, 80, 56)):
+        for column, width in enumerate((140, 150, 100, 72, 56, 90, 130, 110, 80, 56)):
             header.resizeSection(column, width)
-        header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(COLUMN_NAMES.index("Defect types"), QHeaderView.ResizeMode.Stretch)
         header.setSortIndicator(self._sort_column, Qt.SortOrder.DescendingOrder)
         self.table.setSortingEnabled(True)  # clicks reach model.sort, which re-queries the database
         # A click on a column the database cannot sort by moves the arrow back where the sort really is.
@@ -418,6 +420,13 @@ class HistoryView(QWidget):
             self.table.selectRow(row)
             self.table.scrollTo(self.model.index(row, 0))
         return row >= 0
+
+    def current_row(self) -> InspectionRow | None:
+        """The inspection shown in the detail (what the operator reads on this tab)."""
+        return self._shown
+
+    def current_messages(self) -> list[MessageRow]:
+        return self._conversation(self._shown.id) if self._shown is not None else []
 
     def _conversation(self, inspection_id: int) -> list[MessageRow]:
         db = self._database()

@@ -212,8 +212,12 @@ class Inspector:
 
     def build_memory_bank(self, references: Iterable[ImageInput], *,
                           progress: Callable[[int, int], None] | None = None,
-                          should_stop: Callable[[], bool] = lambda: False) -> MemoryBank:
-        """Few-shot mode (Eq. 2): a memory bank from images of good parts, set on this inspector."""
+                          should_stop: Callable[[], bool] = lambda: False,
+                          select_progress: Callable[[int, int], None] | None = None) -> MemoryBank:
+        """Few-shot mode (Eq. 2): a memory bank from images of good parts, set on this inspector.
+
+        ``progress`` counts the images read, ``select_progress`` the coreset's patches chosen (the
+        long phase of a large bank); ``should_stop`` is checked in both."""
         references = list(references)
         per_image: list[list[torch.Tensor]] = []
         for i, ref in enumerate(references):
@@ -229,7 +233,7 @@ class Inspector:
         bank = MemoryBank(self.model.towers.layer_dims, meta=meta)
         for tokens in per_image:
             bank.add(tokens)
-        bank.subsample(self.preset.inference.max_memory_patches)
+        bank.subsample(self.preset.inference.max_memory_patches, progress=select_progress, should_stop=should_stop)
         self.set_memory_bank(bank)
         return bank
 
