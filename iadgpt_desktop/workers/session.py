@@ -201,6 +201,8 @@ class InspectionSession(QObject):
         total = self.total
         if isinstance(source, FileListSource) and source.total is not None:
             total = source.total
+        elif isinstance(source, FolderSource) and total is None:
+            total = source.enqueued + source.pending  # a watched folder: every image found so far
         return SessionStats(
             source=self.name, state=source.state, paused=self.paused,
             captured=getattr(source, "frames_captured", getattr(source, "enqueued", 0)),
@@ -227,5 +229,4 @@ class InspectionSession(QObject):
             return False
         if stats.state is SourceState.FAILED:
             return True
-        return stats.waiting == 0 and (stats.total is None or stats.done >= stats.total) \
-            and stats.done >= stats.captured
+        return stats.waiting == 0 and stats.done >= max(stats.total or 0, stats.captured)
