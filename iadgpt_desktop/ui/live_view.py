@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSlider,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -96,14 +97,12 @@ class LiveView(QWidget):
 
         # Under the image: the legend and zoom, then the recent results with previous/next.
         self.legend = OverlayLegend()
-        self.fit_button = QPushButton("Fit")
+        self.fit_button = QToolButton(text="Fit")
         self.fit_button.clicked.connect(self.view.fit)
-        zoom_in = QPushButton("+")
+        zoom_in = QToolButton(text="+", toolTip="Zoom in (wheel up)")
         zoom_in.clicked.connect(self.view.zoom_in)
-        zoom_out = QPushButton("−")
+        zoom_out = QToolButton(text="−", toolTip="Zoom out (wheel down)")
         zoom_out.clicked.connect(self.view.zoom_out)
-        for b in (self.fit_button, zoom_in, zoom_out):
-            b.setMaximumWidth(44)
         under = QHBoxLayout()
         under.addWidget(self.legend, 1)
         under.addWidget(zoom_out)

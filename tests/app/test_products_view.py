@@ -201,3 +201,54 @@ def test_screenshot(view: ProductsView, tmp_path: Path) -> None:
     view.build_bank()
     view.bank_progress(BankProgress(view.product_id, BankPhase.READING, 2, 4))
     assert view.grab().save("/tmp/products_view.png")
+
+
+# -- issue 12, problems 8 and 9 ------------------------------------------------------------------
+
+
+def test_references_survive_a_restart_and_show_thumbnails(qtbot, db: Database, tmp_path: Path) -> None:
+    first = ProductsView(lambda: db)
+    qtbot.addWidget(first)
+    product_id = first.create_product("Spindles", "ball_screw_drive")
+    paths = write_pngs(tmp_path / "refs", 3)
+    first.add_references(paths)
+    again = ProductsView(lambda: db)  # the app restarted
+    qtbot.addWidget(again)
+    again.select_product(product_id)
+    assert again.references() == paths
+    assert again.reference_list.count() == 3
+    assert all(not again.reference_list.item(i).icon().isNull() for i in range(3)), "thumbnails"
+
+
+def test_a_new_product_starts_few_shot_when_the_model_was_not_trained_on_it(view: ProductsView, db) -> None:
+    from iadgpt_desktop.workers.contract import ModelState, ModelStatus
+
+    view.set_model_status(ModelStatus(ModelState.READY, "ready", "demo@x", "zero-shot", True, ("ball_screw_drive",)))
+    known = view.create_product("Line 1 spindles", "ball_screw_drive")
+    new = view.create_product("Tiles", "magnetic_tile")
+    assert stored(db, known)["mode"] == "trained"
+    assert stored(db, new)["mode"] == "few-shot" and view.few_shot_radio.isChecked()
+    assert "few-shot" in view.message.text() and "Build memory bank" in view.message.text()
+
+
+def test_bank_build_is_one_step_with_cancel(view: ProductsView, qtbot, tmp_path: Path) -> None:
+    product_id = view.create_product("Pills", "pill")
+    view.add_references(write_pngs(tmp_path / "refs", 2))
+    assert "use it" in view.build_button.text()
+    with qtbot.waitSignal(view.build_bank_requested, timeout=1000):
+        view.build_bank()
+    assert view.cancel_button.isVisible() or not view.cancel_button.isHidden()
+    with qtbot.waitSignal(view.cancel_bank_requested, timeout=1000):
+        view.cancel_button.click()
+    view.bank_failed(product_id, "building the memory bank was cancelled; the previous bank is kept")
+    assert view.cancel_button.isHidden() and "cancelled" in view.message.text()
+    view.bank_ready(BankBuilt(product_id, 10, "x", active=True))
+    assert "now inspected in few-shot mode" in view.message.text()
+    assert "● inspecting" in view.products.currentItem().text()
+
+
+def test_product_name_with_markup_is_shown_as_typed(view: ProductsView) -> None:
+    name = "<b>Line</b><img src='/etc/hostname'>"
+    view.create_product(name, "bottle")
+    assert view.title.textFormat() == Qt.TextFormat.PlainText and view.title.text() == name
+    assert view.message.textFormat() == Qt.TextFormat.PlainText

@@ -74,3 +74,21 @@ def test_broken_weights_folder_is_reported_and_builds_nothing(tmp_path, qtbot) -
         assert failures == [] and _mode(w, product.id) == "trained"
     finally:
         w.shutdown()
+
+
+def test_cancel_during_the_coreset_keeps_the_previous_bank(tmp_path, qtbot) -> None:
+    from iadgpt_desktop.workers.contract import BankPhase
+
+    w = _worker(tmp_path, preset="tiny-test")
+    try:
+        product, references = _sample_product(w)
+        w.build_memory_bank(product, references)
+        previous = w.inspector.memory_bank
+        failed = []
+        w.bank_failed.connect(lambda pid, text: failed.append(text))
+        w.bank_progress.connect(lambda p: w.cancel() if p.phase is BankPhase.SELECTING else None)
+        w.build_memory_bank(product, references * 20)  # large enough to need a coreset
+        assert failed and "cancelled" in failed[0]
+        assert w.inspector.memory_bank is previous
+    finally:
+        w.shutdown()
