@@ -108,7 +108,7 @@ class HistoryView(QWidget):
 
     # ---- building --------------------------------------------------------------------------------
 
-    def _build_filter_bar(self) -> QHBoxLayout:
+    def _build_filter_bar(self) -> QVBoxLayout:
         self.quick_range = QComboBox()
         for label, _ in QUICK_RANGES:
             self.quick_range.addItem(label)
@@ -142,18 +142,23 @@ class HistoryView(QWidget):
         self.search.returnPressed.connect(self.refresh)
         self._apply_quick_range()
 
-        bar = QHBoxLayout()
-        bar.addWidget(QLabel("Time"))
-        bar.addWidget(self.quick_range)
-        bar.addWidget(QLabel("From"))
-        bar.addWidget(self.from_edit)
-        bar.addWidget(QLabel("To"))
-        bar.addWidget(self.to_edit)
-        bar.addSpacing(8)
-        bar.addWidget(self.product)
-        bar.addWidget(self.verdict)
-        bar.addWidget(self.decision)
-        bar.addWidget(self.search, 1)
+        # Two rows, so that the History tab and the chat pane fit a 1366 px wide screen side by side.
+        times = QHBoxLayout()
+        times.addWidget(QLabel("Time"))
+        times.addWidget(self.quick_range)
+        times.addWidget(QLabel("From"))
+        times.addWidget(self.from_edit)
+        times.addWidget(QLabel("To"))
+        times.addWidget(self.to_edit)
+        times.addStretch(1)
+        what = QHBoxLayout()
+        what.addWidget(self.product)
+        what.addWidget(self.verdict)
+        what.addWidget(self.decision)
+        what.addWidget(self.search, 1)
+        bar = QVBoxLayout()
+        bar.addLayout(times)
+        bar.addLayout(what)
         return bar
 
     @staticmethod
@@ -317,10 +322,19 @@ class HistoryView(QWidget):
         self.message.hide()
         self.model.reset(total, self._page_loader(db, flt, self._order_by, self._descending))
         self.chart.set_data(trend, bucket)
+        self._fit_name_columns()
         defective = sum(bad for _, _, bad in trend)
         self.summary.setText(f"{total:,} inspections" + (f", {defective:,} defective" if total else ""))
         self._reselect(selected, selected_row)
         self.refreshed.emit(total)
+
+    def _fit_name_columns(self) -> None:
+        """File and Product as wide as their visible names need (within reason), so they are not cut."""
+        header = self.table.horizontalHeader()
+        for name in ("File", "Product"):
+            column = COLUMN_NAMES.index(name)
+            wanted = max(self.table.sizeHintForColumn(column), header.sectionSizeHint(column))
+            header.resizeSection(column, min(max(wanted + 8, 90), 240))
 
     @staticmethod
     def _page_loader(db: Database, flt: InspectionFilter, order_by: str, descending: bool) -> PageLoader:

@@ -8,6 +8,8 @@ on the part on screen.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -394,6 +396,7 @@ class LiveView(QWidget):
             self.pause_button.setText("Pause")
             self.pause_button.blockSignals(False)
         self.source_label.setText(describe_stats(stats, model_ready=self._model_ready))
+        self.source_label.setToolTip(stats.source)
         problem = stats.state in (SourceState.RECONNECTING, SourceState.FAILED)
         self.source_label.setStyleSheet("color:#c62828;" if problem else ("color:#e65100;" if stats.paused else ""))
         text = f"{stats.captured} in, {stats.dropped} dropped"
@@ -417,7 +420,12 @@ class LiveView(QWidget):
 
 def describe_stats(stats: SessionStats, *, model_ready: bool = True) -> str:
     """The one line that says where a source is: "folder /x — 12 of 40 inspected, 28 waiting"."""
-    name = stats.source.replace(":", " ", 1)
+    kind, _, where = stats.source.partition(":")
+    if kind == "folder" and where:  # the folder's last two parts; the tooltip has the whole path
+        parts = Path(where).parts
+        where = str(Path(*parts[-2:])) if len(parts) > 2 else where
+        where = ("…/" if len(parts) > 2 else "") + where
+    name = f"{kind} {where}".strip()
     n = stats.total if stats.total is not None else stats.done + stats.waiting
     progress = f"{stats.done} of {n} inspected" if n else "nothing inspected yet"
     if stats.failed:

@@ -305,7 +305,8 @@ class ProductsView(QWidget):
             if row.get("reference_paths_json") is not None or row["id"] not in self._references:
                 self._references[row["id"]] = _stored_references(row)
             active = "  ● inspecting" if row["id"] == self._active else ""
-            item = QListWidgetItem(f"{row['name']}  ·  {row['class_name']}  ({row['mode']}){active}")
+            item = QListWidgetItem(f"{row['name']}\n{row['class_name']} · {row['mode']}{active}")
+            item.setToolTip(f"{row['name']} ({row['class_name']}, {row['mode']}){active}")
             item.setData(Qt.ItemDataRole.UserRole, row["id"])
             self.products.addItem(item)
         self.products.blockSignals(False)

@@ -25,7 +25,7 @@ def outcome_label(outcome: InspectionOutcome) -> str:
 
 def _thumbnail(rgb: np.ndarray) -> QPixmap:
     h, w = rgb.shape[:2]
-    scale = THUMB_PX / max(h, w)
+    scale = min(THUMB_PX / w, THUMB_PX * 2 / 3 / h)
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     return QPixmap.fromImage(to_qimage(small))
 
@@ -41,11 +41,12 @@ class RecentStrip(QListWidget):
         self.setWrapping(False)
         self.setViewMode(QListView.ViewMode.IconMode)
         self.setMovement(QListView.Movement.Static)
-        self.setIconSize(QSize(THUMB_PX, THUMB_PX))
+        self.setIconSize(QSize(THUMB_PX, THUMB_PX * 2 // 3))
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setFixedHeight(THUMB_PX + 2 * self.fontMetrics().height() + 14)
+        scrollbar = self.horizontalScrollBar().sizeHint().height()
+        self.setFixedHeight(THUMB_PX * 2 // 3 + self.fontMetrics().height() + scrollbar + 16)
         self.setSpacing(2)
         self.setToolTip("Recent results: click one to read it again (Alt+Left / Alt+Right step through them)")
         self._outcomes: list[InspectionOutcome] = []
