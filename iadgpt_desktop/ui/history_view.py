@@ -331,10 +331,13 @@ class HistoryView(QWidget):
     def _fit_name_columns(self) -> None:
         """File and Product as wide as their visible names need (within reason), so they are not cut."""
         header = self.table.horizontalHeader()
+        metrics = self.table.fontMetrics()
+        rows = min(self.model.rowCount(), 50)  # the first page only: sizing must not read the history
         for name in ("File", "Product"):
             column = COLUMN_NAMES.index(name)
-            wanted = max(self.table.sizeHintForColumn(column), header.sectionSizeHint(column))
-            header.resizeSection(column, min(max(wanted + 8, 90), 240))
+            texts = [str(self.model.index(r, column).data() or "") for r in range(rows)]
+            wanted = max([metrics.horizontalAdvance(t) for t in texts] + [header.sectionSizeHint(column)])
+            header.resizeSection(column, min(max(wanted + 16, 90), 240))
 
     @staticmethod
     def _page_loader(db: Database, flt: InspectionFilter, order_by: str, descending: bool) -> PageLoader:

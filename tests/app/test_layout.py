@@ -47,6 +47,7 @@ def test_nothing_is_cut_off(station, qtbot, tmp_path, size) -> None:
     long.result.defect_types = [("pitting", 0.93), ("surface_wear", 0.05), ("rust_stain", 0.02)]
     long.result.position = "top left, bottom right and center"
     w.live.add_outcome(long)
+    assert w.minimumSizeHint().width() <= size[0] and w.minimumSizeHint().height() <= size[1] - 40
     w.resize(*size)
     for tab in (w.live, w.history, w.products):
         w.tabs.setCurrentWidget(tab)
