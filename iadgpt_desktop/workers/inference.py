@@ -283,9 +283,13 @@ class InferenceWorker(QObject):
             if self.db:
                 with self.db.Session.begin() as s:
                     repository.update_product(s, pid, memory_bank_path=str(path), mode=ProductMode.FEW_SHOT.value)
+            current = self.product
             self.product = ProductInfo(**{**product.__dict__, "mode": ProductMode.FEW_SHOT,
                                           "memory_bank_path": str(path)})
-            self._apply_product(self.product)
+            same_prompts = current is not None and (current.class_name, current.prompt_bank_json) == (
+                product.class_name, product.prompt_bank_json)
+            if not same_prompts:  # another product: its prompts too (the new bank is already set)
+                self._apply_product(self.product)
         except CancelledError as exc:
             self.inspector.set_memory_bank(previous)
             self.bank_failed.emit(pid, str(exc))

@@ -92,3 +92,17 @@ def test_cancel_during_the_coreset_keeps_the_previous_bank(tmp_path, qtbot) -> N
         assert w.inspector.memory_bank is previous
     finally:
         w.shutdown()
+
+
+def test_a_bank_for_the_product_in_use_does_not_rebuild_its_prompts(tmp_path, qtbot) -> None:
+    w = _worker(tmp_path, preset="tiny-test")
+    try:
+        product, references = _sample_product(w)
+        calls = []
+        real = w.inspector.set_product
+        w.inspector.set_product = lambda *a, **k: (calls.append(a), real(*a, **k))
+        w.build_memory_bank(product, references)
+        assert calls == [], "only the memory bank changed: the text prompts are kept"
+        assert w.inspector.memory_bank is not None and w.product.mode == "few-shot"
+    finally:
+        w.shutdown()
