@@ -64,3 +64,17 @@ def test_migration_from_the_first_schema_keeps_old_rows(tmp_path: Path) -> None:
     with Database.open(tmp_path, url) as db, db.Session() as s:
         rows = repo.query_inspections(s, InspectionFilter())
     assert len(rows) == 1 and rows[0].file_name is None
+
+
+def test_html_report_stays_small(db: Database, tmp_path: Path) -> None:
+    """Issue 12: 137 rows made 2.7 MB (20 kB a row); JPEG overlays keep a row under 12 kB."""
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        image, sha = db.files.store_image((rng.random((184, 452, 3)) * 40 + 100).astype(np.uint8))
+        mask = db.files.store_mask(rng.random((184, 452)).astype(np.float32))
+        with db.Session.begin() as s:
+            repo.add_inspection(s, make_record(file_name=f"p{i}.png", image_path=image, image_sha256=sha,
+                                               mask_path=mask))
+    with db.Session() as s:
+        assert export_html(s, InspectionFilter(), tmp_path / "r.html", db.files) == 20
+    assert (tmp_path / "r.html").stat().st_size / 20 < 12 * 1024
