@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -76,6 +77,11 @@ class LiveView(QWidget):
         self._decisions: dict[int, str] = {}  # inspection id -> decision recorded in this session
         self._newer = 0  # results that came while not following
         self._model_ready = False
+        self.alert_on_defective = False  # Settings > Station: beep and flash on a new defective part
+        self.alerts = 0
+        self._flashes_left = 0
+        self._flash_timer = QTimer(self, interval=180)
+        self._flash_timer.timeout.connect(self._flash)
         self.view = ImageView("Open files, a folder or a camera to start inspecting")
 
         bar = QHBoxLayout()
@@ -274,6 +280,25 @@ class LiveView(QWidget):
         else:
             self._newer += 1
         self._update_navigation()
+        if self.alert_on_defective and outcome.verdict is Verdict.DEFECTIVE:
+            self._alert()
+
+    def _alert(self) -> None:
+        """A defective part: beep and flash the banner (even when reading an earlier part)."""
+        self.alerts += 1
+        QApplication.beep()
+        self._flashes_left = 6
+        self._flash_timer.start()
+
+    def _flash(self) -> None:
+        self._flashes_left -= 1
+        bright = self._flashes_left % 2 == 1
+        style = "background:#ffeb3b;color:#b71c1c;" if bright else BANNER_STYLES[Verdict.DEFECTIVE]
+        if self._flashes_left <= 0:
+            self._flash_timer.stop()
+            self._show_model_state()  # back to the banner of the part on screen
+            return
+        self.banner.setStyleSheet(style + BANNER_FONT)
 
     def stored_later(self, outcome: InspectionOutcome) -> None:
         """A result that could not be stored at first is stored now: its decision buttons work."""

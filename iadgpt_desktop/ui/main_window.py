@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         self._wire()
         self._menus()
         self._apply_overlay_settings()
+        self.live.alert_on_defective = settings.alert_on_defective
         self._first_run()
 
     # -- wiring ----------------------------------------------------------------------------------
@@ -474,6 +475,7 @@ class MainWindow(QMainWindow):
 
     def _settings_applied(self, applied: Settings) -> None:
         previous, self.settings = self.settings, applied
+        self.live.alert_on_defective = applied.alert_on_defective
         if applied.storage_key() != previous.storage_key():
             old = self.db
             if self._open_db():

@@ -136,10 +136,13 @@ class SettingsDialog(QDialog):
         self.generate_answers = QCheckBox("Generate full answers for every inspection")
         self.generate_answers.setToolTip("Off: only the fast Yes/No verdict; answers are generated when you ask")
         self.generate_answers.setChecked(settings.generate_answers)
+        self.alert_on_defective = QCheckBox("Beep and flash the verdict when a part is defective")
+        self.alert_on_defective.setChecked(settings.alert_on_defective)
         station = QGroupBox("Station")
         form = QFormLayout(station)
         form.addRow(_label("Operator:"), self.operator)
         form.addRow(self.generate_answers)
+        form.addRow(self.alert_on_defective)
 
         self.error = QLabel()
         self.error.setWordWrap(True)
@@ -198,6 +201,7 @@ class SettingsDialog(QDialog):
             max_pixels=max_pixels,
             operator=self.operator.text().strip(),
             generate_answers=self.generate_answers.isChecked(),
+            alert_on_defective=self.alert_on_defective.isChecked(),
         )
 
     def validate(self) -> str | None:

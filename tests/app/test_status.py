@@ -156,3 +156,17 @@ def test_a_paused_answer_is_stored_as_interrupted(tmp_path, qtbot) -> None:
         assert INTERRUPTED in messages[-1].content
     finally:
         w.shutdown()
+
+
+def test_optional_alert_on_a_defective_part(qtbot) -> None:
+    view = LiveView()
+    qtbot.addWidget(view)
+    view.set_model_status(ModelStatus(ModelState.READY, "ready", "m", "few-shot"))
+    view.add_outcome(make_outcome(1, verdict="defective"))
+    assert view.alerts == 0, "off by default"
+    view.alert_on_defective = True
+    view.add_outcome(make_outcome(2, verdict="good"))
+    view.add_outcome(make_outcome(3, verdict="defective"))
+    assert view.alerts == 1
+    qtbot.waitUntil(lambda: not view._flash_timer.isActive(), timeout=5000)
+    assert "#c62828" in view.banner.styleSheet(), "the banner is back to the verdict's colour"
