@@ -159,8 +159,9 @@ class InspectionTableModel(QAbstractTableModel):
             return font
         if role == Qt.ItemDataRole.TextAlignmentRole and name in NUMERIC_COLUMNS:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return row.answer or None
+        if role == Qt.ItemDataRole.ToolTipRole:  # the whole text of a narrow cell, then the answer
+            cell = self._text(row, name) if name in ("File", "Product", "Position", "Defect types") else ""
+            return "\n".join(t for t in (cell, row.answer) if t) or None
         return None
 
     @staticmethod

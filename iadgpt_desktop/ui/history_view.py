@@ -181,7 +181,7 @@ class HistoryView(QWidget):
         header = self.table.horizontalHeader()
         header.setStretchLastSection(False)
         header.setHighlightSections(False)
-        for column, width in enumerate((140, 150, 100, 72, 56, 90, 130, 110, 80, 56)):
+        for column, width in enumerate((140, 150, 100, 72, 56, 150, 130, 110, 80, 56)):
             header.resizeSection(column, width)
         header.setSectionResizeMode(COLUMN_NAMES.index("Defect types"), QHeaderView.ResizeMode.Stretch)
         header.setSortIndicator(self._sort_column, Qt.SortOrder.DescendingOrder)
