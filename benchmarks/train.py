@@ -1,6 +1,6 @@
-"""Training benchmark: images/s per stage and peak memory, for the tiny-test and demo presets, on the CPU.
+"""Training benchmark: images/s per stage and peak memory (tiny-test and unified-lite0 presets), on the CPU.
 
-    .venv/bin/python benchmarks/train.py [--data ../shared/datasets/bsdata] [--steps 6] [--presets tiny-test demo]
+    .venv/bin/python benchmarks/train.py [--data DIR] [--steps 6] [--presets tiny-test unified-lite0] [--run RUN_DIR]
 
 Each preset runs in its own process (so ru_maxrss is that preset's peak): `iadgpt train`'s Trainer with
 --stage all and --max-steps N per stage (stage 0 included for presets without pretrained towers), on the
@@ -39,14 +39,41 @@ def child(preset: str, data: Path, steps: int, batch_size: int) -> dict:
                                       "images_per_s": round(r.images_per_s, 2)} for r in trainer.results}}
 
 
+def run_times(run: Path) -> int:
+    """Print each stage's wall time and the total from a run's train.log (timestamps of its stage lines)."""
+    from datetime import datetime
+
+    marks: list[tuple[str, datetime]] = []
+    for line in (run / "train.log").read_text(encoding="utf-8").splitlines():
+        stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+        text = line[24:]
+        if ": stage " in text and ": training " in text:
+            marks.append((text.split(": stage ")[1].split(":")[0], stamp))
+        elif "training done" in text:
+            marks.append(("done", stamp))
+    if not marks or marks[-1][0] != "done":
+        print(f"{run}: the run has not finished")
+        return 1
+    print("stage  minutes")
+    for (name, start), (_, end) in zip(marks, marks[1:], strict=False):
+        print(f"{name:>5}  {(end - start).total_seconds() / 60:7.1f}")
+    print(f"total  {(marks[-1][1] - marks[0][1]).total_seconds() / 60:7.1f}  (from stage 0's start; set-up before it "
+          f"is not logged)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "bsdata")
     parser.add_argument("--steps", type=int, default=6, help="optimiser steps per stage")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--presets", nargs="+", default=["tiny-test", "demo"])
+    parser.add_argument("--presets", nargs="+", default=["tiny-test", "unified-lite0"])
+    parser.add_argument("--run", type=Path, help="instead: wall time per stage of a finished `iadgpt train` run "
+                                                  "(its run folder's train.log)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run:
+        return run_times(args.run)
     if args.child:
         print(json.dumps(child(args.child, args.data, args.steps, args.batch_size)))
         return 0

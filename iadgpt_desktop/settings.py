@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from iadgpt.config import DEFAULT_PRESET
+
 log = logging.getLogger(__name__)
 
 
@@ -26,9 +28,13 @@ def default_data_dir() -> Path:
     return base / "iadgpt-desktop"
 
 
+# Presets that no longer ship, and what a saved setting naming one moves to.
+RETIRED_PRESETS = {"demo": DEFAULT_PRESET}
+
+
 @dataclass(frozen=True)
 class Settings:
-    preset: str = "demo"  # the built-in model trained on the shipped dataset (resources/models/demo)
+    preset: str = DEFAULT_PRESET  # the built-in model (resources/models/unified-lite0)
     weights_dir: str = ""  # trained decoder/TGE/MMF weights; "" = the preset's own (or none)
     llm_dir: str = ""  # overrides the preset's LLM folder
     device: str = "auto"
@@ -73,6 +79,9 @@ def load_settings(path: Path | None = None) -> Settings:
             clean[key] = value
         else:
             log.warning("ignoring setting %r=%r in %s", key, value, path)
+    if clean.get("preset") in RETIRED_PRESETS:
+        log.info("preset %r was retired; using %r", clean["preset"], RETIRED_PRESETS[clean["preset"]])
+        clean["preset"] = RETIRED_PRESETS[clean["preset"]]
     return Settings(**clean)
 
 

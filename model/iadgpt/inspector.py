@@ -20,23 +20,25 @@ import cv2
 import numpy as np
 import torch
 
+from iadgpt.builder import build_model, vision_module
 from iadgpt.config import Preset, load_preset, with_overrides
-from iadgpt.encoders import VisualFeatures, build_clip
+from iadgpt.encoders import VisualFeatures
 from iadgpt.errors import CancelledError, ConfigError, WeightsError
+from iadgpt.evidence import Evidence, map_evidence
 from iadgpt.imageio import DEFAULT_MAX_PIXELS, load_image
-from iadgpt.llm import IMAGE_TOKEN, LanguageModel, inspection_messages
+from iadgpt.llm import inspection_messages
 from iadgpt.memory_bank import MemoryBank
-from iadgpt.model import IADGPT, TRAINABLE_PARTS
-from iadgpt.position import anomaly_regions, positions_phrase
+from iadgpt.model import TRAINABLE_PARTS
+from iadgpt.preprocess import preprocess
 from iadgpt.prompt_bank import PromptBank, default_bank_dir, load_bank
 from iadgpt.prompts import TextPrompts, build_text_prompts, defect_type_probabilities
-from iadgpt.tiny import ensure_tiny_llm, tokenizer_fingerprint
-from iadgpt.weights import load_trainable, resolve_model_folder
+from iadgpt.tiny import tokenizer_fingerprint
+from iadgpt.weights import load_trainable
 
 log = logging.getLogger(__name__)
 
 ImageInput = str | os.PathLike | np.ndarray
-SHIPPED_PRESETS = ("demo",)  # presets whose trained weights ship in resources/models/<preset>
+SHIPPED_PRESETS = ("unified-lite0",)  # presets whose trained weights ship in resources/models/<preset>
 
 
 def shipped_weights(preset_name: str) -> Path | None:
@@ -64,6 +66,7 @@ class InspectionResult:
     defect_types: list[tuple[str, float]]
     anomaly_map: np.ndarray = field(repr=False)  # (H, W) float32 in [0, 1]
     mode: str = "zero-shot"  # "zero-shot", "few-shot", or "untrained"
+    evidence: Evidence | None = None  # what the map shows (the evidence line the LLM read)
     model_id: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -111,47 +114,77 @@ def normal_level(layer_dims: list[int], per_image: list[list[torch.Tensor]], max
     return max(float(np.median(levels)), 1e-6)
 
 
+def single_reference_level(layer_dims: list[int], reference: list[torch.Tensor],
+                           views: list[list[torch.Tensor]]) -> float | None:
+    """normal_level for a bank of ONE reference: how far slightly moved views of it (a crop shifted and
+    rescaled by a few percent: the pose changes a line sees) lie from it, the median of their maxima."""
+    if not views:
+        return None
+    bank = MemoryBank(layer_dims)
+    bank.add(reference)
+    levels = [float(bank.score(v).mean(dim=1).float().max()) for v in views]
+    return max(float(np.median(levels)), 1e-6)
+
+
+def moved_views(rgb: np.ndarray, count: int = 2, crop: float = 0.92, seed: int = 0) -> list[np.ndarray]:
+    """`count` crops of `crop` of the image's side at seeded offsets, resized back to the image's size."""
+    rng = np.random.default_rng(seed)
+    h, w = rgb.shape[:2]
+    ch, cw = max(8, int(h * crop)), max(8, int(w * crop))
+    out = []
+    for _ in range(count):
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        out.append(cv2.resize(rgb[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_LINEAR))
+    return out
+
+
+def bank_from_tokens(layer_dims: list[int], per_image: list[list[torch.Tensor]], meta: dict[str, str],
+                     max_patches: int, level: float | None = None, *,
+                     progress: Callable[[int, int], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> MemoryBank:
+    """A calibrated memory bank (Eq. 2) from the patch tokens of good reference images; `level`
+    overrides the leave-one-out normal level (needed for a single reference). `progress` and
+    `should_stop` reach the coreset (`MemoryBank.subsample`)."""
+    meta = dict(meta)
+    if level is None:
+        level = normal_level(layer_dims, per_image)
+    if level is not None:
+        meta["normal_level"] = f"{level:.6g}"
+    bank = MemoryBank(layer_dims, meta=meta)
+    for tokens in per_image:
+        bank.add(tokens)
+    bank.subsample(max_patches, progress=progress, should_stop=should_stop)
+    return bank
+
+
 class Inspector:
     """Loads a preset on a device and inspects images of one product class at a time."""
 
     def __init__(self, preset: str | Preset = "tiny-test", *, device: str = "auto", precision: str = "auto",
                  weights: str | os.PathLike | None = None, llm_path: str | None = None,
                  class_name: str = "generic", prompt_bank: PromptBank | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, default_weights: bool = True) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.preset = load_preset(preset) if isinstance(preset, str) else preset
         self.preset = with_overrides(self.preset, llm_path=llm_path)
         self.device = pick_device(device)
         self.dtype = pick_dtype(precision, self.device)
         self.max_pixels = max_pixels
         started = time.perf_counter()
-        self.llm = self._load_llm()
-        towers = build_clip(self.preset.clip)
-        self.model = IADGPT(self.preset, towers, self.llm.hidden_size)
+        self.model, self.llm = build_model(self.preset, self.device, self.dtype)
         self.trained = False
         self.weights_manifest: dict | None = None
-        if weights is None and default_weights:
-            weights = shipped_weights(self.preset.name)  # the built-in demo model
+        if weights is None:
+            weights = shipped_weights(self.preset.name)  # the built-in model
         if weights is not None:
             self.load_weights(weights)
         self.model.to(self.device, self.dtype).eval()
         self.memory_bank: MemoryBank | None = None
-        self._embed_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._embed_cache: OrderedDict[str, tuple[torch.Tensor, str]] = OrderedDict()
         self.set_product(class_name, prompt_bank)
         log.info("inspector ready: preset %s on %s/%s in %.1f s", self.preset.name, self.device,
                  self.dtype, time.perf_counter() - started)
 
     # -- loading -----------------------------------------------------------------------------
-    def _load_llm(self) -> LanguageModel:
-        cfg = self.preset.llm
-        if cfg.tiny is not None:
-            folder = ensure_tiny_llm(cfg.tiny)
-        else:
-            folder = resolve_model_folder(
-                cfg.path, what=f"LLM of preset '{self.preset.name}'",
-                fix="run `iadgpt models download " + self.preset.name + "` on an online machine, "
-                    "`iadgpt models import DIR`, or point Settings > Model (or --llm) at the model folder")
-        return LanguageModel.load(folder, self.device, self.dtype)
-
     def load_weights(self, folder: str | os.PathLike) -> None:
         """Load trained decoder, TGE and MMF weights (safetensors + manifest) for this preset.
 
@@ -164,8 +197,11 @@ class Inspector:
             if expected and expected != tokenizer_fingerprint(self.llm.tokenizer):
                 raise WeightsError(f"the LLM in {folder} was trained with another tokenizer than preset "
                                    f"'{self.preset.name}' builds; use the preset the weights were trained with")
-        towers = {"vision": self.model.towers.clip.visual, "llm": self.llm.model}
+        towers = {"vision": vision_module(self.model), "llm": self.llm.model}
         for name, module in towers.items():
+            if name in parts and module is None:
+                raise WeightsError(f"{folder} holds an image tower ('vision'), but preset '{self.preset.name}' "
+                                   f"uses a pretrained one; use weights trained for this preset")
             if name in parts:
                 try:
                     module.load_state_dict(parts[name], strict=True)
@@ -220,20 +256,20 @@ class Inspector:
         long phase of a large bank); ``should_stop`` is checked in both."""
         references = list(references)
         per_image: list[list[torch.Tensor]] = []
+        level = None
+        dims = self.model.towers.layer_dims
         for i, ref in enumerate(references):
             if should_stop():
                 raise CancelledError("building the memory bank was cancelled; the previous bank is kept")
-            per_image.append(self._encode(load_image(ref, max_pixels=self.max_pixels)).patch_tokens)
+            rgb = load_image(ref, max_pixels=self.max_pixels)
+            per_image.append(self._encode(rgb).patch_tokens)
+            if len(references) == 1:  # nothing to leave out: calibrate on moved views of the one image
+                views = [self._encode(v).patch_tokens for v in moved_views(rgb)]
+                level = single_reference_level(dims, per_image[0], views)
             if progress:
                 progress(i + 1, len(references))
-        meta = self.memory_bank_meta()
-        level = normal_level(self.model.towers.layer_dims, per_image)
-        if level is not None:
-            meta["normal_level"] = f"{level:.6g}"
-        bank = MemoryBank(self.model.towers.layer_dims, meta=meta)
-        for tokens in per_image:
-            bank.add(tokens)
-        bank.subsample(self.preset.inference.max_memory_patches, progress=select_progress, should_stop=should_stop)
+        bank = bank_from_tokens(dims, per_image, self.memory_bank_meta(), self.preset.inference.max_memory_patches,
+                                level=level, progress=select_progress, should_stop=should_stop)
         self.set_memory_bank(bank)
         return bank
 
@@ -243,20 +279,40 @@ class Inspector:
 
     # -- inspection --------------------------------------------------------------------------
     def _preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        size = self.preset.clip.image_size
-        interp = cv2.INTER_AREA if min(rgb.shape[:2]) > size else cv2.INTER_CUBIC
-        resized = cv2.resize(rgb, (size, size), interpolation=interp)  # (S, S, 3)
-        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float().div_(255)  # (3, S, S)
-        mean = torch.tensor(self.preset.clip.mean, device=self.device).view(3, 1, 1)
-        std = torch.tensor(self.preset.clip.std, device=self.device).view(3, 1, 1)
-        return ((x - mean) / std).unsqueeze(0).to(self.dtype)  # (1, 3, S, S)
+        return preprocess(rgb, self.preset.image_input, self.device, self.dtype)  # (1, 3, H', W')
 
     @torch.no_grad()
     def _encode(self, rgb: np.ndarray) -> VisualFeatures:
         return self.model.towers.encode_image(self._preprocess(rgb))
 
-    def _conversation(self) -> list[dict[str, str]]:
-        return inspection_messages(self.preset.llm.system_prompt, self.class_name)
+    def _conversation(self, evidence: str | None = None) -> list[dict[str, str]]:
+        return inspection_messages(self.preset.llm.system_prompt, self.class_name, evidence)
+
+    @property
+    def use_decoder(self) -> bool:
+        """The decoder's map (Eq. 1) serves products the weights were trained on (and every product when
+        there is no memory bank); a new product is served by its memory bank (Eq. 2) alone."""
+        if self.memory_bank is None:
+            return True
+        return self.trained and self.class_name in self.trained_products
+
+    @property
+    def trained_products(self) -> set[str]:
+        extra = (self.weights_manifest or {}).get("extra") or {}
+        return set((extra.get("products") or {}).values()) | set(extra.get("classes") or [])
+
+    def _defect_types(self, features: VisualFeatures, evidence: Evidence) -> list[tuple[str, float]]:
+        """The prompt-bank types the evidence supports, with their share: image-text similarity among
+        them for an open_clip tower, equal shares for a tower without a text tower. Empty: unclear."""
+        if not evidence.types:
+            return []
+        names = list(self.prompts.apg_names)
+        if self.preset.clip is None:
+            return [(t, round(1.0 / len(evidence.types), 4)) for t in evidence.types]
+        probs = defect_type_probabilities(features.global_embedding, self.prompts)[0]
+        picked = [(t, float(probs[names.index(t)])) for t in evidence.types]
+        total = sum(p for _, p in picked) or 1.0
+        return sorted(((t, round(p / total, 4)) for t, p in picked), key=lambda tp: -tp[1])
 
     @torch.no_grad()
     def inspect(self, image: ImageInput, *, generate_answer: bool = True,
@@ -278,21 +334,18 @@ class Inspector:
         with stage("encoder"):
             features = self.model.towers.encode_image(x)
         with stage("anomaly_map"):
-            maps = self.model.layer_maps(features, self.prompts, self.memory_bank,
-                                         use_decoder=self.trained or self.memory_bank is None)
+            maps = self.model.layer_maps(features, self.prompts, self.memory_bank, use_decoder=self.use_decoder)
         with stage("heads"):
             image_embeds = self.model.image_embeddings(features, self.prompts, maps)
-            types = defect_type_probabilities(features.global_embedding, self.prompts)[0]
         with stage("postprocess"):
-            anomaly_map, small, score, top1 = self._postprocess(maps[0], rgb.shape[:2])
-            # Regions are found on the encoder-resolution map (cheap) and scaled to the image.
+            anomaly_map, small, score, top1 = self._postprocess(maps[0], rgb.shape[:2], tuple(x.shape[-2:]))
+            # Regions are found on the encoder-resolution map (cheap) and scaled to the image; the
+            # same regions give the Position row and the evidence line the LLM reads.
+            evidence, small_regions = map_evidence(small, self.prompts.apg_names)
             regions = [r.scaled(rgb.shape[0] / small.shape[0], rgb.shape[1] / small.shape[1])
-                       for r in anomaly_regions(small)]
-            k = min(self.preset.inference.defect_types_top_k, len(self.prompts.apg_names))
-            top = types.topk(k)
-            defect_types = [(self.prompts.apg_names[i], round(float(p), 4))
-                            for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
-        messages = self._conversation()
+                       for r in small_regions]
+            defect_types = self._defect_types(features, evidence)
+        messages = self._conversation(evidence.text())
         with stage("llm_verdict"):
             embeds, mask = self.llm.embed_prompt(messages, image_embeds)
             verdict = self.llm.verdict(embeds, mask)[0]
@@ -301,8 +354,8 @@ class Inspector:
             with stage("llm_answer"):
                 answer = "".join(self.llm.stream(embeds, mask, max_new_tokens=self.preset.llm.max_new_tokens,
                                                  should_stop=should_stop)).strip()
-        self._remember(self._cache_key(x), image_embeds)
-        position = positions_phrase([r.position for r in regions[:3]]) if verdict.defective and regions else None
+        self._remember(self._cache_key(x), (image_embeds, evidence.text()))
+        position = evidence.position if verdict.defective and regions else None
         return InspectionResult(
             image=str(image) if not isinstance(image, np.ndarray) else None,
             image_size=(int(rgb.shape[0]), int(rgb.shape[1])),
@@ -313,15 +366,15 @@ class Inspector:
                      for r in regions[:5]],
             defect_types=defect_types if verdict.defective else [],
             anomaly_map=anomaly_map, mode=self.mode, model_id=self.model_id, timings_ms=timings,
+            evidence=evidence,
         )
 
-    def _postprocess(self, layer_maps: torch.Tensor, size: tuple[int, int],
+    def _postprocess(self, layer_maps: torch.Tensor, size: tuple[int, int], encoder_size: tuple[int, int],
                      ) -> tuple[np.ndarray, np.ndarray, float, float]:
         """(L, h, w) layer maps -> smoothed map at the image's resolution (H, W) and at the encoder's
-        (S, S), its max and its top-1% mean."""
-        s = self.preset.clip.image_size
+        (H', W'), its max and its top-1% mean."""
         grid_map = layer_maps.float().mean(dim=0).cpu().numpy()  # (h, w)
-        small = cv2.resize(grid_map, (s, s), interpolation=cv2.INTER_LINEAR)  # (S, S)
+        small = cv2.resize(grid_map, (encoder_size[1], encoder_size[0]), interpolation=cv2.INTER_LINEAR)
         sigma = self.preset.inference.smoothing_sigma
         if sigma > 0:
             small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma)
@@ -338,7 +391,7 @@ class Inspector:
         """Identifies an image by its encoder input (S x S), cheap whatever the image's own size."""
         return hashlib.sha1(x.detach().cpu().numpy().tobytes()).hexdigest()
 
-    def _remember(self, key: str, embeds: torch.Tensor) -> None:
+    def _remember(self, key: str, embeds: tuple[torch.Tensor, str]) -> None:
         self._embed_cache[key] = embeds
         self._embed_cache.move_to_end(key)
         while len(self._embed_cache) > 16:
@@ -355,18 +408,19 @@ class Inspector:
         """
         x = self._preprocess(load_image(image, max_pixels=self.max_pixels))
         key = self._cache_key(x)
-        embeds = self._embed_cache.get(key)
-        if embeds is None:
+        cached = self._embed_cache.get(key)
+        if cached is None:
             features = self.model.towers.encode_image(x)
-            maps = self.model.layer_maps(features, self.prompts, self.memory_bank,
-                                         use_decoder=self.trained or self.memory_bank is None)
+            maps = self.model.layer_maps(features, self.prompts, self.memory_bank, use_decoder=self.use_decoder)
             embeds = self.model.image_embeddings(features, self.prompts, maps)
-            self._remember(key, embeds)
-        messages = self._conversation()
+            _, small, _, _ = self._postprocess(maps[0], x.shape[-2:], tuple(x.shape[-2:]))
+            cached = (embeds, map_evidence(small, self.prompts.apg_names)[0].text())
+            self._remember(key, cached)
+        embeds, evidence = cached
+        messages = self._conversation(evidence)  # the first question, with the same evidence line
         turns = list(history)
         if turns and turns[0]["role"] == "user":
-            messages[1] = {"role": "user", "content": f"{IMAGE_TOKEN}\n{turns[0]['content']}"}
-            turns = turns[1:]
+            turns = turns[1:]  # that first question, as stored
         messages += turns
         if question:
             messages.append({"role": "user", "content": question})

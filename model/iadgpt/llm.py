@@ -63,10 +63,32 @@ def splice_image_embeddings(
     return torch.stack(rows_embeds), torch.stack(rows_mask), spliced_labels
 
 
-def inspection_messages(system_prompt: str, class_name: str) -> list[dict[str, str]]:
-    """The first turn of every inspection: the model is trained and asked with exactly this text."""
-    first = (f"{IMAGE_TOKEN}\nThis is a photo of a {class_words(class_name)} for industrial "
-             f"inspection. Is there any anomaly in the image?")
+def embed_with_image(llm_model, input_ids: torch.Tensor, image_embeds: torch.Tensor, image_token_id: int,
+                     pad_token_id: int, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Token ids with one image placeholder per row -> inputs_embeds with the image spliced in.
+
+    The one embed-and-splice path of inspection, chat, training and stage 0: the placeholder is
+    embedded as padding (its embedding is replaced anyway), then `splice_image_embeddings`.
+    """
+    safe_ids = input_ids.masked_fill(input_ids == image_token_id, pad_token_id)
+    text_embeds = llm_model.get_input_embeddings()(safe_ids)  # (B, T, D)
+    return splice_image_embeddings(input_ids, text_embeds, image_embeds.to(text_embeds.dtype), image_token_id,
+                                   attention_mask, labels)
+
+
+def inspection_messages(system_prompt: str, class_name: str, evidence: str | None = None) -> list[dict[str, str]]:
+    """The first turn of every inspection: the model is trained and asked with exactly this text.
+
+    evidence: the map's evidence line (evidence.Evidence.text), placed after the image so that
+    answers can name the position, size and type the screen shows.
+    """
+    words = class_words(class_name).replace(IMAGE_TOKEN, "")
+    lines = [IMAGE_TOKEN]
+    if evidence:
+        lines.append(evidence.replace(IMAGE_TOKEN, ""))
+    lines.append(f"This is a photo of a {words} for industrial inspection. Is there any anomaly in the image?")
+    first = "\n".join(lines)
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": first}]
 
 
@@ -159,10 +181,8 @@ class LanguageModel:
         encoded = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
         input_ids = encoded["input_ids"].to(self.device)  # (1, T)
         mask = encoded["attention_mask"].to(self.device)
-        safe_ids = input_ids.masked_fill(input_ids == self.image_token_id, self.tokenizer.pad_token_id)
-        text_embeds = self.model.get_input_embeddings()(safe_ids)  # (1, T, D)
-        embeds, mask, _ = splice_image_embeddings(input_ids, text_embeds, image_embeds.to(self.dtype),
-                                                  self.image_token_id, mask)
+        embeds, mask, _ = embed_with_image(self.model, input_ids, image_embeds, self.image_token_id,
+                                           self.tokenizer.pad_token_id, mask)
         return embeds, mask
 
     @torch.no_grad()

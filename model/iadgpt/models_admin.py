@@ -38,13 +38,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iadgpt.config import DEFAULT_PRESET
 from iadgpt.errors import IADGPTError, WeightsError
 
 SUMS_FILE = "SHA256SUMS"
 _SUM_LINE = re.compile(r"^([0-9a-fA-F]{64})\s+\*?(.+)$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _CHUNK = 1 << 20
-ESSENTIAL_PRESETS = ("tiny-test", "demo")  # the ones that must work with no downloaded weights
+ESSENTIAL_PRESETS = ("tiny-test", DEFAULT_PRESET)  # the ones that must work with no downloaded weights
 
 QT_DEBS = ("libegl1", "libgl1", "libxkbcommon0", "libxkbcommon-x11-0", "libfontconfig1", "libdbus-1-3",
            "libglib2.0-0")
@@ -113,7 +114,7 @@ def _plan(source: Path, preset) -> list[_Group]:
             return _Group(what, spec, repo_dir / "snapshots" / revision, revision=revision)
         return _Group(what, spec, repo_dir / "snapshots", refs=repo_dir / "refs" / revision, revision=revision)
 
-    clip_spec = preset.clip.weights
+    clip_spec = preset.clip_weights
     if clip_spec:
         clip_dir = source / "clip" if (source / "clip").is_dir() else source
         clip_file = next((clip_dir / n for n in CLIP_FILENAMES if (clip_dir / n).is_file()), None)
@@ -272,9 +273,16 @@ def _resolve_preset(preset) -> list[tuple[str, Path | None]]:
     from iadgpt.weights import resolve_checkpoint, resolve_model_folder
 
     out: list[tuple[str, Path | None]] = []
-    if preset.clip.weights:
+    if preset.efficientnet is not None and preset.efficientnet.pretrained:
+        from iadgpt.efficientnet import wheel_file
+
         try:
-            out.append(("clip", resolve_checkpoint(preset.clip.weights, filenames=CLIP_FILENAMES, what="clip",
+            out.append(("image tower", wheel_file(preset.efficientnet.variant)))
+        except IADGPTError:
+            out.append(("image tower", None))
+    if preset.clip_weights:
+        try:
+            out.append(("clip", resolve_checkpoint(preset.clip_weights, filenames=CLIP_FILENAMES, what="clip",
                                                    fix="")))
         except IADGPTError:
             out.append(("clip", None))
@@ -400,13 +408,14 @@ def _check_presets(r: _Report, *, smoke: bool) -> None:
             r.problem(f"preset {name}", "reinstall IAD-GPT (the preset file is damaged)", essential=essential)
             continue
         parts = _resolve_preset(preset)
-        random = [w for w, spec in (("clip", preset.clip.weights), ("llm", preset.llm.path)) if not spec]
+        random = [w for w, spec in (("clip", preset.clip_weights), ("llm", preset.llm.path))
+                  if not spec and not (w == "clip" and preset.efficientnet is not None)]
         ready = all(p is not None for _, p in parts)
         r.line(f"{name}: {'ready' if ready else 'weights missing'}")
         for what in random:
             r.line(f"    {what}: random (no download needed)")
         for what, path in parts:
-            spec = preset.clip.weights if what == "clip" else preset.llm.path
+            spec = {"clip": preset.clip_weights, "llm": preset.llm.path}.get(what, "its Python package")
             r.line(f"    {what}: {path}" if path else f"    {what}: MISSING {spec}")
         if not ready:
             r.problem(f"weights of preset {name}",

@@ -39,6 +39,12 @@ This is a photo of a product for industrial inspection. The anomaly is at the ce
 left, right, top right, bottom left, bottom right of the image. Cracks, scratches, holes, dents, stains,
 contamination, missing parts, broken edges, pitting, blowholes, fray, uneven surface, color spots.
 You are an industrial inspection assistant. You look at an image of a product and answer questions.
+Map evidence: strongest response at the top; 1 region; 2 regions; tiny, small, medium, large (0.6 % of the
+image); shape: thin line, compact spot, wide patch, missing piece, unclear; likely type: crack or scratch.
+Is it safe to ship? Can this part be shipped? It should not be shipped. Set it aside for review. What should
+I do? Reject the part or send it for review. No action is needed. Describe it. Compared with the good
+references, it differs. It looks like the good references; nothing differs. There is one defect region.
+There are 3 defect regions. The type is unclear from the image. 0 1 2 3 4 5 6 7 8 9 %
 ### Human: ### Assistant: ### System:
 """
 

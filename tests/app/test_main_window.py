@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from iadgpt.config import DEFAULT_PRESET
 from iadgpt_desktop.settings import Settings
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.records import InspectionFilter
@@ -148,11 +149,11 @@ def test_reopened_folder_resumes_without_inspecting_twice(window, qtbot, tmp_pat
     assert len(rows) == 3 and len({r.image_sha256 for r in rows}) == 3
 
 
-def test_first_run_with_the_demo_model_tells_good_from_pitted_samples(qtbot, tmp_path) -> None:
-    """The default settings: the built-in demo model, trained on this product, runs it zero-shot and
-    its verdicts (the LLM's answer) separate the shipped good and pitted samples."""
+def test_first_run_with_the_builtin_model_tells_good_from_pitted_samples(qtbot, tmp_path) -> None:
+    """The default settings: the built-in model, trained on this product among others, runs it
+    zero-shot and its verdicts (the LLM's answer) separate the shipped good and pitted samples."""
     settings = Settings(data_dir=str(tmp_path / "data"), device="cpu")
-    assert settings.preset == "demo"
+    assert settings.preset == DEFAULT_PRESET
     w = MainWindow(settings, persist_settings=False)
     qtbot.addWidget(w)
     w.show()

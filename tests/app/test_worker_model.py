@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from iadgpt.config import DEFAULT_PRESET
 from iadgpt.imageio import iter_image_files
 from iadgpt_desktop.settings import Settings
 from iadgpt_desktop.storage import repository
@@ -43,8 +44,8 @@ def test_untrained_model_gets_a_memory_bank_from_the_references(tmp_path, qtbot)
         w.shutdown()
 
 
-def test_shipped_demo_model_stays_zero_shot(tmp_path, qtbot) -> None:
-    w = _worker(tmp_path, preset="demo")
+def test_shipped_builtin_model_serves_its_trained_product_zero_shot(tmp_path, qtbot) -> None:
+    w = _worker(tmp_path, preset=DEFAULT_PRESET)
     try:
         assert w.inspector.trained
         product, references = _sample_product(w)

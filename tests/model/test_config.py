@@ -57,18 +57,21 @@ def test_every_builtin_preset_loads_and_is_consistent(name):
     assert isinstance(preset, Preset)
     assert preset.name == name
     assert preset.description
-    assert isinstance(preset.clip, ClipConfig)
     assert isinstance(preset.llm, LLMConfig)
     assert isinstance(preset.heads, HeadsConfig)
     assert isinstance(preset.inference, InferenceConfig)
-    # exactly one way of naming each tower
-    assert (preset.clip.arch is None) != (preset.clip.arch_config is None)
+    # exactly one image tower, and one way of naming each tower
+    assert (preset.clip is None) != (preset.efficientnet is None)
+    tower = preset.clip or preset.efficientnet
+    if preset.clip is not None:
+        assert isinstance(preset.clip, ClipConfig)
+        assert (preset.clip.arch is None) != (preset.clip.arch_config is None)
     assert (preset.llm.path is None) != (preset.llm.tiny is None)
     # taps are 1-based, increasing block indices; JSON lists became tuples
-    assert isinstance(preset.clip.taps, tuple)
-    assert all(isinstance(t, int) and t >= 1 for t in preset.clip.taps)
-    assert list(preset.clip.taps) == sorted(set(preset.clip.taps))
-    assert preset.clip.image_size > 0
+    assert isinstance(tower.taps, tuple)
+    assert all(isinstance(t, int) and t >= 1 for t in tower.taps)
+    assert list(tower.taps) == sorted(set(tower.taps))
+    assert preset.image_input.image_size > 0
     ids = preset.base_model_ids()
     assert set(ids) == {"clip", "llm"}
 

@@ -346,8 +346,11 @@ def prompt(sharp_lm):
 
 @pytest.fixture(scope="module")
 def greedy(sharp_lm, prompt):
-    ids = _greedy_ids(sharp_lm, prompt[0], 12)
-    assert len(ids) == 12  # no end-of-sequence in the reference: every step is compared
+    ids = _greedy_ids(sharp_lm, prompt[0], 16)
+    assert len(ids) == 16  # no end-of-sequence in the reference: every step is compared
+    while _decode(sharp_lm, ids).endswith("\ufffd"):  # end on a whole character: nothing held back
+        ids = ids[:-1]
+    assert len(ids) >= 8
     assert len(set(ids)) > 3  # varied enough to tell a broken cache apart
     return ids
 

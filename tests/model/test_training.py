@@ -14,6 +14,7 @@ from safetensors import safe_open
 
 from iadgpt.data import load_sample, mvtec_samples
 from iadgpt.errors import ConfigError
+from iadgpt.inspector import Inspector
 from iadgpt.llm import IGNORE_INDEX, IMAGE_TOKEN, NORMAL_ANSWER
 from iadgpt.training import build_training_batch, dice_loss, focal_loss, inspection_messages
 from iadgpt.training.cli import add_train_parser, config_from_args
@@ -125,9 +126,10 @@ def test_training_batch_labels_only_the_answer(trainer) -> None:
         assert (labels[b] != IGNORE_INDEX).sum() == n - len(prompt)
         assert (ids[b] == llm.image_token_id).sum() == 1
     assert IMAGE_TOKEN in messages[1][1]["content"] and "metal nut" in messages[1][1]["content"]
-    inspector = trainer.inspector
-    assert inspection_messages(inspector.preset.llm.system_prompt, inspector.class_name) == \
-        inspector._conversation(), "training asks exactly what inspection asks"
+    inspector = Inspector(trainer.preset)
+    evidence = "Map evidence: strongest response at the top; 1 region; small (1.0 % of the image)."
+    assert inspection_messages(inspector.preset.llm.system_prompt, inspector.class_name, evidence) == \
+        inspector._conversation(evidence), "training asks exactly what inspection asks"
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,8 +151,8 @@ def test_dataset_items_are_deterministic_and_preprocessed_like_inspection(traine
     finally:
         ds.anomaly_ratio = 1.0
     assert normal["answer"] == NORMAL_ANSWER and normal["mask"].sum() == 0
-    rgb, _ = load_sample(ds.samples[0], ds.size)
-    expected = trainer.inspector._preprocess(rgb)[0]
+    rgb, _ = load_sample(ds.samples[0])
+    expected = Inspector(trainer.preset)._preprocess(rgb)[0]
     torch.testing.assert_close(normal["image"], expected, rtol=0, atol=1e-6)
 
 

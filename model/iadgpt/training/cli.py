@@ -47,6 +47,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="synthetic patch side as a fraction of the image side (default 0.05 0.3; "
                         "smaller for small defects)")
     p.add_argument("--anomaly-ratio", type=float, default=0.5, help="share of items given a synthetic anomaly")
+    p.add_argument("--bank-maps", action="store_true",
+                   help="stages 1 and 3 also feed the LLM memory-bank maps (and their mean with the decoder's), "
+                        "so it answers alike for trained products and for new ones served by their references")
     p.add_argument("--out", type=Path, default=Path("runs/iadgpt"), help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
     p.add_argument("--checkpoint-every", type=int, default=1,
@@ -60,7 +63,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    from iadgpt.training.trainer import TrainConfig
+    from iadgpt.training.config import TrainConfig
 
     return TrainConfig(preset=args.preset, data=args.data, classes=args.classes, product=getattr(args, "product", None),
                        stage=args.stage,
@@ -73,7 +76,8 @@ def config_from_args(args: argparse.Namespace):
                        lm_loss=getattr(args, "lm_loss", "answers"),
                        init_weights=getattr(args, "init_weights", None),
                        checkpoint_every=getattr(args, "checkpoint_every", 1),
-                       patch_frac=tuple(getattr(args, "patch_frac", (0.05, 0.3))))
+                       patch_frac=tuple(getattr(args, "patch_frac", (0.05, 0.3))),
+                       bank_maps=getattr(args, "bank_maps", False))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

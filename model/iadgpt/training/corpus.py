@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from iadgpt.data.answers import AnswerTemplates
+from iadgpt.evidence import SHAPE_WORDS, Evidence, bank_types
 from iadgpt.llm import inspection_messages
 from iadgpt.position import POSITIONS, positions_phrase
 from iadgpt.prompt_bank import PromptBank
@@ -33,50 +34,104 @@ KIND_ANSWERS = ("It looks like {kinds}.", "This is most likely {kinds}.", "The d
 NO_DEFECT_WHERE = "There is no defect in the image; the {words} looks normal."
 NO_DEFECT_KIND = "There is no defect to name; the {words} looks normal."
 
-
 @dataclass(frozen=True)
 class Conversation:
     """One training conversation: messages up to the last question, the answer, the image state."""
 
-    messages: list[dict[str, str]]  # system, user (with the image placeholder), maybe assistant + user
+    messages: list[dict[str, str]]  # system, user (image placeholder + evidence), maybe more turns
     answer: str
     anomalous: bool
     cells: tuple[int, ...]  # indices into position.POSITIONS (row-major 3x3) of the defect, may be empty
 
 
-def _kinds(bank: PromptBank, rng: np.random.Generator) -> str:
-    names = bank.names or ["an anomaly"]
-    k = int(rng.integers(1, min(2, len(names)) + 1))
-    chosen = [names[i] for i in rng.permutation(len(names))[:k]]
-    return " or ".join(chosen)
+# Every kind of question users ask, with the answer for a defective and for a good part. The
+# answers take position, size, count, shape and type from the prompt's evidence line (evidence.py).
+QUESTIONS: dict[str, tuple[str, ...]] = {
+    "where": WHERE_QUESTIONS,
+    "type": KIND_QUESTIONS,
+    "size": ("How big is it?", "How large is the defect?", "What size is the anomaly?"),
+    "count": ("How many defects are there?", "How many anomalies do you see?"),
+    "ship": ("Is it safe to ship?", "Can this part be shipped?", "Is the part OK?"),
+    "action": ("What should I do?", "What should I do with this part?"),
+    "describe": ("Describe it.", "Describe the defect.", "What do you see?"),
+    "compare": ("Compare it with the reference.", "How does it differ from a good part?"),
+}
+QUESTION_KINDS = tuple(QUESTIONS)
+
+
+def answer(kind: str, anomalous: bool, evidence: Evidence, words: str, rng: np.random.Generator) -> str:
+    """The answer to a question of `kind` about a part, from the verdict and the evidence line."""
+    e = evidence
+    pct = f"{100 * e.area_fraction:.1f} %"
+    shape = SHAPE_WORDS[e.shape] if e.shape else "defect"
+    if not anomalous:
+        return {
+            "where": NO_DEFECT_WHERE.format(words=words),
+            "type": NO_DEFECT_KIND.format(words=words),
+            "size": f"There is no defect to measure; the {words} looks normal.",
+            "count": f"There are no defects; the {words} looks normal.",
+            "ship": "Yes, no anomaly was found; it can be shipped.",
+            "action": f"No action is needed; the {words} looks normal.",
+            "describe": f"The {words} looks normal; no anomaly stands out.",
+            "compare": "It looks like the good references; nothing differs.",
+        }[kind]
+    if kind == "where":
+        return WHERE_ANSWERS[int(rng.integers(len(WHERE_ANSWERS)))].format(position=e.position)
+    if kind == "type":
+        if e.types:
+            return KIND_ANSWERS[int(rng.integers(len(KIND_ANSWERS)))].format(kinds=e.type_phrase)
+        return f"The type is unclear from the image; it is a {shape} at the {e.position}."
+    count = "one defect region" if e.count == 1 else f"{e.count} defect regions"
+    return {
+        "size": f"It is {e.size}: about {pct} of the image.",
+        "count": f"There is {count}." if e.count == 1 else f"There are {count}.",
+        "ship": f"No, it should not be shipped: there is a defect at the {e.position}. Set it aside for review.",
+        "action": f"Reject the part or send it for review: a {e.size} defect is at the {e.position}.",
+        "describe": f"A {e.size} {shape} at the {e.position}, about {pct} of the image; likely type: "
+                    f"{e.type_phrase}.",
+        "compare": f"Compared with the good references, it differs at the {e.position}.",
+    }[kind]
+
+
+def sample_evidence(rng: np.random.Generator, bank: PromptBank) -> tuple[Evidence, tuple[int, ...]]:
+    """An evidence line as the map could give it, for a good or a defective part alike."""
+    n = int(rng.integers(1, 4))
+    cells = tuple(int(c) for c in rng.permutation(len(POSITIONS))[:n])
+    count = n + int(rng.integers(0, 2))
+    area = float(np.exp(rng.uniform(np.log(0.001), np.log(0.2))))
+    shape = (None, "line", "spot", "patch", "missing")[int(rng.integers(5))]
+    evidence = Evidence(positions_phrase([POSITIONS[c] for c in cells]), count, area, shape,
+                        bank_types(shape, bank.names))
+    return evidence, cells
 
 
 def sample_conversation(rng: np.random.Generator, class_name: str, bank: PromptBank,
                         templates: AnswerTemplates, system_prompt: str,
                         anomaly_ratio: float = 0.5) -> Conversation:
-    """A conversation drawn from rng alone (a pure function of the generator's state)."""
+    """A conversation drawn from rng alone (a pure function of the generator's state).
+
+    Half are the first turn only (the verdict answer); the rest ask one to three follow-up
+    questions, the earlier ones answered in the history, the last one labelled.
+    """
     anomalous = bool(rng.random() < anomaly_ratio)
-    cells: tuple[int, ...] = ()
-    if anomalous:
-        n = int(rng.integers(1, 4))
-        cells = tuple(int(c) for c in rng.permutation(len(POSITIONS))[:n])
-    phrase = positions_phrase([POSITIONS[c] for c in cells])
+    evidence, cells = sample_evidence(rng, bank)
     first = templates.normal if not anomalous else \
-        templates.abnormal[int(rng.integers(len(templates.abnormal)))].format(position=phrase)
-    messages = inspection_messages(system_prompt, class_name)
+        templates.abnormal[int(rng.integers(len(templates.abnormal)))].format(position=evidence.position)
+    messages = inspection_messages(system_prompt, class_name, evidence.text())
     if rng.random() < 0.5:
-        return Conversation(messages, first, anomalous, cells)
+        return Conversation(messages, first, anomalous, cells if anomalous else ())
     words = class_words(class_name)
     messages = messages + [{"role": "assistant", "content": first}]
-    if rng.random() < 0.5:
-        question = WHERE_QUESTIONS[int(rng.integers(len(WHERE_QUESTIONS)))]
-        answer = (WHERE_ANSWERS[int(rng.integers(len(WHERE_ANSWERS)))].format(position=phrase) if anomalous
-                  else NO_DEFECT_WHERE.format(words=words))
-    else:
-        question = KIND_QUESTIONS[int(rng.integers(len(KIND_QUESTIONS)))]
-        answer = (KIND_ANSWERS[int(rng.integers(len(KIND_ANSWERS)))].format(kinds=_kinds(bank, rng)) if anomalous
-                  else NO_DEFECT_KIND.format(words=words))
-    return Conversation(messages + [{"role": "user", "content": question}], answer, anomalous, cells)
+    turns = int(rng.integers(1, 4))
+    for t in range(turns):
+        kind = QUESTION_KINDS[int(rng.integers(len(QUESTION_KINDS)))]
+        question = QUESTIONS[kind][int(rng.integers(len(QUESTIONS[kind])))]
+        reply = answer(kind, anomalous, evidence, words, rng)
+        messages = messages + [{"role": "user", "content": question}]
+        if t == turns - 1:
+            return Conversation(messages, reply, anomalous, cells if anomalous else ())
+        messages = messages + [{"role": "assistant", "content": reply}]
+    raise AssertionError("unreachable")
 
 
 def conversation_batch(seed: int, step: int, size: int, banks: dict[str, PromptBank],

@@ -25,7 +25,7 @@ from torch import nn
 
 from iadgpt.decoder import VisionGuidedDecoder
 from iadgpt.encoders import ClipTowers
-from iadgpt.llm import IGNORE_INDEX, splice_image_embeddings
+from iadgpt.llm import IGNORE_INDEX, embed_with_image
 from iadgpt.position import POSITIONS
 from iadgpt.training.losses import dice_loss, focal_loss
 
@@ -64,9 +64,10 @@ class PretextStep(nn.Module):
     """One stage-0 step: segmentation + classification losses on images, LM loss on conversations."""
 
     def __init__(self, towers: ClipTowers, decoder: VisionGuidedDecoder, heads: PretextHeads, llm_model,
-                 image_token_id: int, pad_token_id: int) -> None:
+                 image_token_id: int, pad_token_id: int, train_vision: bool = True) -> None:
         super().__init__()
         self.towers = towers
+        self.train_vision = train_vision
         self.decoder = decoder
         self.heads = heads
         self.llm_model = llm_model
@@ -75,14 +76,19 @@ class PretextStep(nn.Module):
 
     def image_losses(self, images: torch.Tensor, masks: torch.Tensor, text_classes: torch.Tensor
                      ) -> dict[str, torch.Tensor]:
-        visual = self.towers.clip.visual
-        out = visual.forward_intermediates(images, indices=self.towers.tap_indices, output_fmt="NLC")
-        patch = visual.patch_size
-        h, w = images.shape[-2] // patch[0], images.shape[-1] // patch[1]
-        maps = self.decoder(out["image_intermediates"], text_classes).unflatten(-1, (h, w))  # (B, L, h, w)
+        if self.train_vision:
+            visual = self.towers.clip.visual
+            out = visual.forward_intermediates(images, indices=self.towers.tap_indices, output_fmt="NLC")
+            patch = visual.patch_size
+            grid = (images.shape[-2] // patch[0], images.shape[-1] // patch[1])
+            tokens, global_embedding = out["image_intermediates"], out["image_features"]
+        else:  # a pretrained tower stays frozen; only the decoder learns to segment its features
+            features = self.towers.encode_image(images)
+            tokens, global_embedding, grid = features.patch_tokens, features.global_embedding, features.grid
+        maps = self.decoder(tokens, text_classes).unflatten(-1, grid)  # (B, L, h, w)
         focal, dice = layer_map_losses(maps, masks)
         label = (masks.flatten(1).amax(dim=1) > 0).float()  # (B,)
-        logit = self.heads.classify(out["image_features"]).squeeze(-1)  # (B,)
+        logit = self.heads.classify(global_embedding.float()).squeeze(-1)  # (B,)
         return {"focal": focal, "dice": dice,
                 "cls": F.binary_cross_entropy_with_logits(logit, label)}
 
@@ -96,18 +102,17 @@ class PretextStep(nn.Module):
         if labels is None:
             labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
             labels = labels.masked_fill(input_ids == self.image_token_id, IGNORE_INDEX)
-        embedding = self.llm_model.get_input_embeddings()
-        safe_ids = input_ids.masked_fill(input_ids == self.image_token_id, self.pad_token_id)
-        text = embedding(safe_ids)  # (B, T, D)
-        slots = self.heads.slots(anomalous, cells).to(text.dtype)  # (B, K, D)
-        embeds, mask, spliced = splice_image_embeddings(input_ids, text, slots, self.image_token_id,
-                                                        attention_mask, labels)
+        slots = self.heads.slots(anomalous, cells)  # (B, K, D)
+        embeds, mask, spliced = embed_with_image(self.llm_model, input_ids, slots, self.image_token_id,
+                                                 self.pad_token_id, attention_mask, labels)
         return self.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=spliced).loss
 
-    def forward(self, images: torch.Tensor, masks: torch.Tensor, text_classes: torch.Tensor,
+    def forward(self, images: torch.Tensor | None, masks: torch.Tensor | None, text_classes: torch.Tensor,
                 input_ids: torch.Tensor, attention_mask: torch.Tensor, anomalous: torch.Tensor,
                 cells: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        out = self.image_losses(images, masks, text_classes)
+        # With a pretrained image tower there is nothing to pretrain on images (stage 2 trains the
+        # decoder): stage 0 is the LM alone, and images is None.
+        out = self.image_losses(images, masks, text_classes) if images is not None else {}
         out["lm"] = self.lm_loss(input_ids, attention_mask, anomalous, cells, labels)
         out = {k: v.float() for k, v in out.items()}
         out["loss"] = sum(out.values())

@@ -30,355 +30,52 @@ Choices made here:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from iadgpt.config import Preset, load_preset
-from iadgpt.data.answers import AnswerTemplates, answer_for_mask, load_answer_templates
-from iadgpt.data.datasets import Sample, load_sample, mvtec_samples, product_for
-from iadgpt.data.synthesis import METHODS, foreground_mask, synthesize
+from iadgpt.builder import build_model, vision_module
+from iadgpt.config import load_preset
+from iadgpt.data.answers import load_answer_templates
+from iadgpt.data.datasets import mvtec_samples, product_for
 from iadgpt.errors import ConfigError, DatasetError
-from iadgpt.llm import LanguageModel, inspection_messages, splice_image_embeddings
-from iadgpt.model import IADGPT, TRAINABLE_PARTS
+from iadgpt.llm import inspection_messages
+from iadgpt.memory_bank import MemoryBank
+from iadgpt.model import TRAINABLE_PARTS
 from iadgpt.prompt_bank import load_bank
 from iadgpt.prompts import TextPrompts, build_text_prompts
 from iadgpt.tiny import tokenizer_fingerprint
+from iadgpt.training.config import STAGE_PARTS, TrainConfig
 from iadgpt.training.conversation import build_training_batch
 from iadgpt.training.corpus import conversation_batch
-from iadgpt.training.losses import dice_loss, focal_loss
-from iadgpt.training.pretext import PRETEXT_PART, PretextHeads, PretextStep, cells_tensor, layer_map_losses
+from iadgpt.training.data import ClassBatchSampler, SyntheticAnomalyDataset, collate
+from iadgpt.training.pretext import PRETEXT_PART, PretextHeads, PretextStep, cells_tensor
+from iadgpt.training.state import load_trainer_state, save_trainer_state
+from iadgpt.training.step import TrainStep, lr_factor
 from iadgpt.weights import save_trainable
+
+__all__ = ["STAGE_PARTS", "ClassBatchSampler", "StageResult", "SyntheticAnomalyDataset", "TrainConfig", "TrainStep",
+           "Trainer", "collate", "load_trainer_state", "lr_factor", "save_trainer_state", "train"]
 
 log = logging.getLogger(__name__)
 
-STAGE_PARTS: dict[int, tuple[str, ...]] = {0: ("vision", "llm", "decoder"), 1: ("tge",), 2: ("decoder", "mmf"),
-                                           3: ("tge", "mmf")}
 TOWER_PARTS = ("vision", "llm")  # saved with the heads when stage 0 trained them
 TRAINER_STATE = "trainer_state.safetensors"
-FOREGROUND_IMAGES = 32  # normal images per object class used to estimate its foreground
+MAP_SOURCES = ("decoder", "bank", "both")  # the maps the LLM learns to read in stages 1 and 3
+BANK_SHOTS = 8  # good images per class in the memory bank that stages 1 and 3 read from
 
-
-@dataclass
-class TrainConfig:
-    preset: str = "tiny-test"
-    data: Path = Path(".")  # MVTec-AD layout root (or one class folder); train/good is used
-    out_dir: Path = Path("runs/iadgpt")  # the run directory
-    classes: list[str] | None = None
-    product: str | None = None  # train a one-class dataset as this product class (its prompt bank and name)
-    stage: int | str = "all"  # 0, 1, 2, 3 or "all" (0 only, and always, for towers without weights)
-    epochs: int = 1  # per stage
-    lr: float = 1e-4
-    stage0_epochs: int | None = None  # None: `epochs`
-    stage0_lr: float = 1e-3  # towers and LLM from scratch need a larger rate than the heads
-    text_batch_size: int = 16  # conversations per stage-0 step
-    lm_loss: str = "answers"  # stage-0 LM loss on the last answer ("answers") or on every text token ("all")
-    init_weights: Path | None = None  # start from a weights folder (e.g. a stage-0 run's towers and LLM)
-    weight_decay: float = 0.01
-    batch_size: int = 8
-    warmup_steps: int | None = None  # None: warmup_ratio of the stage's steps
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    synthesis: str = "nsa"  # "nsa", "cutpaste" or "mix"
-    patch_frac: tuple[float, float] = (0.05, 0.3)  # synthetic patch side / image side (min, max)
-    anomaly_ratio: float = 0.5
-    resume: bool = False
-    checkpoint_every: int = 1  # epochs between checkpoints; a stage's last epoch is always saved
-    max_steps: int | None = None  # per stage
-    num_workers: int = 0
-    device: str = "auto"  # "auto", "cpu" or "cuda"
-    progress: bool = True  # tqdm bar (only shown on a terminal)
-    log_every: int = 1  # metrics.jsonl: one step line every n steps
-
-    @property
-    def stages(self) -> list[int]:
-        """The paper's stages; `stages_for(preset)` adds stage 0 to "all" for towers without weights."""
-        if str(self.stage) == "all":
-            return [1, 2, 3]
-        stage = int(self.stage)
-        if stage not in STAGE_PARTS:
-            raise ConfigError(f"training stage {self.stage!r} is not 0, 1, 2, 3 or 'all'")
-        return [stage]
-
-    def stages_for(self, preset: Preset) -> list[int]:
-        scratch = preset.clip.weights is None
-        if str(self.stage) == "all":
-            return [0, 1, 2, 3] if scratch and self.init_weights is None else [1, 2, 3]
-        if self.stages == [0] and not scratch:
-            raise ConfigError(f"stage 0 trains the image tower and LLM from scratch, but preset '{preset.name}' "
-                              f"has pretrained towers ({preset.clip.weights}); train stages 1-3 instead")
-        return self.stages
-
-    def stage_epochs(self, stage: int) -> int:
-        return self.stage0_epochs if stage == 0 and self.stage0_epochs else self.epochs
-
-    def stage_lr(self, stage: int) -> float:
-        return self.stage0_lr if stage == 0 else self.lr
-
-    def check(self) -> None:
-        self.stages  # noqa: B018 - validates
-        if self.synthesis not in METHODS:
-            raise ConfigError(f"synthesis '{self.synthesis}' is not one of {', '.join(METHODS)}")
-        if self.lm_loss not in ("answers", "all"):
-            raise ConfigError(f"lm_loss '{self.lm_loss}' is not 'answers' or 'all'")
-        lo, hi = self.patch_frac
-        if not 0.0 < lo <= hi < 1.0:
-            raise ConfigError(f"patch_frac {lo} {hi}: need 0 < min <= max < 1 (fractions of the image side)")
-        if not 0.0 <= self.anomaly_ratio <= 1.0:
-            raise ConfigError(f"anomaly_ratio {self.anomaly_ratio} must lie in [0, 1]")
-        if self.epochs < 1 or self.batch_size < 1 or (self.stage0_epochs is not None and self.stage0_epochs < 1):
-            raise ConfigError("epochs and batch_size must be at least 1")
-        if self.checkpoint_every < 1:
-            raise ConfigError("checkpoint_every must be at least 1 epoch")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError("max_steps must be at least 1")
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["data"], data["out_dir"] = str(self.data), str(self.out_dir)
-        data["init_weights"] = None if self.init_weights is None else str(self.init_weights)
-        return data
-
-
-# ---------------------------------------------------------------------------------------------
-# data
-
-
-class SyntheticAnomalyDataset(Dataset):
-    """Normal training images; with probability anomaly_ratio one gets a synthetic anomaly.
-
-    Item i of epoch e is a pure function of (seed, e, i): `np.random.default_rng([seed, e, i])`
-    decides whether it is anomalous, picks the source image (another normal image of the class),
-    draws the synthesis and the answer template.
-    """
-
-    def __init__(self, samples: Sequence[Sample], preset: Preset, templates: AnswerTemplates, *,
-                 method: str = "nsa", anomaly_ratio: float = 0.5, seed: int = 0,
-                 object_classes: Sequence[str] = (), patch_frac: tuple[float, float] = (0.05, 0.3)) -> None:
-        self.samples = list(samples)
-        self.size = preset.clip.image_size
-        self.mean = np.asarray(preset.clip.mean, dtype=np.float32)
-        self.std = np.asarray(preset.clip.std, dtype=np.float32)
-        self.templates = templates
-        self.method = method
-        self.patch_frac = patch_frac
-        self.anomaly_ratio = anomaly_ratio
-        self.seed = seed
-        self.epoch = 0
-        self._images: dict[int, np.ndarray] = {}  # resized normal images: decoding dominates otherwise
-        self.by_class: dict[str, list[int]] = {}
-        for i, s in enumerate(self.samples):
-            self.by_class.setdefault(s.class_name, []).append(i)
-        self.foreground: dict[str, np.ndarray] = {}
-        for name in object_classes:
-            if name in self.by_class:
-                images = [load_sample(self.samples[i], self.size)[0]
-                          for i in self.by_class[name][:FOREGROUND_IMAGES]]
-                self.foreground[name] = foreground_mask(images)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def image(self, index: int) -> np.ndarray:
-        """The resized RGB image of sample `index` (cached; callers must not modify it)."""
-        if index not in self._images:
-            self._images[index] = load_sample(self.samples[index], self.size)[0]
-        return self._images[index]
-
-    def normalise(self, rgb: np.ndarray) -> torch.Tensor:
-        """RGB uint8 (S, S, 3) -> (3, S, S) float32, the same values as Inspector._preprocess."""
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
-        mean = torch.from_numpy(self.mean).view(3, 1, 1)
-        std = torch.from_numpy(self.std).view(3, 1, 1)
-        return (x - mean) / std
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.samples[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        image = self.image(index)
-        mask = np.zeros(image.shape[:2], dtype=bool)
-        if rng.random() < self.anomaly_ratio:
-            peers = [i for i in self.by_class[sample.class_name] if i != index] or [index]
-            source = self.image(peers[int(rng.integers(len(peers)))])
-            image, mask = synthesize(image, source, rng, self.method,  # type: ignore[arg-type]
-                                     foreground=self.foreground.get(sample.class_name),
-                                     patch_frac=self.patch_frac)
-        answer = answer_for_mask(mask, self.templates, rng)  # the normal answer when mask is empty
-        return {"image": self.normalise(image), "mask": torch.from_numpy(mask.astype(np.float32)),
-                "answer": answer, "class_name": sample.class_name, "index": index}
-
-
-class ClassBatchSampler(Sampler[list[int]]):
-    """Batches of one class each, in an order that is a pure function of (seed, stage, epoch).
-
-    Within each class the indices are shuffled and cut into batches (the last one may be short);
-    the batches of all classes are then shuffled together. `skip` drops the first batches of the
-    next iteration (resuming inside an epoch).
-    """
-
-    def __init__(self, by_class: dict[str, list[int]], batch_size: int, seed: int) -> None:
-        self.by_class = {k: list(v) for k, v in sorted(by_class.items())}
-        self.batch_size = batch_size
-        self.seed = seed
-        self.stage = 0
-        self.epoch = 0
-        self.skip = 0
-
-    def set_epoch(self, epoch: int, stage: int | None = None) -> None:
-        self.epoch = epoch
-        if stage is not None:
-            self.stage = stage
-
-    def batches(self) -> list[list[int]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.stage * 10_007 + self.epoch)
-        batches: list[list[int]] = []
-        for indices in self.by_class.values():
-            order = [indices[i] for i in torch.randperm(len(indices), generator=g).tolist()]
-            batches += [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        skip, self.skip = self.skip, 0
-        yield from self.batches()[skip:]
-
-    def __len__(self) -> int:
-        return sum(math.ceil(len(v) / self.batch_size) for v in self.by_class.values())
-
-
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"image": torch.stack([it["image"] for it in items]),
-            "mask": torch.stack([it["mask"] for it in items]),
-            "answer": [it["answer"] for it in items],
-            "class_name": [it["class_name"] for it in items],
-            "index": torch.tensor([it["index"] for it in items])}
-
-
-# ---------------------------------------------------------------------------------------------
-# the step
-
-
-class TrainStep(nn.Module):
-    """model + LLM -> losses for one batch; the module handed to accelerate (forward = one step)."""
-
-    def __init__(self, model: IADGPT, llm: LanguageModel) -> None:
-        super().__init__()
-        self.model = model
-        self.llm_model = llm.model
-        self.image_token_id = llm.image_token_id
-        self.pad_token_id = llm.tokenizer.pad_token_id
-        self.seg_loss = False
-
-    def forward(self, images: torch.Tensor, masks: torch.Tensor, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor, labels: torch.Tensor, win: torch.Tensor,
-                apg: torch.Tensor) -> dict[str, torch.Tensor]:
-        towers = self.model.towers
-        dtype = next(towers.parameters()).dtype
-        features = towers.encode_image(images.to(dtype))  # no grad: frozen
-        prompts = TextPrompts("batch", win, apg, [])
-        maps = self.model.layer_maps(features, prompts, use_decoder=True)  # (B, L, h, w)
-        image_embeds = self.model.image_embeddings(features, prompts, maps)  # (B, K, D)
-        embedding = self.llm_model.get_input_embeddings()
-        safe_ids = input_ids.masked_fill(input_ids == self.image_token_id, self.pad_token_id)
-        text_embeds = embedding(safe_ids)  # (B, T, D)
-        embeds, mask, spliced = splice_image_embeddings(input_ids, text_embeds, image_embeds.to(text_embeds.dtype),
-                                                        self.image_token_id, attention_mask, labels)
-        ce = self.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=spliced).loss
-        out = {"ce": ce.float()}
-        if self.seg_loss:
-            size = masks.shape[-2:]
-            pred = F.interpolate(maps.float().mean(dim=1, keepdim=True), size=size, mode="bilinear",
-                                 align_corners=False)  # (B, 1, S, S)
-            layer_focal, layer_dice = layer_map_losses(maps, masks)
-            out["focal"] = (focal_loss(pred, masks) + layer_focal) / 2
-            out["dice"] = (dice_loss(pred, masks) + layer_dice) / 2
-        out["loss"] = sum(out.values())
-        return out
-
-
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up over `warmup` steps, then one cosine decay to 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-# ---------------------------------------------------------------------------------------------
-# trainer state (safetensors + JSON metadata; never pickle)
-
-
-def _split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """Replace every tensor in a nested dict/list with {"__tensor__": key}, collecting them."""
-    if isinstance(obj, torch.Tensor):
-        tensors[prefix] = obj.detach().to("cpu").contiguous().clone()
-        return {"__tensor__": prefix}
-    if isinstance(obj, dict):
-        return {"__keys__": [[type(k).__name__, str(k)] for k in obj],
-                "__values__": [_split_tensors(v, f"{prefix}.{k}", tensors) for k, v in obj.items()]}
-    if isinstance(obj, list | tuple):
-        return [_split_tensors(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
-    return obj
-
-
-def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(obj, dict) and "__tensor__" in obj:
-        return tensors[obj["__tensor__"]]
-    if isinstance(obj, dict) and "__keys__" in obj:
-        keys = [int(k) if kind == "int" else k for kind, k in obj["__keys__"]]
-        return {k: _join_tensors(v, tensors) for k, v in zip(keys, obj["__values__"], strict=True)}
-    if isinstance(obj, list):
-        return [_join_tensors(v, tensors) for v in obj]
-    return obj
-
-
-def save_trainer_state(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any,
-                       progress: dict[str, Any]) -> None:
-    tensors: dict[str, torch.Tensor] = {}
-    state = {
-        "optimizer": _split_tensors(optimizer.state_dict(), "optimizer", tensors),
-        "scheduler": _split_tensors(scheduler.state_dict(), "scheduler", tensors),
-        "progress": progress,
-    }
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"trainer_state": json.dumps(state)})
-    tmp.replace(path)
-
-
-def load_trainer_state(path: Path) -> tuple[dict, dict, dict[str, Any], dict[str, torch.Tensor]]:
-    """(optimizer state dict, scheduler state dict, progress, rng tensors)."""
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        state = json.loads(f.metadata()["trainer_state"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iterator
-    rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
-    return (_join_tensors(state["optimizer"], tensors), _join_tensors(state["scheduler"], tensors),
-            state["progress"], rng)
-
-
-# ---------------------------------------------------------------------------------------------
-# the trainer
 
 
 @dataclass
@@ -400,8 +97,6 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         from accelerate import Accelerator
 
-        from iadgpt.inspector import Inspector
-
         cfg.check()
         self.cfg = cfg
         self.run_dir = Path(cfg.out_dir)
@@ -417,14 +112,12 @@ class Trainer:
         # Towers and LLM in fp16 on a GPU (frozen); the trained heads always in fp32. Stage 0 trains
         # the towers and LLM themselves, so they stay in fp32 (autocast handles fp16 on a GPU).
         precision = "fp16" if cuda and not scratch else "fp32"
-        self.inspector = Inspector(self.preset, device=device, precision=precision, default_weights=False)
-        self.model: IADGPT = self.inspector.model
-        self.llm: LanguageModel = self.inspector.llm
+        dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.model, self.llm = build_model(self.preset, device, dtype)
+        self.vision = vision_module(self.model)  # None: a pretrained image tower that is never trained
         self.towers_trained = False  # whether vision/LLM weights are this run's (stage 0 or init_weights)
         if cfg.init_weights is not None:
-            self.inspector.load_weights(cfg.init_weights)
-            files = (self.inspector.weights_manifest or {}).get("files", {}).values()
-            self.towers_trained = any(entry.get("part") == "vision" for entry in files)
+            self.towers_trained = self._load_parts(cfg.init_weights, trainable=True)
         for name in TRAINABLE_PARTS:
             getattr(self.model, name).float()
         self.model.towers.requires_grad_(False)
@@ -441,7 +134,8 @@ class Trainer:
                                             heads.base_prompts)
             self.pretext.to(device)
             self.pretext_step = PretextStep(towers, self.model.decoder, self.pretext, self.llm.model,
-                                            self.llm.image_token_id, self.llm.tokenizer.pad_token_id)
+                                            self.llm.image_token_id, self.llm.tokenizer.pad_token_id,
+                                            train_vision=self.vision is not None)
 
         samples = [s for s in mvtec_samples(Path(cfg.data), "train", cfg.classes) if s.label == 0]
         if not samples:
@@ -459,7 +153,8 @@ class Trainer:
         self.dataset = SyntheticAnomalyDataset(
             samples, self.preset, self.templates, method=cfg.synthesis,
             anomaly_ratio=cfg.anomaly_ratio, seed=cfg.seed, patch_frac=tuple(cfg.patch_frac),
-            object_classes=[n for n, b in banks.items() if b.is_object])
+            object_classes=[n for n, b in banks.items() if b.is_object], banks=banks)
+        self.class_banks: dict[str, MemoryBank] = self._class_banks() if cfg.bank_maps else {}
         self.sampler = ClassBatchSampler(self.dataset.by_class, cfg.batch_size, cfg.seed)
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
                             num_workers=cfg.num_workers)
@@ -467,21 +162,50 @@ class Trainer:
         self.results: list[StageResult] = []
         self._log_handler: logging.Handler | None = None
 
+    @torch.no_grad()
+    def _class_banks(self) -> dict[str, MemoryBank]:
+        """A memory bank per class from its first BANK_SHOTS good images, calibrated as the inspector does."""
+        from iadgpt.inspector import bank_from_tokens
+
+        towers, device = self.model.towers, self.accelerator.device
+        dtype = next(towers.parameters()).dtype
+        banks = {}
+        for name, ids in self.dataset.by_class.items():
+            per_image = [towers.encode_image(self.dataset.normalise(self.dataset.image(i)).unsqueeze(0)
+                                             .to(device, dtype)).patch_tokens for i in ids[:BANK_SHOTS]]
+            banks[name] = bank_from_tokens(towers.layer_dims, per_image, {"class": name},
+                                           self.preset.inference.max_memory_patches)
+        return banks
+
     # -- pieces usable on their own (tests, benchmarks) --------------------------------------
     def batch(self, indices: Sequence[int], epoch: int = 0) -> dict[str, Any]:
         """A collated batch of dataset items (one class) as the loader would give it."""
         self.dataset.set_epoch(epoch)
         return collate([self.dataset[i] for i in indices])
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def map_source(self, stage: int, step: int) -> str:
+        """Which map the LLM reads in this step: "decoder", "bank" or "both" (a pure function of
+        (seed, stage, step)). Stage 2 trains the decoder, so it always reads the decoder's map."""
+        if stage == 2 or not self.class_banks:
+            return "decoder"
+        rng = np.random.default_rng([self.cfg.seed, 31, stage, step])
+        return MAP_SOURCES[int(rng.integers(len(MAP_SOURCES)))]
+
+    def forward(self, batch: dict[str, Any], source: str = "decoder", module: nn.Module | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Stage 1-3 losses of a batch whose LLM reads the map from `source`."""
         names = set(batch["class_name"])
         assert len(names) == 1, f"a batch must hold one class, got {sorted(names)}"
-        prompts = self.prompts[names.pop()]
-        messages = [inspection_messages(self.preset.llm.system_prompt, c) for c in batch["class_name"]]
+        name = names.pop()
+        prompts = self.prompts[name]
+        messages = [inspection_messages(self.preset.llm.system_prompt, c, e)
+                    for c, e in zip(batch["class_name"], batch["evidence"], strict=True)]
         device = self.accelerator.device
         ids, mask, labels = build_training_batch(self.llm, messages, batch["answer"])
-        return self.step_module(batch["image"].to(device), batch["mask"].to(device), ids.to(device),
-                                mask.to(device), labels.to(device), prompts.win, prompts.apg)
+        bank = self.class_banks.get(name) if source in ("bank", "both") else None
+        return (module or self.step_module)(batch["image"].to(device), batch["mask"].to(device), ids.to(device),
+                                            mask.to(device), labels.to(device), prompts.win, prompts.apg,
+                                            bank, source != "bank" or bank is None)
 
     @torch.no_grad()
     def losses(self, batch: dict[str, Any]) -> dict[str, float]:
@@ -499,13 +223,15 @@ class Trainer:
             getattr(self.model, name).requires_grad_(name in STAGE_PARTS[stage])
             getattr(self.model, name).train(name in STAGE_PARTS[stage])
         self.step_module.seg_loss = stage == 2
-        visual = self.model.towers.clip.visual
-        visual.requires_grad_(stage == 0)
+        if self.vision is not None:
+            self.vision.requires_grad_(stage == 0)
         self.llm.model.requires_grad_(stage == 0)
         if stage == 0:
             assert self.pretext is not None, "stage 0 needs a preset whose towers have no pretrained weights"
             self.towers_trained = True
-            return (list(visual.parameters()) + list(self.llm.model.parameters())
+            if self.vision is None:  # the LM alone (see _run_stage); stage 2 trains the decoder
+                return list(self.llm.model.parameters()) + list(self.pretext.parameters())
+            return (list(self.vision.parameters()) + list(self.llm.model.parameters())
                     + list(self.model.decoder.parameters()) + list(self.pretext.parameters()))
         return [p for name in STAGE_PARTS[stage] for p in getattr(self.model, name).parameters()]
 
@@ -526,6 +252,9 @@ class Trainer:
         answer_labels = labels.to(device) if self.cfg.lm_loss == "answers" else None
         anomalous = torch.tensor([t.anomalous for t in talks], device=device)
         cells = cells_tensor([t.cells for t in talks]).to(device)
+        if batch is None:  # a pretrained image tower: the LM alone
+            classes = next(iter(self.prompts.values())).decoder_classes
+            return module(None, None, classes, ids.to(device), mask.to(device), anomalous, cells, answer_labels)
         names = set(batch["class_name"])
         assert len(names) == 1, f"a batch must hold one class, got {sorted(names)}"
         classes = self.prompts[names.pop()].decoder_classes
@@ -561,7 +290,8 @@ class Trainer:
         extra = dict(extra)
         if self.towers_trained:
             # Stage 0 made the towers: they belong to these weights, not to the preset.
-            parts["vision"] = {k: v.float() for k, v in self.model.towers.clip.visual.state_dict().items()}
+            if self.vision is not None:
+                parts["vision"] = {k: v.float() for k, v in self.vision.state_dict().items()}
             parts["llm"] = {k: v.float() for k, v in self.llm.model.state_dict().items()}
             extra["tokenizer"] = tokenizer_fingerprint(self.llm.tokenizer)
         if pretext and self.pretext is not None:
@@ -580,22 +310,38 @@ class Trainer:
         log.info("checkpoint %s: stage %d epoch %d batch %d step %d", folder, progress["stage"],
                  progress["epoch"], progress["batch"], progress["global_step"])
 
-    def _load_checkpoint(self) -> tuple[dict[str, Any], dict, dict] | None:
+    def _load_parts(self, folder: Path, trainable: bool = False) -> bool:
+        """Load a weights folder's heads, and its image tower and LLM when it holds them (a stage-0 run);
+        True when it held an LLM trained by this project."""
         from iadgpt.weights import load_trainable
 
+        manifest, parts = load_trainable(folder, expect_preset=self.preset.name)
+        expected = manifest.get("extra", {}).get("tokenizer")
+        if "llm" in parts and expected and expected != tokenizer_fingerprint(self.llm.tokenizer):
+            raise ConfigError(f"the LLM in {folder} was trained with another tokenizer than preset "
+                              f"'{self.preset.name}' builds; start from weights of this preset")
+        for name in TRAINABLE_PARTS:
+            if name not in parts:
+                raise ConfigError(f"weights folder {folder} has no '{name}' part")
+            getattr(self.model, name).load_state_dict(parts[name], strict=True)
+        if "vision" in parts:
+            if self.vision is None:
+                raise ConfigError(f"{folder} holds an image tower, but preset '{self.preset.name}' uses a "
+                                  f"pretrained one")
+            self.vision.load_state_dict(parts["vision"], strict=True)
+        if "llm" in parts:
+            self.llm.model.load_state_dict(parts["llm"], strict=True)
+        if PRETEXT_PART in parts and self.pretext is not None and not trainable:
+            self.pretext.load_state_dict(parts[PRETEXT_PART], strict=True)
+        return "llm" in parts
+
+    def _load_checkpoint(self) -> tuple[dict[str, Any], dict, dict] | None:
         folder = self.run_dir / "checkpoints" / "last"
         if not (folder / TRAINER_STATE).is_file():
             log.warning("resume asked for, but %s holds no checkpoint; starting afresh", folder)
             return None
-        _, parts = load_trainable(folder, expect_preset=self.preset.name)
-        for name in TRAINABLE_PARTS:
-            getattr(self.model, name).load_state_dict(parts[name], strict=True)
-        if "vision" in parts:
-            self.model.towers.clip.visual.load_state_dict(parts["vision"], strict=True)
-            self.llm.model.load_state_dict(parts["llm"], strict=True)
+        if self._load_parts(folder):
             self.towers_trained = True
-        if PRETEXT_PART in parts and self.pretext is not None:
-            self.pretext.load_state_dict(parts[PRETEXT_PART], strict=True)
         opt_state, sched_state, progress, rng = load_trainer_state(folder / TRAINER_STATE)
         torch.set_rng_state(rng["rng.torch"])
         cuda_states = [rng[k] for k in sorted(k for k in rng if k.startswith("rng.cuda."))]
@@ -654,8 +400,8 @@ class Trainer:
             epoch, skip, step = progress["epoch"], progress["batch"], progress["stage_step"]
         optimizer, scheduler = acc.prepare(optimizer, scheduler)
         module = acc.prepare(self.pretext_step if stage == 0 else self.step_module)
-        log.info("stage %d: training %s, %d steps (warm-up %d), lr %g", stage, STAGE_PARTS[stage], total,
-                 warmup, lr)
+        parts = STAGE_PARTS[stage] if stage or self.vision is not None else ("llm",)
+        log.info("stage %d: training %s, %d steps (warm-up %d), lr %g", stage, parts, total, warmup, lr)
         show = cfg.progress and sys.stderr.isatty() and acc.is_local_main_process
         bar = tqdm(total=total, initial=step, desc=f"stage {stage}", disable=not show, dynamic_ncols=True)
         result = StageResult(stage, 0, 0, 0.0)
@@ -673,11 +419,14 @@ class Trainer:
             skip = 0
             exhausted = True
             epoch_images, epoch_seconds, epoch_loss, epoch_batches = 0, 0.0, 0.0, 0
-            for batch in self.loader:
+            # Stage 0 with a pretrained image tower trains the LM alone: no images to synthesise.
+            text_only = stage == 0 and self.vision is None
+            batches = itertools.repeat(None, len(self.loader) - batch_index) if text_only else self.loader
+            for batch in batches:
                 t0 = time.perf_counter()
                 out = self._step(module, batch, optimizer, scheduler, params, stage, step)
                 seconds = time.perf_counter() - t0
-                n = len(batch["answer"])
+                n = cfg.text_batch_size if batch is None else len(batch["answer"])
                 step += 1
                 global_step += 1
                 batch_index += 1
@@ -725,14 +474,7 @@ class Trainer:
         if stage == 0:
             out = self.pretext_forward(batch, stage_step, module)
         else:
-            names = set(batch["class_name"])
-            prompts = self.prompts[names.pop()]
-            assert not names, "a batch must hold one class"
-            messages = [inspection_messages(self.preset.llm.system_prompt, c) for c in batch["class_name"]]
-            ids, mask, labels = build_training_batch(self.llm, messages, batch["answer"])
-            device = acc.device
-            out = module(batch["image"].to(device), batch["mask"].to(device), ids.to(device), mask.to(device),
-                         labels.to(device), prompts.win, prompts.apg)
+            out = self.forward(batch, self.map_source(stage, stage_step), module)
         acc.backward(out["loss"])
         if self.cfg.max_grad_norm and acc.sync_gradients:
             acc.clip_grad_norm_(params, self.cfg.max_grad_norm)

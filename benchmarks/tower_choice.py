@@ -1,0 +1,120 @@
+"""Choose the built-in image tower (variant, taps, input size, aspect) on VALIDATION data only.
+
+Nothing here reads a test split. For each dataset, train/good is cut in two: the first K images
+are the memory bank's references (Eq. 2, the product's own code path: per-layer cosine, layers
+averaged), the last 24 are held out. Each held-out image is scored once as it is (good) and once
+with a synthetic anomaly (NSA, CutPaste or drawn marks, drawn at the image's own resolution, so
+their size relative to the part is the same whatever the input size). Printed: validation I-AUROC,
+P-AUROC per configuration, and the tower's median encode time. The table is in docs/decisions/0005.
+
+    .venv/bin/python benchmarks/tower_choice.py --data ../shared/datasets/bsdata ../shared/datasets/magnetic_tile
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from iadgpt.config import TF_MEAN, TF_STD, ImageInput
+from iadgpt.data.datasets import load_sample, mvtec_samples
+from iadgpt.data.synthesis import synthesize
+from iadgpt.efficientnet import build_efficientnet
+from iadgpt.memory_bank import MemoryBank
+from iadgpt.metrics import auroc, pixel_auroc
+from iadgpt.preprocess import preprocess as prep
+
+HELD_OUT = 24
+
+
+def preprocess(rgb: np.ndarray, side: int, keep_aspect: bool) -> torch.Tensor:
+    return prep(rgb, ImageInput(side, TF_MEAN, TF_STD, keep_aspect=keep_aspect))  # (1, 3, h, w)
+
+
+def validation_set(data: Path, seed: int = 0) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+    goods = [load_sample(s)[0] for s in mvtec_samples(data, "train")]
+    refs, held = goods[:-HELD_OUT], goods[-HELD_OUT:]
+    rng = np.random.default_rng(seed)
+    val = []
+    for i, image in enumerate(held):
+        val.append((image, np.zeros(image.shape[:2], bool)))
+        source = held[(i + 1) % len(held)]
+        method = ("nsa", "cutpaste", "draw")[i % 3]
+        bad, mask = synthesize(image, source, rng, method, patch_frac=(0.04, 0.15))
+        if mask.any():
+            val.append((bad, mask))
+    return refs, val
+
+
+AUGMENTS = {"none": (), "flips": ("hflip", "vflip"), "flips+rot": ("hflip", "vflip", "rot180")}
+
+
+def augmented(rgb: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
+    ops = {"hflip": lambda a: a[:, ::-1], "vflip": lambda a: a[::-1], "rot180": lambda a: a[::-1, ::-1]}
+    return [rgb] + [np.ascontiguousarray(ops[n](rgb)) for n in names]
+
+
+def evaluate(tower, refs, val, shots: int, side: int, keep_aspect: bool, sigma: float = 4.0, augment: str = "none"):
+    bank = MemoryBank(tower.layer_dims)
+    for rgb in refs[:shots]:
+        for view in augmented(rgb, AUGMENTS[augment]):
+            bank.add(tower.encode_image(preprocess(view, side, keep_aspect)).patch_tokens)
+    labels, scores, masks, maps, times = [], [], [], [], []
+    for rgb, mask in val:
+        x = preprocess(rgb, side, keep_aspect)
+        t0 = time.perf_counter()
+        feats = tower.encode_image(x)
+        times.append(time.perf_counter() - t0)
+        grid = bank.score(feats.patch_tokens).mean(dim=1)[0].unflatten(0, feats.grid).numpy()  # (h, w)
+        small = cv2.resize(grid, (x.shape[-1], x.shape[-2]), interpolation=cv2.INTER_LINEAR)
+        small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma)
+        full = cv2.resize(small, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+        labels.append(int(mask.any()))
+        scores.append(float(small.max()))
+        masks.append(mask)
+        maps.append(full)
+    return auroc(labels, scores), pixel_auroc(masks, maps), statistics.median(times) * 1000
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", nargs="+", type=Path, required=True)
+    ap.add_argument("--variants", nargs="+", default=["lite0", "lite1", "lite2"])
+    ap.add_argument("--taps", nargs="+", default=["2,3,4,5", "3,4,5,6", "2,3,4,6"])
+    ap.add_argument("--sides", nargs="+", type=int, default=[256, 320])
+    ap.add_argument("--shots", nargs="+", type=int, default=[4, 16])
+    ap.add_argument("--aspect", nargs="+", default=["keep", "squash"])
+    ap.add_argument("--augment", nargs="+", default=["none"], choices=list(AUGMENTS),
+                    help="views of each reference added to the bank")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    sets = {d.name: validation_set(d) for d in args.data}
+    print("| variant | taps | side | aspect | bank views | " + " | ".join(
+        f"{n} {k}-shot I / P" for n in sets for k in args.shots) + " | encode ms |")
+    print("|" + " --- |" * (6 + len(sets) * len(args.shots)))
+    for variant in args.variants:
+        towers = {}
+        for taps, side, aspect, augment in itertools.product(args.taps, args.sides, args.aspect, args.augment):
+            key = tuple(int(t) for t in taps.split(","))
+            tower = towers.setdefault(key, build_efficientnet(variant, key))
+            cells, enc = [], []
+            with torch.no_grad():
+                for refs, val in sets.values():
+                    for k in args.shots:
+                        i, p, ms = evaluate(tower, refs, val, k, side, aspect == "keep", augment=augment)
+                        cells.append(f"{100 * i:.1f} / {100 * p:.1f}")
+                        enc.append(ms)
+            print(f"| {variant} | {taps} | {side} | {aspect} | {augment} | " + " | ".join(cells)
+                  + f" | {statistics.median(enc):.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

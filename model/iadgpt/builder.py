@@ -1,0 +1,54 @@
+"""One builder for inspection, training and evaluation: a preset -> image tower, LLM and heads."""
+
+from __future__ import annotations
+
+import torch
+
+from iadgpt.config import Preset
+from iadgpt.encoders import ClipTowers, build_clip
+from iadgpt.llm import LanguageModel
+from iadgpt.model import IADGPT
+
+ImageTower = ClipTowers  # or efficientnet.EfficientNetTower: the same encode_image/encode_text/layer_dims
+
+
+def build_towers(preset: Preset):
+    """The preset's frozen image (and text) tower."""
+    if preset.efficientnet is not None:
+        from iadgpt.efficientnet import build_efficientnet
+
+        e = preset.efficientnet
+        return build_efficientnet(e.variant, e.taps, pretrained=e.pretrained, seed=e.seed,
+                                  grid_stride=e.grid_stride, pool=e.pool)
+    assert preset.clip is not None
+    return build_clip(preset.clip)
+
+
+def load_llm(preset: Preset, device: torch.device | str, dtype: torch.dtype) -> LanguageModel:
+    """The preset's LLM: the tiny one built offline, or a local folder / HF-cache repo."""
+    from iadgpt.tiny import ensure_tiny_llm
+    from iadgpt.weights import resolve_model_folder
+
+    cfg = preset.llm
+    if cfg.tiny is not None:
+        folder = ensure_tiny_llm(cfg.tiny)
+    else:
+        folder = resolve_model_folder(
+            cfg.path, what=f"LLM of preset '{preset.name}'",
+            fix="run `iadgpt models download " + preset.name + "` on an online machine, "
+                "`iadgpt models import DIR`, or point Settings > Model (or --llm) at the model folder")
+    return LanguageModel.load(folder, device, dtype)
+
+
+def build_model(preset: Preset, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                ) -> tuple[IADGPT, LanguageModel]:
+    """The untrained IAD-GPT network (towers + fresh heads) and its LLM, on device in dtype."""
+    llm = load_llm(preset, device, dtype)
+    model = IADGPT(preset, build_towers(preset), llm.hidden_size)
+    return model.to(device, dtype), llm
+
+
+def vision_module(model: IADGPT) -> torch.nn.Module | None:
+    """The image tower's trainable-from-scratch module (open_clip's visual), None for a pretrained CNN."""
+    towers = model.towers
+    return towers.clip.visual if isinstance(towers, ClipTowers) else None

@@ -1,0 +1,90 @@
+"""Does what the LLM says agree with what the screen shows? Checks used by evaluation.
+
+Every check compares an answer with the inspection's own evidence (evidence.Evidence: the
+Position row, size, count and type derived from the anomaly map) and verdict, never with ground
+truth: these measure grounding and consistency, the map metrics measure correctness.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from iadgpt.evidence import SIZE_WORDS, Evidence
+from iadgpt.position import POSITIONS
+from iadgpt.training.corpus import QUESTIONS
+
+# Longest first, so "top left" is found before "top" and "left".
+_BY_LENGTH = sorted(POSITIONS, key=len, reverse=True)
+_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+_NEGATIVE = ("no defect", "no anomal", "looks normal", "no action", "nothing differs", "can be shipped",
+             "no abnormalit", "there are no defects")
+
+
+def positions_in(text: str) -> set[str]:
+    """The 3x3-grid positions a sentence names ("top left and center" -> {"top left", "center"})."""
+    found: set[str] = set()
+    rest = text.lower()
+    for name in _BY_LENGTH:
+        pattern = rf"\b{re.escape(name)}\b"
+        if re.search(pattern, rest):
+            found.add(name)
+            rest = re.sub(pattern, " ", rest)
+    return found
+
+
+def position_agrees(answer: str, evidence: Evidence) -> bool:
+    """The answer names exactly the positions of the Position row."""
+    return positions_in(answer) == positions_in(evidence.position)
+
+
+def says_negative(text: str) -> bool:
+    low = text.lower()
+    return any(p in low for p in _NEGATIVE)
+
+
+def consistent(kind: str, answer: str, defective: bool, evidence: Evidence) -> bool:
+    """Whether a chat answer to a question of `kind` agrees with the verdict and the evidence."""
+    low = answer.lower().strip()
+    if not defective:
+        if kind == "ship":
+            return low.startswith("yes")
+        return says_negative(low) and not positions_in(low)
+    if says_negative(low) and kind != "ship":
+        return False
+    if kind == "ship":
+        return low.startswith("no") and position_agrees(low, evidence)
+    if kind in ("where", "action", "compare"):
+        return position_agrees(low, evidence)
+    if kind == "type":
+        if evidence.types:
+            return any(t.lower() in low for t in evidence.types)
+        return "unclear" in low
+    if kind == "size":
+        sizes = [w for w in SIZE_WORDS if re.search(rf"\b{w}\b", low)]
+        return sizes == [evidence.size]
+    if kind == "count":
+        numbers = [int(n) for n in re.findall(r"\b(\d+)\b", low)]
+        numbers += [v for w, v in _NUMBER_WORDS.items() if re.search(rf"\b{w}\b", low)]
+        return numbers == [evidence.count]
+    if kind == "describe":
+        return position_agrees(low, evidence) and evidence.size in low
+    raise ValueError(f"unknown question kind {kind!r}; one of {', '.join(QUESTIONS)}")
+
+
+def scripted_questions() -> list[tuple[str, str]]:
+    """(kind, question) of the scripted chat set: the first phrasing of every kind users ask."""
+    return [(kind, phrasings[0]) for kind, phrasings in QUESTIONS.items()]
+
+
+def type_label(defect: str, names: Sequence[str]) -> str | None:
+    """The prompt-bank name a test folder's defect name stands for, None when no name matches."""
+    d = defect.lower().replace("_", " ")
+    for n in names:
+        if n.lower() == d:
+            return n
+    for n in names:
+        low = n.lower()
+        if d in low or low in d:
+            return n
+    return None
