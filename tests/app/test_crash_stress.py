@@ -123,4 +123,7 @@ def test_large_bank_while_a_folder_streams_and_chat_runs(station, qtbot, tmp_pat
     assert {r.result.mode for r in results[-3:]} == {"few-shot"}, "the new bank is in use after it is built"
     gc.collect()
     assert sys.getrefcount(True) >= true_refs - 200, "signals must not eat references to True"
+    # MainWindow guards True on a leaking PySide6 (so the station survives); the binding itself must
+    # not leak: with 6.12.0 this fails.
+    assert not emit_drops_true_references()
     qtbot.waitUntil(lambda: "watching for new images" in w.live.source_label.text(), timeout=10000)
