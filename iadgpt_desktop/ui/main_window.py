@@ -148,7 +148,7 @@ class MainWindow(QMainWindow):
         self.chat.typing.connect(lambda: self.live.set_following(False))
         # cancel() is thread-safe: call it here, not queued behind the very job it should stop.
         self.chat.stop_requested.connect(lambda: self.worker.cancel())
-        self.products.cancel_bank_requested.connect(lambda: self.worker.cancel())
+        self.products.cancel_bank_requested.connect(lambda: self.worker.cancel_bank())
         self.history.inspection_selected.connect(self._show_history_item)
         self.products.product_activated.connect(self._activate_product)
         self.products.build_bank_requested.connect(lambda info, paths: self.request_bank.emit(info, list(paths)))

@@ -128,7 +128,8 @@ class InferenceWorker(QObject):
         self.product: ProductInfo | None = None
         self._queue = None
         self._source_name = ""
-        self._cancel = threading.Event()
+        self._cancel = threading.Event()  # an answer being generated (Pause, Stop, the chat's Stop)
+        self._cancel_bank = threading.Event()  # a memory bank being built (its own Cancel button)
         self._timer: QTimer | None = None
         self._unsaved: deque[tuple[InspectionOutcome, object]] = deque()  # shown, not yet stored
         self._retry_at = 0.0
@@ -155,8 +156,12 @@ class InferenceWorker(QObject):
         self.inspector = None
 
     def cancel(self) -> None:
-        """Thread-safe: stop the current generation, bank build, or stream as soon as possible."""
+        """Thread-safe: stop the answer being generated (an inspection's or the chat's) at once."""
         self._cancel.set()
+
+    def cancel_bank(self) -> None:
+        """Thread-safe: stop a memory bank being built; pausing the stream does not (it calls `cancel`)."""
+        self._cancel_bank.set()
 
     def _should_stop(self) -> bool:
         return self._cancel.is_set()
@@ -266,7 +271,7 @@ class InferenceWorker(QObject):
         if self.inspector is None or pid is None:
             self.bank_failed.emit(pid or -1, "the model is not loaded yet; wait for it, then try again")
             return
-        self._cancel.clear()
+        self._cancel_bank.clear()
         previous = self.inspector.memory_bank
 
         def report(phase: BankPhase):
@@ -274,7 +279,7 @@ class InferenceWorker(QObject):
 
         try:
             bank = self.inspector.build_memory_bank(
-                references, progress=report(BankPhase.READING), should_stop=self._should_stop,
+                references, progress=report(BankPhase.READING), should_stop=self._cancel_bank.is_set,
                 select_progress=report(BankPhase.SELECTING))
             self.bank_progress.emit(BankProgress(pid, BankPhase.SAVING, 0, 1))
             folder = self.settings.data_path / "memory_banks"
@@ -477,6 +482,7 @@ def start_worker(settings: Settings, db: Database | None = None) -> tuple[QThrea
 
 def stop_worker(thread: QThread, worker: InferenceWorker, timeout_ms: int = 10000) -> None:
     worker.cancel()
+    worker.cancel_bank()
     if thread.isRunning():
         # Run shutdown in the worker's own thread (its timer and database live there), and wait for it.
         QMetaObject.invokeMethod(worker, "shutdown", Qt.ConnectionType.BlockingQueuedConnection)

@@ -87,8 +87,15 @@ def test_cancel_during_the_coreset_keeps_the_previous_bank(tmp_path, qtbot) -> N
         previous = w.inspector.memory_bank
         failed = []
         w.bank_failed.connect(lambda pid, text: failed.append(text))
-        w.bank_progress.connect(lambda p: w.cancel() if p.phase is BankPhase.SELECTING else None)
+        ready = []
+        w.bank_ready.connect(ready.append)
+        pause = w.bank_progress.connect(lambda p: w.cancel())  # Pause of the stream: not the bank's Cancel
         w.build_memory_bank(product, references * 20)  # large enough to need a coreset
+        assert ready and not failed, "pausing the stream does not cancel a bank being built"
+        w.bank_progress.disconnect(pause)
+        previous = w.inspector.memory_bank
+        w.bank_progress.connect(lambda p: w.cancel_bank() if p.phase is BankPhase.SELECTING else None)
+        w.build_memory_bank(product, references * 20)
         assert failed and "cancelled" in failed[0]
         assert w.inspector.memory_bank is previous
     finally:
