@@ -19,7 +19,7 @@ PITTED = ("pitting_080.png", "pitting_113.png")
 
 @pytest.fixture(scope="module")
 def inspector() -> Inspector:
-    return Inspector(class_name="ball_screw_drive")
+    return Inspector(DEFAULT_PRESET, class_name="ball_screw_drive")
 
 
 def test_the_builtin_model_ships_and_loads_by_default(inspector, tmp_path, monkeypatch):
