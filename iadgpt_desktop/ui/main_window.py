@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QTabWidget
+from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from iadgpt.imageio import iter_image_files
 from iadgpt.prompt_bank import default_bank_dir
@@ -241,6 +241,8 @@ class MainWindow(QMainWindow):
         path = self._image_path(outcome)
         self.chat.set_inspection(outcome.inspection_id, path, outcome.result.answer, [])
         self.history.schedule_refresh()
+        if outcome.not_saved:  # shown, but not in the history (yet): say so where it stays visible
+            self.statusBar().showMessage(f"not saved: {outcome.not_saved}")
         self._count(failed=False)
 
     def _on_saved_later(self, outcome: InspectionOutcome) -> None:
@@ -331,6 +333,11 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.session.stop()
         stop_worker(self.thread, self.worker)
+        self.unsaved_on_close = self.worker.unsaved_summary()  # the worker has stopped: safe to read
+        if self.unsaved_on_close:
+            log.warning("%s", self.unsaved_on_close)
+            if QApplication.platformName() != "offscreen":
+                QMessageBox.warning(self, "Results not saved", self.unsaved_on_close)
         if self.db:
             self.db.close()
         super().closeEvent(event)
