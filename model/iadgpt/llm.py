@@ -139,8 +139,10 @@ class LanguageModel:
                                f"at a Hugging Face model folder, or run `iadgpt models download PRESET`")
         hf_logging.disable_progress_bar()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
+            # trust_remote_code=False: a folder's own Python (config.json "auto_map") never runs.
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype,
+                                                         trust_remote_code=False)
         except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
             raise WeightsError(f"cannot load the LLM from {folder}: {exc}; check that the folder is "
                                f"complete (re-import or re-download it)") from exc
