@@ -170,6 +170,7 @@ class Inspector:
         self.model, self.llm = build_model(self.preset, self.device, self.dtype)
         self.trained = False
         self.weights_manifest: dict | None = None
+        self.weights_source: str | None = None
         if weights is None:
             weights = shipped_weights(self.preset.name)  # the built-in model
         if weights is not None:
@@ -219,6 +220,7 @@ class Inspector:
         self.model.to(self.device, self.dtype)
         self.trained = True
         self.weights_manifest = manifest
+        self.weights_source = str(folder)
 
     @property
     def model_id(self) -> str:
@@ -328,8 +330,10 @@ class Inspector:
             features = self.model.towers.encode_image(x)
         with stage("anomaly_map"):
             maps = self.model.layer_maps(features, self.prompts, self.memory_bank, use_decoder=self.use_decoder)
+        self._check_finite("anomaly map", maps)
         with stage("heads"):
             image_embeds = self.model.image_embeddings(features, self.prompts, maps)
+            self._check_finite("image embeddings", image_embeds)
         with stage("postprocess"):
             anomaly_map, small, score, top1 = self._postprocess(maps[0], rgb.shape[:2], tuple(x.shape[-2:]))
             # Regions are found on the encoder-resolution map (cheap) and scaled to the image; the
@@ -377,6 +381,14 @@ class Inspector:
         top1 = float(np.partition(flat, -k)[-k:].mean())
         full = cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
         return full, small, float(flat.max()), top1
+
+    def _check_finite(self, what: str, values: torch.Tensor) -> None:
+        """Fail closed: NaN would read as "good" (NaN > 0.5 is False), so broken weights must stop here."""
+        if not bool(torch.isfinite(values).all()):
+            source = self.weights_source or "(random initialisation)"
+            raise WeightsError(f"the {what} of preset '{self.preset.name}' with weights {source} is not finite "
+                               f"(NaN or infinity), so no verdict can be given; the weights are damaged - run "
+                               f"`iadgpt models verify {source}`, re-copy or retrain them")
 
     # -- conversation ------------------------------------------------------------------------
     @staticmethod

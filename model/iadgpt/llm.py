@@ -196,6 +196,10 @@ class LanguageModel:
         yes = first[:, sorted(self.yes_ids)].logsumexp(dim=-1)
         no = first[:, sorted(self.no_ids)].logsumexp(dim=-1)
         p_yes = torch.sigmoid(yes - no)
+        if not bool(torch.isfinite(p_yes).all()):  # NaN > 0.5 is False: that would read as "good"
+            raise WeightsError(f"the language model '{self.name}' gave non-finite logits (NaN or infinity), so "
+                               f"there is no verdict; its weights or the image embeddings are damaged - run "
+                               f"`iadgpt models verify` on the weights folder, re-copy or retrain them")
         return [Verdict(bool(p > 0.5), float(p)) for p in p_yes]
 
     @torch.no_grad()
