@@ -77,6 +77,12 @@ def embed_with_image(llm_model, input_ids: torch.Tensor, image_embeds: torch.Ten
                                    attention_mask, labels)
 
 
+def user_text(text: str) -> str:
+    """Text a person typed (a class name, a question, an earlier turn): it can never hold the image
+    placeholder, which only the program places (a forged one would splice the image twice)."""
+    return text.replace(IMAGE_TOKEN, "")
+
+
 def inspection_messages(system_prompt: str, class_name: str, evidence: str | None = None) -> list[dict[str, str]]:
     """The first turn of every inspection: the model is trained and asked with exactly this text.
 

@@ -432,6 +432,9 @@ def resolve_checkpoint(
         raise WeightsError(
             f"{what} weights not found: looked in folder {path} for {', '.join(filenames)}; {fix}"
         )
+    if path.exists():  # a device, a pipe, or a link to one (e.g. /dev/zero): there, but not weights
+        raise WeightsError(f"{what} weights {path} is not a regular file (it is {path.resolve()}); point the "
+                           f"setting at the weights file itself; {fix}")
     raise WeightsError(f"{what} weights not found: looked for {path} (does not exist); {fix}")
 
 
