@@ -293,7 +293,7 @@ class InferenceWorker(QObject):
             with self.db.Session.begin() as s:
                 inspection_id, _ = repository.add_batch_inspection(s, item.record)
         except Exception as exc:  # noqa: BLE001 - the boundary: every storage failure, of any kind
-            self._not_saved(item, classify(exc), first=first)
+            self._not_saved(item, classify(exc), first=first, cause=exc)
             return None
         if item.journal is not None and item.journal_id is not None:
             try:
@@ -304,8 +304,8 @@ class InferenceWorker(QObject):
         self._saves.saved(item)
         return inspection_id
 
-    def _not_saved(self, item: PendingSave, error: StorageError, *, first: bool) -> None:
-        log.error("storing %s failed: %s", item.outcome.result.image or "a frame", error, exc_info=error)
+    def _not_saved(self, item: PendingSave, error: StorageError, *, first: bool, cause: BaseException) -> None:
+        log.error("storing %s failed: %s", item.outcome.result.image or "a frame", error, exc_info=cause)
         item.outcome.not_saved = str(error)
         if item.record is not None and item.journal_id is None:
             journal = Journal(self.settings.data_path)

@@ -224,14 +224,21 @@ def cmd_models_download(args: argparse.Namespace) -> int:
 
 
 def cmd_models_verify(args: argparse.Namespace) -> int:
+    from iadgpt.models_admin import check_against_preset
     from iadgpt.weights import verify_trainable
 
     problems = verify_trainable(args.folder)
+    note = None
+    if not problems:
+        problems, note = check_against_preset(args.folder)
     if problems:
         for p in problems:
             print(f"PROBLEM: {p}")
         return 1
-    print(f"{args.folder}: ok (manifest and every file's sha256 match)")
+    checked = "manifest, every file's sha256, every tensor loaded and finite"
+    print(f"{args.folder}: ok ({checked}{'' if note else ', names, shapes and dtypes fit the preset'})")
+    if note:
+        print(f"note: {note}")
     return 0
 
 

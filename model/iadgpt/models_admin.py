@@ -331,6 +331,60 @@ def _resolve_preset(preset) -> list[tuple[str, Path | None]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# verify against the preset
+
+
+def check_against_preset(folder: str | os.PathLike[str]) -> tuple[list[str], str | None]:
+    """(problems, note): do the folder's tensors have the names, shapes and dtypes its preset builds?
+
+    The preset named in the manifest is built on the CPU without weights (random towers), then the
+    folder is loaded into it strictly: a missing, extra or reshaped tensor is a problem. When the
+    preset itself cannot be built here (its pretrained towers or LLM are not downloaded), nothing can
+    be compared and the note says so.
+    """
+    import json
+
+    from safetensors import safe_open
+
+    from iadgpt.inspector import Inspector
+    from iadgpt.model import TRAINABLE_PARTS
+    from iadgpt.weights import MANIFEST_NAME
+
+    source = Path(os.path.expanduser(str(folder)))
+    try:
+        manifest = json.loads((source / MANIFEST_NAME).read_text(encoding="utf-8"))
+        preset = manifest["preset"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{source / MANIFEST_NAME} cannot be read ({exc})"], None
+    try:
+        inspector = Inspector(preset, device="cpu", precision="fp32", default_weights=False)
+    except IADGPTError as exc:
+        return [], f"names and shapes not compared: preset '{preset}' cannot be built here ({exc})"
+    expected = {name: getattr(inspector.model, name).state_dict() for name in TRAINABLE_PARTS}
+    try:
+        inspector.load_weights(source)
+    except WeightsError as exc:
+        return [str(exc)], None
+    problems = []
+    for file_name, entry in manifest.get("files", {}).items():
+        want = expected.get(entry.get("part"))
+        if want is None:
+            continue
+        with safe_open(str(source / file_name), "pt") as f:
+            for key in f.keys():
+                got = f.get_slice(key).get_dtype()
+                dtype = str(want[key].dtype).removeprefix("torch.") if key in want else None
+                if dtype is not None and _SAFETENSORS_DTYPES.get(got) != dtype:
+                    problems.append(f"weights file {source / file_name}: tensor '{key}' is {got}, but preset "
+                                    f"'{preset}' holds {dtype}; retrain or convert the weights")
+    return problems, None
+
+
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                       "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+# ---------------------------------------------------------------------------------------------
 # doctor
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -310,13 +309,10 @@ def test_twenty_thousand_rows_are_paged(qtbot, tmp_path: Path) -> None:
                    verdict="defective" if i % 4 == 0 else "good", answer=f"inspection {i}")
             for i in range(20_000)])
     try:
-        started = time.perf_counter()
         view = HistoryView(lambda: db)
         qtbot.addWidget(view)
-        opened = time.perf_counter() - started
         assert view.model.rowCount() == 20_000
-        assert view.model.cached_pages() == [0]
-        assert opened < 2.0
+        assert view.model.cached_pages() == [0]  # opening reads one page, not 20,000 rows
 
         view.resize(1300, 800)
         view.show()

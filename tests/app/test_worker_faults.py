@@ -161,21 +161,30 @@ def test_locked_then_free_is_retried_with_back_off(tmp_path, qtbot) -> None:
 
     w.db = Database.open(tmp_path / "data", busy_timeout_ms=50)
     shown, messages = _listen(w)
+    now = [1000.0]
+    w._saves.clock = lambda: now[0]  # the queue's own clock, so the back-off is checked exactly
     blocker = w.db.engine.raw_connection()
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
     try:
         outcome = w.inspect_frame(_frame(5))
         assert outcome.inspection_id is None and "locked" in outcome.not_saved
         item = w._saves.waiting[0]
-        first_delay = item.next_at - time.monotonic()
-        _retry_now(w)
-        assert item.next_at - time.monotonic() > first_delay  # backs off: the second wait is longer
+        assert item.next_at == 1001.0  # first retry after 1 s
+        w._retry_unsaved()
+        assert item.attempts == 1  # not due yet: not tried
+        now[0] = 1001.0
+        w._retry_unsaved()
+        assert item.attempts == 2 and item.next_at == 1003.0  # backs off: 2 s
+        now[0] = 1003.0
+        w._retry_unsaved()
+        assert item.attempts == 3 and item.next_at == 1007.0  # 4 s
     finally:
         blocker.rollback()
         blocker.close()
     later = []
     w.saved_later.connect(later.append)
-    _retry_now(w)
+    now[0] = 1007.0
+    w._retry_unsaved()
     try:
         assert later == [outcome] and outcome.inspection_id is not None and _count(w) == 1
         assert messages[-1][1] == "storage is back: 1 delayed result(s) saved"

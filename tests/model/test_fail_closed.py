@@ -85,3 +85,22 @@ def test_non_finite_logits_are_an_error_not_a_good_verdict(inspector) -> None:
     embeds = torch.full((1, 4, llm.hidden_size), float("nan"))
     with pytest.raises(WeightsError, match="non-finite logits"):
         llm.verdict(embeds, torch.ones(1, 4, dtype=torch.long))
+
+
+def test_models_verify_compares_names_shapes_and_dtypes_with_the_preset(inspector, tmp_path, capsys) -> None:
+    good = _weights(inspector, tmp_path / "good")
+    assert main(["models", "verify", str(good)]) == 0
+    assert "names, shapes and dtypes fit the preset" in capsys.readouterr().out
+    parts = {name: {k: v.clone() for k, v in getattr(inspector.model, name).state_dict().items()}
+             for name in TRAINABLE_PARTS}
+    key = next(iter(parts["decoder"]))
+    parts["decoder"][key] = torch.zeros(3, 3)  # a tensor of another shape
+    reshaped = save_trainable(tmp_path / "reshaped", parts, preset="tiny-test",
+                              base_models=inspector.preset.base_model_ids())
+    assert main(["models", "verify", str(reshaped)]) == 1
+    assert "does not fit preset 'tiny-test'" in capsys.readouterr().out
+    parts["decoder"][key] = inspector.model.decoder.state_dict()[key].double()
+    wrong_dtype = save_trainable(tmp_path / "f64", parts, preset="tiny-test",
+                                 base_models=inspector.preset.base_model_ids())
+    assert main(["models", "verify", str(wrong_dtype)]) == 1
+    assert "is F64, but preset 'tiny-test' holds float32" in capsys.readouterr().out
