@@ -337,8 +337,9 @@ def _resolve_preset(preset) -> list[tuple[str, Path | None]]:
 def check_against_preset(folder: str | os.PathLike[str]) -> tuple[list[str], str | None]:
     """(problems, note): do the folder's tensors have the names, shapes and dtypes its preset builds?
 
-    The preset named in the manifest is built on the CPU without weights (random towers), then the
-    folder is loaded into it strictly: a missing, extra or reshaped tensor is a problem. When the
+    The preset named in the manifest is built on the CPU (as the app builds it), then the folder is
+    loaded into it strictly: a missing, extra or reshaped tensor is a problem, and every tensor's
+    dtype must be the one the preset holds. When the
     preset itself cannot be built here (its pretrained towers or LLM are not downloaded), nothing can
     be compared and the note says so.
     """
@@ -357,7 +358,7 @@ def check_against_preset(folder: str | os.PathLike[str]) -> tuple[list[str], str
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return [f"{source / MANIFEST_NAME} cannot be read ({exc})"], None
     try:
-        inspector = Inspector(preset, device="cpu", precision="fp32", default_weights=False)
+        inspector = Inspector(preset, device="cpu", precision="fp32")
     except IADGPTError as exc:
         return [], f"names and shapes not compared: preset '{preset}' cannot be built here ({exc})"
     expected = {name: getattr(inspector.model, name).state_dict() for name in TRAINABLE_PARTS}
