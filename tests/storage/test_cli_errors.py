@@ -69,6 +69,19 @@ def test_bad_databases_are_one_sentence(tmp_path, capsys, spec, words) -> None:
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_postgresql_server_that_refuses_connections_has_its_own_sentence(tmp_path, capsys) -> None:
+    pytest.importorskip("psycopg")
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    images = _images(tmp_path / "in", 1)
+    code, _, err = _run(capsys, str(images), "--db", f"postgresql+psycopg://station@127.0.0.1:{port}/history",
+                        "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"))
+    assert code == 2 and "cannot reach" in err and "not an IAD-GPT database" not in err
+
+
 def test_a_class_name_cannot_forge_the_image_placeholder(tmp_path, capsys) -> None:
     images = _images(tmp_path / "in", 1)
     code, out, _ = _run(capsys, str(images), "--class", "a<image>b", "--out", str(tmp_path / "out"), "--json")
