@@ -59,7 +59,8 @@ def gui_benchmark(preset: str, seconds: float) -> dict:
                         persist_settings=False)
     window.show()
     ready = QEventLoop()
-    window.worker.model_state.connect(lambda state, _m: ready.quit() if state in ("ready", "failed") else None)
+    window.worker.model_state.connect(
+        lambda status: ready.quit() if status.state.value in ("ready", "failed") else None)
     ready.exec()
     video = make_video(tmp / "line.avi")
     shown, results = [], []
@@ -67,9 +68,9 @@ def gui_benchmark(preset: str, seconds: float) -> dict:
     window.worker.result.connect(lambda o: results.append(o.result.latency_ms))
     from iadgpt_desktop.workers import session as session_mod
 
-    queue = session_mod.TeeQueue(1)
-    source = session_mod.CameraSource(str(video), queue, loop=True)
-    window.session._attach(source, queue, "camera:bench")
+    queue = session_mod.TeeQueue(1, on_frame=window.session._on_camera_frame)
+    source = session_mod.CameraSource(str(video), queue, loop=True, on_state=window.session._on_source_state)
+    window.session._attach(source, queue, "camera:bench", None)
     run_loop(2000)  # warm-up
     shown.clear()
     results.clear()

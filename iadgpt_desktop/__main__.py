@@ -41,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     from iadgpt_desktop.settings import load_settings
     from iadgpt_desktop.ui.main_window import MainWindow
 
-    settings = load_settings()
+    saved = load_settings()
     overrides = {k: v for k, v in (("preset", args.preset), ("weights_dir", args.weights),
                                    ("data_dir", args.data_dir)) if v}
-    settings = dataclasses.replace(settings, **overrides)
+    settings = dataclasses.replace(saved, **overrides)  # for this run only: never written to settings.json
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("IAD-GPT Desktop")
-    window = MainWindow(settings, persist_settings=not args.screenshot)
+    window = MainWindow(settings, persist_settings=not args.screenshot, saved_settings=saved)
     window.show()
     exit_code = 0
 

@@ -61,7 +61,8 @@ def _history_sink(args: argparse.Namespace):
         image_rel, sha = db.files.store_image(path)
         mask_rel = db.files.store_mask(result.anomaly_map)
         record = InspectionRecord.from_result(result, source=source, image_path=image_rel,
-                                              image_sha256=sha, mask_path=mask_rel, product_id=product_id)
+                                              image_sha256=sha, mask_path=mask_rel, product_id=product_id,
+                                              file_name=Path(path).name)
         with db.Session.begin() as s:
             repository.add_batch_inspection(s, record)
 

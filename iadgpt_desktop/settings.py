@@ -47,6 +47,7 @@ class Settings:
     overlay_visible: bool = True
     operator: str = ""
     generate_answers: bool = True
+    alert_on_defective: bool = False  # beep and flash the verdict when a new part is defective
 
     @property
     def data_path(self) -> Path:

@@ -7,8 +7,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
-# Qt (PySide6) needs these shared libraries even offscreen.
-DEBS=(libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0)
+# Qt (PySide6) needs the first line of libraries even offscreen; the xcb ones are what its "xcb"
+# platform plugin loads on a real X display (without libxcb-icccm4 or libxcb-keysyms1 it fails with a
+# misleading message about xcb-cursor).
+DEBS=(libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libglib2.0-0
+      libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
+      libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 libxcb-xfixes0
+      libxcb-xinerama0 libxcb-xkb1)
 echo "[1/4] Debian libraries Qt needs"
 missing=()
 for pkg in "${DEBS[@]}"; do

@@ -72,6 +72,7 @@ class Product(Base):
     mode: Mapped[str] = mapped_column(String(16), default="trained")  # "trained" | "few-shot"
     prompt_bank_json: Mapped[str | None] = mapped_column(Text)
     memory_bank_path: Mapped[str | None] = mapped_column(String(1024))
+    reference_paths_json: Mapped[str | None] = mapped_column(Text)  # JSON list of reference image paths
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 
@@ -95,6 +96,7 @@ class Inspection(Base):
     product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))
     source: Mapped[str] = mapped_column(String(1024))
     image_path: Mapped[str] = mapped_column(String(1024))
+    file_name: Mapped[str | None] = mapped_column(String(1024), index=True)  # "pitting_124.png"; None: unknown
     image_sha256: Mapped[str] = mapped_column(String(64), index=True)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)

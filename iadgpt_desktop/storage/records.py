@@ -43,10 +43,12 @@ class InspectionRecord:
     operator: str | None = None
     decided_at: datetime | None = None
     note: str | None = None
+    file_name: str | None = None  # the inspected file's name, as the operator knows the part
 
     @classmethod
     def from_result(cls, result: Any, *, source: str, image_path: str, image_sha256: str,
-                    mask_path: str | None, product_id: int | None = None) -> InspectionRecord:
+                    mask_path: str | None, product_id: int | None = None,
+                    file_name: str | None = None) -> InspectionRecord:
         """A record from an `iadgpt.inspector.InspectionResult` (read by attribute, so torch is not imported)."""
         height, width = result.image_size
         return cls(
@@ -55,7 +57,7 @@ class InspectionRecord:
             p_yes=float(result.p_yes), verdict=result.verdict, answer=result.answer, model_id=result.model_id,
             mode=result.mode, latency_ms=float(result.latency_ms), product_id=product_id,
             position=result.position, defect_types=[(str(n), float(p)) for n, p in result.defect_types],
-            mask_path=mask_path,
+            mask_path=mask_path, file_name=file_name,
         )
 
 
@@ -83,4 +85,4 @@ class InspectionFilter:
     product_id: int | None = None
     verdict: str | None = None  # "defective" | "good"
     decision: str | None = None  # one of DECISIONS, or "undecided" for rows without a decision
-    text: str | None = None  # case-insensitive substring of answer, image path, position, defect types, note
+    text: str | None = None  # case-insensitive substring of file name, answer, image path, position, defect types, note

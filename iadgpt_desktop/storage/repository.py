@@ -40,8 +40,9 @@ ORDER_COLUMNS = {
     "product": Product.name,
     "operator_decision": Inspection.operator_decision,
     "latency_ms": Inspection.latency_ms,
+    "file_name": Inspection.file_name,
 }
-PRODUCT_FIELDS = ("name", "class_name", "mode", "prompt_bank_json", "memory_bank_path")
+PRODUCT_FIELDS = ("name", "class_name", "mode", "prompt_bank_json", "memory_bank_path", "reference_paths_json")
 TREND_BUCKETS = ("day", "hour")
 BATCH_SOURCES = ("cli:", "folder:")  # sources whose images are stored once each (a rerun resumes)
 
@@ -101,12 +102,13 @@ def update_product(s: Session, product_id: int, **fields: Any) -> None:
 
 
 def list_products(s: Session) -> list[dict[str, Any]]:
-    """Every product as a dict (id, name, class_name, mode, prompt_bank_json, memory_bank_path, created_at)."""
+    """Every product as a dict (id, name, class_name, mode, prompt_bank_json, memory_bank_path,
+    reference_paths_json, created_at)."""
     rows = s.execute(select(Product).order_by(Product.name)).scalars()
     return [
         {"id": p.id, "name": p.name, "class_name": p.class_name, "mode": p.mode,
          "prompt_bank_json": p.prompt_bank_json, "memory_bank_path": p.memory_bank_path,
-         "created_at": p.created_at}
+         "reference_paths_json": p.reference_paths_json, "created_at": p.created_at}
         for p in rows
     ]
 
@@ -323,7 +325,7 @@ def _values(r: InspectionRecord) -> dict[str, Any]:
         "position": r.position, "defect_types_json": json.dumps([[n, p] for n, p in r.defect_types]),
         "mask_path": r.mask_path, "model_id": r.model_id, "mode": r.mode, "latency_ms": r.latency_ms,
         "operator_decision": r.operator_decision, "operator": r.operator, "decided_at": r.decided_at,
-        "note": r.note,
+        "note": r.note, "file_name": r.file_name,
     }
 
 
@@ -335,6 +337,7 @@ def _row(i: Inspection, product_name: str | None) -> InspectionRow:
         defect_types=[(str(n), float(p)) for n, p in json.loads(i.defect_types_json or "[]")],
         mask_path=i.mask_path, model_id=i.model_id, mode=i.mode, latency_ms=i.latency_ms,
         operator_decision=i.operator_decision, operator=i.operator, decided_at=i.decided_at, note=i.note,
+        file_name=i.file_name,
     )
 
 
@@ -366,8 +369,8 @@ def _conditions(flt: InspectionFilter) -> Iterable[ColumnElement[bool]]:
             raise ValueError(f"decision filter '{flt.decision}' is not one of {[*DECISIONS, UNDECIDED]}")
     text = (flt.text or "").strip()
     if text:
-        columns = (Inspection.answer, Inspection.image_path, Inspection.position, Inspection.defect_types_json,
-                   Inspection.note)
+        columns = (Inspection.file_name, Inspection.answer, Inspection.image_path, Inspection.position,
+                   Inspection.defect_types_json, Inspection.note)
         yield or_(*(c.icontains(text, autoescape=True) for c in columns))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
@@ -14,6 +14,7 @@ FIRST_QUESTION = "Is there any anomaly in the image?"
 class ChatPane(QWidget):
     ask = Signal(int, str, object, str)  # inspection id, image path, history, question
     stop_requested = Signal()
+    typing = Signal()  # the operator started a question: the Live view stops following new results
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -22,34 +23,45 @@ class ChatPane(QWidget):
         self.history: list[dict[str, str]] = []
         self._streaming = ""
         self.title = QLabel("No inspection selected")
+        self.title.setTextFormat(Qt.TextFormat.PlainText)
+        self.title.setWordWrap(True)
         self.transcript = QTextBrowser()
         self.input = QLineEdit()
-        self.input.setPlaceholderText("Ask about this inspection: where is it? what kind? how big?")
+        self.input.setPlaceholderText("Ask: where is it? what kind? how big?")
         self.input.returnPressed.connect(self.send)
+        self.input.textEdited.connect(lambda _text: self.typing.emit())
         self.send_button = QPushButton("Send")
         self.send_button.clicked.connect(self.send)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
         self.stop_button.clicked.connect(self.stop_requested.emit)
         row = QHBoxLayout()
-        row.addWidget(self.input, 1)
+        row.addStretch(1)
         row.addWidget(self.send_button)
         row.addWidget(self.stop_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
         layout.addWidget(self.transcript, 1)
+        layout.addWidget(self.input)  # its own line: the whole placeholder reads in a narrow pane
         layout.addLayout(row)
         self._set_busy(False)
         self.send_button.setEnabled(False)
 
     def set_inspection(self, inspection_id: int | None, image_path: str, answer: str,
-                       messages: list[dict[str, str]]) -> None:
-        """Show an inspection's conversation: the first question and answer, then the stored turns."""
+                       messages: list[dict[str, str]], label: str = "") -> None:
+        """Show an inspection's conversation: the first question and answer, then the stored turns.
+
+        `label` names the part as the operator knows it ("#39 pitting_124.png")."""
+        if inspection_id is not None and inspection_id == self.inspection_id and self.stop_button.isEnabled():
+            return  # the same part, an answer streaming: keep it
         self.inspection_id = inspection_id
         self.image_path = image_path
         self.history = [{"role": "user", "content": FIRST_QUESTION}, {"role": "assistant", "content": answer}]
         self.history += [{"role": m["role"], "content": m["content"]} for m in messages]
-        self.title.setText(f"Inspection #{inspection_id}" if inspection_id is not None else "Unsaved inspection")
+        if inspection_id is None:
+            self.title.setText("This result is not saved yet: questions can be asked once it is stored")
+        else:
+            self.title.setText(f"Asking about {label or f'#{inspection_id}'}")
         self._render()
         self._set_busy(False)
 
@@ -84,15 +96,22 @@ class ChatPane(QWidget):
     def finish(self, inspection_id: int, answer: str, cancelled: bool) -> None:
         if inspection_id != self.inspection_id:
             return
-        self.history.append({"role": "assistant", "content": answer + (" [stopped]" if cancelled else "")})
+        self.history.append({"role": "assistant", "content": answer})  # an interrupted one says so itself
         self._render()
         self._set_busy(False)
 
-    def fail(self) -> None:
-        """The worker could not answer: drop the unanswered question from the view."""
+    def fail(self, inspection_id: int | None = None, message: str = "") -> None:
+        """The worker could not answer: drop the unanswered question from the view and say why."""
+        if inspection_id is not None and inspection_id != self.inspection_id:
+            return
+        question = ""
         if self.history and self.history[-1]["role"] == "user":
-            self.history.pop()
+            question = self.history.pop()["content"]
         self._render()
+        if message:
+            self.transcript.append(f"<p style='color:#c62828'>Not answered: {html.escape(message)}</p>")
+        if question and not self.input.text():
+            self.input.setText(question)  # ready to ask again
         self._set_busy(False)
 
     def _set_busy(self, busy: bool) -> None:

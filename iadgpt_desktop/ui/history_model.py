@@ -26,6 +26,7 @@ ROW_ROLE = Qt.ItemDataRole.UserRole  # data(index, ROW_ROLE) is the row's Inspec
 # (header, repository order_by key or None when the database cannot sort by it)
 COLUMNS: tuple[tuple[str, str | None], ...] = (
     ("Time", "created_at"),
+    ("File", "file_name"),
     ("Product", "product"),
     ("Verdict", "verdict"),
     ("Score", "score"),
@@ -158,14 +159,17 @@ class InspectionTableModel(QAbstractTableModel):
             return font
         if role == Qt.ItemDataRole.TextAlignmentRole and name in NUMERIC_COLUMNS:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return row.answer or None
+        if role == Qt.ItemDataRole.ToolTipRole:  # the whole text of a narrow cell, then the answer
+            cell = self._text(row, name) if name in ("File", "Product", "Position", "Defect types") else ""
+            return "\n".join(t for t in (cell, row.answer) if t) or None
         return None
 
     @staticmethod
     def _text(row: InspectionRow, name: str) -> str:
         if name == "Time":
             return local_time(row.created_at)
+        if name == "File":
+            return row.file_name or ""
         if name == "Product":
             return row.product_name or "—"
         if name == "Verdict":

@@ -47,6 +47,8 @@ from iadgpt_desktop.ui.trend_chart import TrendChart
 
 log = logging.getLogger(__name__)
 
+COLUMN_NAMES = [name for name, _key in COLUMNS]
+
 REFRESH_DELAY_MS = 500  # new inspections arriving refresh the view at most this often
 SEARCH_DELAY_MS = 300  # typing in the search box waits this long for the next key
 QUICK_RANGES: tuple[tuple[str, timedelta | None], ...] = (
@@ -106,7 +108,7 @@ class HistoryView(QWidget):
 
     # ---- building --------------------------------------------------------------------------------
 
-    def _build_filter_bar(self) -> QHBoxLayout:
+    def _build_filter_bar(self) -> QVBoxLayout:
         self.quick_range = QComboBox()
         for label, _ in QUICK_RANGES:
             self.quick_range.addItem(label)
@@ -127,7 +129,7 @@ class HistoryView(QWidget):
         for d in (UNDECIDED, *DECISIONS):
             self.decision.addItem(DECISION_LABELS[d], d)
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search answer, position, defect type, file, note…")
+        self.search.setPlaceholderText("Search file name, answer, position, defect type, note…")
         self.search.setClearButtonEnabled(True)
         self.search.setMinimumWidth(160)
 
@@ -140,18 +142,23 @@ class HistoryView(QWidget):
         self.search.returnPressed.connect(self.refresh)
         self._apply_quick_range()
 
-        bar = QHBoxLayout()
-        bar.addWidget(QLabel("Time"))
-        bar.addWidget(self.quick_range)
-        bar.addWidget(QLabel("From"))
-        bar.addWidget(self.from_edit)
-        bar.addWidget(QLabel("To"))
-        bar.addWidget(self.to_edit)
-        bar.addSpacing(8)
-        bar.addWidget(self.product)
-        bar.addWidget(self.verdict)
-        bar.addWidget(self.decision)
-        bar.addWidget(self.search, 1)
+        # Two rows, so that the History tab and the chat pane fit a 1366 px wide screen side by side.
+        times = QHBoxLayout()
+        times.addWidget(QLabel("Time"))
+        times.addWidget(self.quick_range)
+        times.addWidget(QLabel("From"))
+        times.addWidget(self.from_edit)
+        times.addWidget(QLabel("To"))
+        times.addWidget(self.to_edit)
+        times.addStretch(1)
+        what = QHBoxLayout()
+        what.addWidget(self.product)
+        what.addWidget(self.verdict)
+        what.addWidget(self.decision)
+        what.addWidget(self.search, 1)
+        bar = QVBoxLayout()
+        bar.addLayout(times)
+        bar.addLayout(what)
         return bar
 
     @staticmethod
@@ -174,9 +181,9 @@ class HistoryView(QWidget):
         header = self.table.horizontalHeader()
         header.setStretchLastSection(False)
         header.setHighlightSections(False)
-        for column, width in enumerate((140, 100, 72, 56, 90, 130, 110, 80, 56)):
+        for column, width in enumerate((140, 150, 100, 72, 56, 150, 130, 110, 80, 56)):
             header.resizeSection(column, width)
-        header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(COLUMN_NAMES.index("Defect types"), QHeaderView.ResizeMode.Stretch)
         header.setSortIndicator(self._sort_column, Qt.SortOrder.DescendingOrder)
         self.table.setSortingEnabled(True)  # clicks reach model.sort, which re-queries the database
         # A click on a column the database cannot sort by moves the arrow back where the sort really is.
@@ -315,10 +322,22 @@ class HistoryView(QWidget):
         self.message.hide()
         self.model.reset(total, self._page_loader(db, flt, self._order_by, self._descending))
         self.chart.set_data(trend, bucket)
+        self._fit_name_columns()
         defective = sum(bad for _, _, bad in trend)
         self.summary.setText(f"{total:,} inspections" + (f", {defective:,} defective" if total else ""))
         self._reselect(selected, selected_row)
         self.refreshed.emit(total)
+
+    def _fit_name_columns(self) -> None:
+        """File and Product as wide as their visible names need (within reason), so they are not cut."""
+        header = self.table.horizontalHeader()
+        metrics = self.table.fontMetrics()
+        rows = min(self.model.rowCount(), 50)  # the first page only: sizing must not read the history
+        for name in ("File", "Product"):
+            column = COLUMN_NAMES.index(name)
+            texts = [str(self.model.index(r, column).data() or "") for r in range(rows)]
+            wanted = max([metrics.horizontalAdvance(t) for t in texts] + [header.sectionSizeHint(column)])
+            header.resizeSection(column, min(max(wanted + 16, 90), 240))
 
     @staticmethod
     def _page_loader(db: Database, flt: InspectionFilter, order_by: str, descending: bool) -> PageLoader:
@@ -418,6 +437,13 @@ class HistoryView(QWidget):
             self.table.selectRow(row)
             self.table.scrollTo(self.model.index(row, 0))
         return row >= 0
+
+    def current_row(self) -> InspectionRow | None:
+        """The inspection shown in the detail (what the operator reads on this tab)."""
+        return self._shown
+
+    def current_messages(self) -> list[MessageRow]:
+        return self._conversation(self._shown.id) if self._shown is not None else []
 
     def _conversation(self, inspection_id: int) -> list[MessageRow]:
         db = self._database()

@@ -27,7 +27,7 @@ from iadgpt_desktop.ui.history_model import describe_decision, local_time
 from iadgpt_desktop.ui.image_view import ImageView
 from iadgpt_desktop.ui.overlay import render, to_qimage
 
-FIELDS = ("Time", "Product", "Score", "Position", "Defect types", "Decision", "Model", "Source")
+FIELDS = ("File", "Time", "Product", "Score", "Position", "Defect types", "Decision", "Model", "Source")
 
 
 class InspectionDetail(QWidget):
@@ -51,11 +51,13 @@ class InspectionDetail(QWidget):
         self.banner = QLabel()
         self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.banner.setMinimumHeight(34)
+        self.banner.setTextFormat(Qt.TextFormat.PlainText)
         self.fields: dict[str, QLabel] = {}
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         for name in FIELDS:
             label = QLabel("—")
+            label.setTextFormat(Qt.TextFormat.PlainText)  # names, notes and answers are shown as typed
             label.setWordWrap(True)
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             form.addRow(name + ":", label)
@@ -94,11 +96,12 @@ class InspectionDetail(QWidget):
             at = f" at {local_time(row.decided_at)}" if row.decided_at else ""
             decided += by + at + (f" — {row.note}" if row.note else "")
         values = {
+            "File": row.file_name or "— (not recorded for inspections before this version)",
             "Time": local_time(row.created_at),
             "Product": row.product_name or "—",
             "Score": f"{row.score:.4f} (top-1 {row.score_top1:.4f}, p(yes) {row.p_yes:.2f})",
             "Position": row.position or "—",
-            "Defect types": ", ".join(f"{n} {p:.0%}" for n, p in row.defect_types) or "—",
+            "Defect types": ", ".join(f"{n.replace('_', ' ')} {p:.0%}" for n, p in row.defect_types) or "—",
             "Decision": decided,
             "Model": f"{row.model_id} ({row.mode}), {row.latency_ms:.0f} ms",
             "Source": f"{row.source} — {row.width}×{row.height}",

@@ -1,35 +1,62 @@
-"""Live view: the image with its anomaly overlay, the verdict, where and what, and operator decisions."""
+"""Live view: the image with its anomaly overlay, the verdict, where and what, and operator decisions.
+
+What the operator reads is the *selected* result (`outcome`): with "Follow live" on, each new result
+is selected as it comes; with it off (the operator stepped back, or is typing a question) new results
+only join the strip of recent results, and the decision buttons, the chat and the detail keep acting
+on the part on screen.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QInputDialog,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSlider,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from iadgpt.imageio import IMAGE_SUFFIXES
 from iadgpt_desktop.ui.image_view import ImageView
+from iadgpt_desktop.ui.legend import OverlayLegend
 from iadgpt_desktop.ui.overlay import render, to_qimage
+from iadgpt_desktop.ui.recent_strip import RecentStrip, outcome_label
+from iadgpt_desktop.workers.contract import ModelState, ModelStatus, Verdict
+from iadgpt_desktop.workers.frames import SourceState
 from iadgpt_desktop.workers.inference import InspectionOutcome
+from iadgpt_desktop.workers.session import SessionStats
 
 BANNER_STYLES = {
-    "defective": "background:#c62828;color:white;",
-    "good": "background:#2e7d32;color:white;",
+    Verdict.DEFECTIVE: "background:#c62828;color:white;",
+    Verdict.GOOD: "background:#2e7d32;color:white;",
     "waiting": "background:#455a64;color:white;",
+    "no model": "background:#9e9e9e;color:#212121;",
 }
+BANNER_FONT = "font-size:26px;font-weight:bold;border-radius:6px;"
 DECISIONS = {"confirmed": "Confirm", "overridden_good": "Override: good", "overridden_defective": "Override: defective"}
+# The override a verdict can get: the opposite verdict only.
+OVERRIDE_FOR = {Verdict.DEFECTIVE: "overridden_good", Verdict.GOOD: "overridden_defective"}
+
+
+def _plain(label: QLabel) -> QLabel:
+    """User and model text is shown as typed: no markup, no links, no images loaded."""
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    return label
 
 
 class LiveView(QWidget):
@@ -41,11 +68,20 @@ class LiveView(QWidget):
     stop_requested = Signal()
     decision = Signal(int, str)  # inspection id, decision
     overlay_changed = Signal(str, float, bool)  # mode, opacity, visible
+    selection_changed = Signal(object)  # InspectionOutcome the operator now reads
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.outcome: InspectionOutcome | None = None
         self._live_frame: np.ndarray | None = None
+        self._decisions: dict[int, str] = {}  # inspection id -> decision recorded in this session
+        self._newer = 0  # results that came while not following
+        self._model_ready = False
+        self.alert_on_defective = False  # Settings > Station: beep and flash on a new defective part
+        self.alerts = 0
+        self._flashes_left = 0
+        self._flash_timer = QTimer(self, interval=180)
+        self._flash_timer.timeout.connect(self._flash)
         self.view = ImageView("Open files, a folder or a camera to start inspecting")
 
         bar = QHBoxLayout()
@@ -56,32 +92,74 @@ class LiveView(QWidget):
             bar.addWidget(b)
         self.pause_button = QPushButton("Pause")
         self.pause_button.setCheckable(True)
-        self.pause_button.toggled.connect(
-            lambda on: self.pause_requested.emit() if on else self.resume_requested.emit())
+        self.pause_button.setEnabled(False)
+        self.pause_button.toggled.connect(self._pause_toggled)
         self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
         self.stop_button.clicked.connect(self.stop_requested.emit)
         bar.addWidget(self.pause_button)
         bar.addWidget(self.stop_button)
-        bar.addStretch(1)
-        self.source_label = QLabel("No source")
-        bar.addWidget(self.source_label)
+        self.source_label = _plain(QLabel("No source"))
+        self.source_label.setWordWrap(True)
+        bar.addWidget(self.source_label, 1)
+
+        # Under the image: the legend and zoom, then the recent results with previous/next.
+        self.legend = OverlayLegend()
+        self.fit_button = QToolButton(text="Fit")
+        self.fit_button.clicked.connect(self.view.fit)
+        zoom_in = QToolButton(text="+", toolTip="Zoom in (wheel up)")
+        zoom_in.clicked.connect(self.view.zoom_in)
+        zoom_out = QToolButton(text="−", toolTip="Zoom out (wheel down)")
+        zoom_out.clicked.connect(self.view.zoom_out)
+        under = QHBoxLayout()
+        under.addWidget(self.legend, 1)
+        under.addWidget(zoom_out)
+        under.addWidget(zoom_in)
+        under.addWidget(self.fit_button)
+
+        self.strip = RecentStrip()
+        self.strip.picked.connect(self._picked)
+        self.previous_button = QPushButton("◀")
+        self.previous_button.clicked.connect(self.show_previous)
+        self.next_button = QPushButton("▶")
+        self.next_button.clicked.connect(self.show_next)
+        self.follow = QCheckBox("Follow live")
+        self.follow.setChecked(True)
+        self.follow.toggled.connect(self._follow_toggled)
+        self.newer_label = QLabel("")
+        self.newer_label.setStyleSheet("color:#1565c0;font-weight:bold;")
+        nav = QVBoxLayout()
+        nav.addWidget(self.follow)
+        arrows = QHBoxLayout()
+        arrows.addWidget(self.previous_button)
+        arrows.addWidget(self.next_button)
+        nav.addLayout(arrows)
+        nav.addWidget(self.newer_label)
+        strip_row = QHBoxLayout()
+        strip_row.addWidget(self.strip, 1)
+        strip_row.addLayout(nav)
 
         self.banner = QLabel("WAITING")
         self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.banner.setMinimumHeight(64)
-        self.banner.setStyleSheet(BANNER_STYLES["waiting"] + "font-size:26px;font-weight:bold;border-radius:6px;")
-        self.answer = QLabel("")
+        self.banner.setMinimumHeight(56)
+        self.banner.setStyleSheet(BANNER_STYLES["waiting"] + BANNER_FONT)
+        self.file_label = _plain(QLabel(""))
+        self.file_label.setWordWrap(True)
+        self.file_label.setStyleSheet("font-weight:bold;")
+        self.answer = _plain(QLabel(""))
         self.answer.setWordWrap(True)
         details = QFormLayout()
+        details.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.score = QLabel("–")
-        self.position = QLabel("–")
-        self.types = QLabel("–")
+        self.position = _plain(QLabel("–"))
+        self.position.setWordWrap(True)
+        self.types = _plain(QLabel("–"))
         self.types.setWordWrap(True)
-        # A wrapped label in a form row is not given its second line's height by QFormLayout; reserve it.
-        self.types.setMinimumHeight(2 * self.types.fontMetrics().lineSpacing())
         self.timing = QLabel("–")
-        self.mode = QLabel("–")
-        self.counts = QLabel("–")
+        self.mode = _plain(QLabel("–"))
+        self.mode.setWordWrap(True)
+        self.counts = _plain(QLabel("–"))
+        self.counts.setWordWrap(True)
         for name, label in (("Score", self.score), ("Position", self.position), ("Likely defect", self.types),
                             ("Time", self.timing), ("Mode", self.mode), ("Stream", self.counts)):
             details.addRow(name + ":", label)
@@ -105,33 +183,45 @@ class LiveView(QWidget):
 
         decide = QGroupBox("Operator decision")
         dl = QVBoxLayout(decide)
-        self.decision_buttons = {}
-        for key, text in DECISIONS.items():
-            b = QPushButton(text)
+        self.confirm_button = QPushButton("Confirm")
+        self.confirm_button.clicked.connect(lambda: self._decide("confirmed"))
+        self.override_button = QPushButton("Override")
+        self.override_button.clicked.connect(self.override)
+        for b in (self.confirm_button, self.override_button):
             b.setEnabled(False)
-            b.clicked.connect(lambda _=False, k=key: self._decide(k))
             dl.addWidget(b)
-            self.decision_buttons[key] = b
-        self.decision_label = QLabel("")
+        self.decision_label = _plain(QLabel(""))
+        self.decision_label.setWordWrap(True)
         dl.addWidget(self.decision_label)
 
         side = QVBoxLayout()
         side.addWidget(self.banner)
+        side.addWidget(self.file_label)
         side.addWidget(self.answer)
         side.addLayout(details)
-        side.addWidget(overlay)
         side.addWidget(decide)
+        side.addWidget(overlay)
         side.addStretch(1)
-        side_widget = QWidget()
-        side_widget.setLayout(side)
-        side_widget.setFixedWidth(330)
+        self.side_panel = QWidget()
+        self.side_panel.setLayout(side)
+        scroll = QScrollArea()  # on a short screen the panel scrolls rather than cutting rows off
+        scroll.setWidget(self.side_panel)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFixedWidth(340)
 
+        left = QVBoxLayout()
+        left.addWidget(self.view, 1)
+        left.addLayout(under)
+        left.addLayout(strip_row)
         body = QHBoxLayout()
-        body.addWidget(self.view, 1)
-        body.addWidget(side_widget)
+        body.addLayout(left, 1)
+        body.addWidget(scroll)
         root = QVBoxLayout(self)
         root.addLayout(bar)
         root.addLayout(body, 1)
+        self._update_navigation()
 
     # -- user intents --------------------------------------------------------------------------
     def _choose_files(self) -> None:
@@ -151,51 +241,194 @@ class LiveView(QWidget):
         if ok and spec.strip():
             self.open_camera.emit(spec.strip())
 
+    def _pause_toggled(self, on: bool) -> None:
+        self.pause_button.setText("Resume" if on else "Pause")
+        (self.pause_requested if on else self.resume_requested).emit()
+
+    def toggle_pause(self) -> None:
+        if self.pause_button.isEnabled():
+            self.pause_button.toggle()
+
+    def confirm(self) -> None:
+        if self.confirm_button.isEnabled():
+            self._decide("confirmed")
+
+    def override(self) -> None:
+        if self.outcome is not None and self.override_button.isEnabled():
+            self._decide(OVERRIDE_FOR[self.outcome.verdict])
+
     def _decide(self, key: str) -> None:
-        if self.outcome and self.outcome.inspection_id is not None:
-            self.decision.emit(self.outcome.inspection_id, key)
-            self.decision_label.setText(f"Recorded: {DECISIONS[key]}")
+        outcome = self.outcome
+        if outcome is None or outcome.inspection_id is None:
+            return
+        self._decisions[outcome.inspection_id] = key
+        self.decision.emit(outcome.inspection_id, key)
+        self._show_decision()
 
     def _overlay_changed(self, *_args) -> None:
         self.overlay_changed.emit(self.overlay_mode.currentData(), self.opacity.value() / 100,
                                   self.overlay_visible.isChecked())
+        self.legend.set_mode(self.overlay_mode.currentData(), self.overlay_visible.isChecked())
         self._redraw()
+
+    # -- selection -----------------------------------------------------------------------------
+    def add_outcome(self, outcome: InspectionOutcome) -> None:
+        """A new result from the worker: into the strip; on screen only when following live."""
+        self.strip.add(outcome)
+        if self.follow.isChecked() or self.outcome is None:
+            self.show_outcome(outcome)
+        else:
+            self._newer += 1
+        self._update_navigation()
+        if self.alert_on_defective and outcome.verdict is Verdict.DEFECTIVE:
+            self._alert()
+
+    def _alert(self) -> None:
+        """A defective part: beep and flash the banner (even when reading an earlier part)."""
+        self.alerts += 1
+        QApplication.beep()
+        self._flashes_left = 6
+        self._flash_timer.start()
+
+    def _flash(self) -> None:
+        self._flashes_left -= 1
+        bright = self._flashes_left % 2 == 1
+        style = "background:#ffeb3b;color:#b71c1c;" if bright else BANNER_STYLES[Verdict.DEFECTIVE]
+        if self._flashes_left <= 0:
+            self._flash_timer.stop()
+            self._show_model_state()  # back to the banner of the part on screen
+            return
+        self.banner.setStyleSheet(style + BANNER_FONT)
+
+    def stored_later(self, outcome: InspectionOutcome) -> None:
+        """A result that could not be stored at first is stored now: its decision buttons work."""
+        self.strip.replace(outcome)
+        if outcome is self.outcome:
+            self.show_outcome(outcome)
+
+    def set_following(self, on: bool) -> None:
+        self.follow.setChecked(on)
+
+    def _follow_toggled(self, on: bool) -> None:
+        if on:
+            newest = self.strip.newest()
+            if newest is not None and newest is not self.outcome:
+                self.show_outcome(newest)
+            self._newer = 0
+        self._update_navigation()
+
+    def _picked(self, outcome: InspectionOutcome) -> None:
+        self.set_following(outcome is self.strip.newest())
+        self.show_outcome(outcome)
+
+    def show_previous(self) -> None:
+        target = self.strip.neighbour(self.outcome, -1)
+        if target is not None:
+            self.set_following(False)
+            self.show_outcome(target)
+
+    def show_next(self) -> None:
+        target = self.strip.neighbour(self.outcome, +1)
+        if target is not None:
+            self.show_outcome(target)
+            if target is self.strip.newest():
+                self.set_following(True)
+
+    def _update_navigation(self) -> None:
+        self.previous_button.setEnabled(self.strip.neighbour(self.outcome, -1) is not None)
+        self.next_button.setEnabled(self.strip.neighbour(self.outcome, +1) is not None)
+        following = self.follow.isChecked()
+        self.newer_label.setText("" if following or not self._newer else f"{self._newer} newer")
+        self.newer_label.setToolTip("Results that came while you were reading this one; tick Follow live "
+                                    "to jump to the newest")
 
     # -- updates from the session and worker -----------------------------------------------------
     def show_outcome(self, outcome: InspectionOutcome) -> None:
+        """Put a result on screen: what the operator reads, decides on and asks about."""
         self.outcome = outcome
         r = outcome.result
-        self.banner.setText("DEFECTIVE" if r.verdict == "defective" else "GOOD")
-        self.banner.setStyleSheet(BANNER_STYLES[r.verdict] + "font-size:26px;font-weight:bold;border-radius:6px;")
+        verdict = outcome.verdict
+        self.file_label.setText(outcome_label(outcome))
+        self.file_label.setToolTip(r.image or outcome.source)
         self.answer.setText(r.answer)
         self.score.setText(f"{r.score:.3f}  (top 1 %: {r.score_top1:.3f}, P(yes) {r.p_yes:.2f})")
         self.position.setText(r.position or "–")
-        self.types.setText(", ".join(f"{n} ({p:.0%})" for n, p in r.defect_types) or "–")
+        self.types.setText(", ".join(f"{n.replace('_', ' ')} ({p:.0%})" for n, p in r.defect_types) or "–")
         self.timing.setText(f"{r.latency_ms:.0f} ms")
         self.mode.setText(f"{r.mode} · {r.model_id}")
-        stored = outcome.inspection_id is not None
-        for b in self.decision_buttons.values():
-            b.setEnabled(stored)
-        self.decision_label.setText("" if stored else "Not saved: see the status bar")
+        self.confirm_button.setText(f"Confirm: {verdict.value}")
+        other = Verdict.GOOD if verdict is Verdict.DEFECTIVE else Verdict.DEFECTIVE
+        self.override_button.setText(f"Override: {other.value}")
         self._live_frame = None
+        self.strip.mark(outcome)
+        self._show_model_state()
+        self._show_decision()
+        self._update_navigation()
         self._redraw()
+        self.selection_changed.emit(outcome)
+
+    def _show_decision(self) -> None:
+        outcome = self.outcome
+        stored = outcome is not None and outcome.inspection_id is not None
+        usable = stored and self._model_ready
+        for b in (self.confirm_button, self.override_button):
+            b.setEnabled(usable)
+        if outcome is None:
+            self.decision_label.setText("")
+        elif not stored:
+            self.decision_label.setText("Not saved yet: see the status bar")
+        elif outcome.inspection_id in self._decisions:
+            self.decision_label.setText(f"Recorded for {outcome_label(outcome)}: "
+                                        f"{DECISIONS[self._decisions[outcome.inspection_id]]}")
+        else:
+            self.decision_label.setText("")
+
+    def set_model_status(self, status: ModelStatus) -> None:
+        """No model (loading, or it failed): the shown result is greyed and cannot be decided on."""
+        self._model_ready = status.state is ModelState.READY
+        self._show_model_state(status)
+        self._show_decision()
+
+    def _show_model_state(self, status: ModelStatus | None = None) -> None:
+        self.side_panel.setEnabled(True)
+        if self._model_ready:
+            verdict = self.outcome.verdict if self.outcome is not None else None
+            self.banner.setText({Verdict.DEFECTIVE: "DEFECTIVE", Verdict.GOOD: "GOOD"}.get(verdict, "WAITING"))
+            self.banner.setStyleSheet(BANNER_STYLES[verdict or "waiting"] + BANNER_FONT)
+            self.banner.setToolTip("")
+            self.view.setEnabled(True)
+            return
+        loading = status is not None and status.state is ModelState.LOADING
+        self.banner.setText("LOADING MODEL…" if loading else "NO MODEL")
+        self.banner.setStyleSheet(BANNER_STYLES["no model"] + BANNER_FONT)
+        self.banner.setToolTip("" if status is None else status.message)
+        self.view.setEnabled(False)  # the previous part's picture is greyed: it is not a verdict on anything new
 
     def show_frame(self, rgb: np.ndarray) -> None:
         """A newer camera frame than the last inspected one: draw it with the latest map over it."""
+        if not self.follow.isChecked():
+            return  # the operator is reading an earlier part
         self._live_frame = rgb
         self._redraw()
 
-    def show_stats(self, info: dict) -> None:
-        text = f"{info['source']} — {info['state']}"
-        if info.get("message"):  # e.g. a camera reconnecting, or a folder that went away
-            text += f": {info['message']}"
-        self.source_label.setText(text)
-        self.source_label.setStyleSheet("color:#c62828;" if info["state"] in ("reconnecting", "failed") else "")
-        text = f"{info['captured']} in, {info['dropped']} dropped"
-        if info.get("fps"):
-            text += f", {info['fps']:.1f} fps"
-        if info.get("pending"):
-            text += f", {info['pending']} waiting"
+    def show_stats(self, stats: SessionStats) -> None:
+        running = stats.state not in (SourceState.FINISHED, SourceState.STOPPED, SourceState.FAILED)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running)
+        if not running and self.pause_button.isChecked():
+            self.pause_button.blockSignals(True)
+            self.pause_button.setChecked(False)
+            self.pause_button.setText("Pause")
+            self.pause_button.blockSignals(False)
+        self.source_label.setText(describe_stats(stats, model_ready=self._model_ready))
+        self.source_label.setToolTip(stats.source)
+        problem = stats.state in (SourceState.RECONNECTING, SourceState.FAILED)
+        self.source_label.setStyleSheet("color:#c62828;" if problem else ("color:#e65100;" if stats.paused else ""))
+        text = f"{stats.captured} in, {stats.dropped} dropped"
+        if stats.fps:
+            text += f", {stats.fps:.1f} fps"
+        if stats.waiting:
+            text += f", {stats.waiting} waiting"
         self.counts.setText(text)
 
     def _redraw(self) -> None:
@@ -208,3 +441,38 @@ class LiveView(QWidget):
         rgb = render(base, amap, mode=self.overlay_mode.currentData(), opacity=self.opacity.value() / 100,
                      visible=self.overlay_visible.isChecked())
         self.view.set_image(to_qimage(rgb))
+
+
+def describe_stats(stats: SessionStats, *, model_ready: bool = True) -> str:
+    """The one line that says where a source is: "folder /x — 12 of 40 inspected, 28 waiting"."""
+    kind, _, where = stats.source.partition(":")
+    if kind == "folder" and where:  # the folder's last two parts; the tooltip has the whole path
+        parts = Path(where).parts
+        where = str(Path(*parts[-2:])) if len(parts) > 2 else where
+        where = ("…/" if len(parts) > 2 else "") + where
+    name = f"{kind} {where}".strip()
+    n = stats.total if stats.total is not None else stats.done + stats.waiting
+    progress = f"{stats.done} of {n} inspected" if n else "nothing inspected yet"
+    if stats.failed:
+        progress += f" ({stats.failed} could not be read)"
+    if stats.source.startswith("camera"):
+        progress = f"{stats.inspected} frames inspected"
+    if stats.state is SourceState.STOPPED:
+        return f"{name} — stopped after {progress}"
+    if stats.state is SourceState.FAILED:
+        return f"{name} — failed after {progress}: {stats.message}"
+    if stats.state is SourceState.FINISHED and stats.waiting == 0:
+        return f"{name} — done: {progress}"
+    if stats.paused:
+        return f"{name} — PAUSED at {progress}; press Resume to go on"
+    if not model_ready and stats.waiting:
+        return f"{name} — {stats.waiting} image(s) waiting: no model is loaded (see the status bar)"
+    if stats.watching and stats.waiting == 0 and stats.done:
+        return f"{name} — done: {progress}; watching for new images"
+    state = stats.state.value
+    text = f"{name} — {state}: {progress}"
+    if stats.waiting:
+        text += f", {stats.waiting} waiting"
+    if stats.message:
+        text += f" ({stats.message})"
+    return text

@@ -29,9 +29,14 @@ def outline_overlay(rgb: np.ndarray, anomaly_map: np.ndarray, opacity: float,
     binary = (m >= region_threshold(m)).astype(np.uint8)
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = rgb.copy()
-    thickness = max(1, round(min(rgb.shape[:2]) / 200))
+    thickness = outline_width(rgb.shape[:2])
     cv2.drawContours(out, contours, -1, colour, thickness)
     return cv2.addWeighted(out, max(opacity, 0.5), rgb, 1 - max(opacity, 0.5), 0)
+
+
+def outline_width(size: tuple[int, int]) -> int:
+    """Outline thickness in image pixels: visible at fit-to-window size (about 3 screen pixels)."""
+    return max(2, round(min(size) / 100))
 
 
 def render(rgb: np.ndarray, anomaly_map: np.ndarray | None, *, mode: str = "heatmap", opacity: float = 0.45,

@@ -2,8 +2,10 @@
 
 The left side lists the products in the history database; the right side edits the selected one. A
 memory bank is built by the inference worker, not here: this view only asks for it
-(`build_bank_requested`) and shows what the worker reports (`bank_progress`, `bank_ready`,
-`bank_failed`). Every database call is wrapped so a storage failure becomes a message, never a crash.
+(`build_bank_requested`, one step: build, store, inspect with it) and shows what the worker reports
+(`bank_progress` per phase, `bank_ready`, `bank_failed`); the worker alone writes the product's bank
+and mode. The reference images are stored with the product (they survive a restart) and shown as
+thumbnails. Every database call is wrapped so a storage failure becomes a message, never a crash.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImageReader, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -43,11 +46,23 @@ from iadgpt.prompt_bank import GENERIC_CLASS, PromptBank, available_banks, load_
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
 from iadgpt_desktop.ui.prompt_bank_editor import PromptBankEditor
+from iadgpt_desktop.workers.contract import BankBuilt, BankProgress, ModelStatus, ProductMode
 from iadgpt_desktop.workers.inference import ProductInfo
 
 log = logging.getLogger(__name__)
 
-TRAINED, FEW_SHOT = "trained", "few-shot"
+TRAINED, FEW_SHOT = ProductMode.TRAINED, ProductMode.FEW_SHOT
+THUMB_PX = 72
+
+
+def reference_thumbnail(path: str) -> QIcon:
+    """A small icon of a reference image, decoded at thumbnail size (cheap for a folder of 160)."""
+    reader = QImageReader(path)
+    size = reader.size()
+    if size.isValid() and max(size.width(), size.height()) > THUMB_PX:
+        reader.setScaledSize(size.scaled(THUMB_PX, THUMB_PX, Qt.AspectRatioMode.KeepAspectRatio))
+    image = reader.read()
+    return QIcon(QPixmap.fromImage(image)) if not image.isNull() else QIcon()
 ERROR_STYLE = "color:#c62828;"
 INFO_STYLE = "color:#2e7d32;"
 NO_DATABASE = ("The history database is not open, so products cannot be shown or saved. "
@@ -109,7 +124,8 @@ class NewProductDialog(QDialog):
 
 class ProductsView(QWidget):
     product_activated = Signal(object)  # ProductInfo
-    build_bank_requested = Signal(int, list)  # product id, reference image paths (str)
+    build_bank_requested = Signal(object, list)  # ProductInfo as saved, reference image paths (str)
+    cancel_bank_requested = Signal()
 
     def __init__(self, db_provider: Callable[[], Database | None], parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -119,6 +135,8 @@ class ProductsView(QWidget):
         self._bank_notes: dict[int, str] = {}  # "Memory bank: N patches from M images" per product
         self._building: dict[int, int] = {}  # product id -> number of images sent to the worker
         self._loading = False
+        self._trained_classes: frozenset[str] | None = None  # classes the loaded model was trained on
+        self._active: int | None = None  # the product being inspected
 
         self.products = QListWidget()
         self.products.currentItemChanged.connect(lambda *_: self._show_selected())
@@ -135,6 +153,7 @@ class ProductsView(QWidget):
         editor_layout = QVBoxLayout(self.editor)
         editor_layout.setContentsMargins(0, 0, 0, 0)
         self.title = QLabel()
+        self.title.setTextFormat(Qt.TextFormat.PlainText)  # a product name is shown as typed
         self.title.setStyleSheet("font-size:15px;font-weight:bold;")
         editor_layout.addWidget(self.title)
         editor_layout.addWidget(self._build_product_box())
@@ -146,6 +165,7 @@ class ProductsView(QWidget):
         editor_layout.addLayout(self._build_actions())
 
         self.message = QLabel()
+        self.message.setTextFormat(Qt.TextFormat.PlainText)
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
@@ -184,6 +204,12 @@ class ProductsView(QWidget):
         box = QGroupBox("Reference images (good parts, for few-shot)")
         self.reference_list = QListWidget()
         self.reference_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.reference_list.setViewMode(QListWidget.ViewMode.IconMode)
+        self.reference_list.setIconSize(QSize(THUMB_PX, THUMB_PX))
+        self.reference_list.setGridSize(QSize(THUMB_PX + 24, THUMB_PX + 2 * self.fontMetrics().height()))
+        self.reference_list.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.reference_list.setMovement(QListWidget.Movement.Static)
+        self.reference_list.setWordWrap(True)
         self.reference_count = QLabel()
         add_files = QPushButton("Add reference images…")
         add_files.clicked.connect(self._choose_reference_files)
@@ -191,11 +217,19 @@ class ProductsView(QWidget):
         add_folder.clicked.connect(self._choose_reference_folder)
         remove = QPushButton("Remove")
         remove.clicked.connect(self.remove_selected_references)
-        self.build_button = QPushButton("Build memory bank")
+        self.build_button = QPushButton("Build memory bank and use it")
+        self.build_button.setToolTip("Builds the few-shot memory bank from these images in the background, "
+                                     "stores it with the product, and inspects this product with it")
         self.build_button.clicked.connect(self.build_bank)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
+        self.progress.setFormat("%p %")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancel_bank)
         self.bank_status = QLabel()
+        self.bank_status.setTextFormat(Qt.TextFormat.PlainText)
+        self.bank_status.setWordWrap(True)
         buttons = QHBoxLayout()
         for b in (add_files, add_folder, remove):
             buttons.addWidget(b)
@@ -204,6 +238,7 @@ class ProductsView(QWidget):
         bank_row = QHBoxLayout()
         bank_row.addWidget(self.build_button)
         bank_row.addWidget(self.progress, 1)
+        bank_row.addWidget(self.cancel_button)
         bank_row.addWidget(self.bank_status, 1)
         layout = QVBoxLayout(box)
         layout.addWidget(self.reference_list, 1)
@@ -267,7 +302,11 @@ class ProductsView(QWidget):
         self.products.blockSignals(True)
         self.products.clear()
         for row in rows:
-            item = QListWidgetItem(f"{row['name']}  ·  {row['class_name']}  ({row['mode']})")
+            if row.get("reference_paths_json") is not None or row["id"] not in self._references:
+                self._references[row["id"]] = _stored_references(row)
+            active = "  ● inspecting" if row["id"] == self._active else ""
+            item = QListWidgetItem(f"{row['name']}\n{row['class_name']} · {row['mode']}{active}")
+            item.setToolTip(f"{row['name']} ({row['class_name']}, {row['mode']}){active}")
             item.setData(Qt.ItemDataRole.UserRole, row["id"])
             self.products.addItem(item)
         self.products.blockSignals(False)
@@ -312,6 +351,9 @@ class ProductsView(QWidget):
             with db.Session.begin() as s:
                 existed = any(p["name"] == name for p in repository.list_products(s))
                 product_id = repository.get_or_create_product(s, name, class_name)
+                few_shot = not existed and not self.model_knows(class_name)
+                if few_shot:  # the loaded model was not trained on this class: its good images teach it
+                    repository.update_product(s, product_id, mode=FEW_SHOT.value)
         except Exception as exc:  # noqa: BLE001 - the boundary
             log.exception("creating product %r failed", name)
             self._error(f"The product '{name}' could not be created: {exc}")
@@ -320,6 +362,9 @@ class ProductsView(QWidget):
         self.select_product(product_id)
         if existed:
             self._info(f"A product called '{name}' already exists; it is selected.")
+        elif few_shot:
+            self._info(f"Created product '{name}' ({class_name}) in few-shot mode: the model was not trained on "
+                       f"this class. Add 4 or more images of good parts, then “Build memory bank and use it”.")
         else:
             self._info(f"Created product '{name}' ({class_name}). Edit its prompt bank, then Save.")
         return product_id
@@ -343,6 +388,7 @@ class ProductsView(QWidget):
             self._show_references(self._references.get(row["id"], []))
             self._show_bank_status(row)
             self.progress.setVisible(row["id"] in self._building)
+            self.cancel_button.setVisible(row["id"] in self._building)
             self.build_button.setEnabled(row["id"] not in self._building and bool(self._references.get(row["id"])))
         finally:
             self._loading = False
@@ -419,6 +465,7 @@ class ProductsView(QWidget):
         current = self._references.setdefault(product_id, [])
         new = [f for f in files if f not in current]
         current.extend(new)
+        self._store_references(product_id)
         self._show_references(current)
         if not files:
             self._error("No images were found there (looked for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ").")
@@ -430,7 +477,20 @@ class ProductsView(QWidget):
             return
         chosen = {item.data(Qt.ItemDataRole.UserRole) for item in self.reference_list.selectedItems()}
         self._references[product_id] = [p for p in self._references.get(product_id, []) if p not in chosen]
+        self._store_references(product_id)
         self._show_references(self._references[product_id])
+
+    def _store_references(self, product_id: int) -> None:
+        db = self._db()
+        if db is None:
+            return
+        try:
+            with db.Session.begin() as s:
+                repository.update_product(s, product_id,
+                                          reference_paths_json=json.dumps(self._references.get(product_id, [])))
+        except Exception as exc:  # noqa: BLE001 - the boundary
+            log.exception("storing the reference list failed")
+            self._error(f"The reference list could not be saved (it is kept until the app closes): {exc}")
 
     def references(self) -> list[str]:
         return list(self._references.get(self.product_id, [])) if self.product_id is not None else []
@@ -438,8 +498,8 @@ class ProductsView(QWidget):
     def _show_references(self, paths: list[str]) -> None:
         self.reference_list.clear()
         for p in paths:
-            item = QListWidgetItem(Path(p).name)
-            item.setToolTip(p)
+            item = QListWidgetItem(reference_thumbnail(p), Path(p).name)
+            item.setToolTip(p if Path(p).is_file() else f"{p} (missing)")
             item.setData(Qt.ItemDataRole.UserRole, p)
             self.reference_list.addItem(item)
         n = len(paths)
@@ -448,54 +508,80 @@ class ProductsView(QWidget):
         self.build_button.setEnabled(bool(paths) and not building)
 
     # -- memory bank -----------------------------------------------------------------------------
+    def model_knows(self, class_name: str) -> bool:
+        """Whether the loaded model was trained on this class (unknown until a model reports: True)."""
+        if self._trained_classes is None:
+            return True
+        return normalise_class_name(class_name) in self._trained_classes
+
+    def set_model_status(self, status: ModelStatus) -> None:
+        if status.model_id:
+            self._trained_classes = frozenset(normalise_class_name(c) for c in status.trained_classes)
+
+    def set_active(self, product: ProductInfo) -> None:
+        """The worker now inspects this product (it says so after a switch or a bank build)."""
+        self._active = product.id
+        self._reload(show=False)
+
     def build_bank(self) -> None:
         product_id = self.product_id
         paths = self.references()
         if product_id is None or not paths:
             self._error("Add reference images of good parts first, then build the memory bank.")
             return
+        if not self.save(quiet=True):
+            return
+        row = self._rows[product_id]
+        info = ProductInfo(id=row["id"], name=row["name"], class_name=row["class_name"], mode=FEW_SHOT,
+                           memory_bank_path=row.get("memory_bank_path"), prompt_bank_json=row.get("prompt_bank_json"))
         self._building[product_id] = len(paths)
         self.build_button.setEnabled(False)
         self.progress.setRange(0, 0)  # busy until the worker reports a total
         self.progress.setVisible(True)
-        self.bank_status.setText(f"Building from {len(paths)} images …")
-        self._info("Building the memory bank in the background; the model must be loaded.")
-        self.build_bank_requested.emit(product_id, paths)
+        self.cancel_button.setVisible(True)
+        self.cancel_button.setEnabled(True)
+        self.bank_status.setText(f"Waiting for the model to read {len(paths)} images …")
+        self._info("Building the memory bank in the background; inspection goes on with the current setup "
+                   "until it is ready.")
+        self.build_bank_requested.emit(info, paths)
 
-    def bank_progress(self, done: int, total: int) -> None:
+    def cancel_bank(self) -> None:
+        self.cancel_button.setEnabled(False)
+        self.bank_status.setText("Cancelling …")
+        self.cancel_bank_requested.emit()
+
+    def bank_progress(self, progress: BankProgress) -> None:
+        if progress.product_id != self.product_id:
+            return
         self.progress.setVisible(True)
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(min(done, max(total, 1)))
+        self.cancel_button.setVisible(True)
+        self.progress.setRange(0, max(progress.total, 1))
+        self.progress.setValue(min(progress.done, max(progress.total, 1)))
+        self.bank_status.setText(f"{progress.phase.value.capitalize()}: {progress.done} of {progress.total}")
 
-    def bank_ready(self, product_id: int, patches: int) -> None:
-        images = self._building.pop(product_id, len(self._references.get(product_id, [])))
-        note = f"Memory bank: {patches} patches from {images} images"
-        self._bank_notes[product_id] = note
-        # The worker stores the bank path and mode; make sure the mode sticks even if it could not.
-        stored = False
-        db = self._db()
-        if db is not None:
-            try:
-                with db.Session.begin() as s:
-                    repository.update_product(s, product_id, mode=FEW_SHOT)
-                stored = True
-            except Exception as exc:  # noqa: BLE001 - the boundary
-                log.exception("storing few-shot mode failed")
-                self._error(f"The memory bank is built, but the product could not be updated: {exc}")
+    def bank_ready(self, built: BankBuilt) -> None:
+        """The worker built, stored and (if `active`) switched to the bank: only show it."""
+        images = self._building.pop(built.product_id, len(self._references.get(built.product_id, [])))
+        note = f"Memory bank: {built.patches} patches from {images} images"
+        self._bank_notes[built.product_id] = note
+        if built.active:
+            self._active = built.product_id
         self._reload(show=False)  # keep unsaved prompt-bank edits in the editor
-        if product_id == self.product_id:
+        if built.product_id == self.product_id:
             self.progress.setVisible(False)
+            self.cancel_button.setVisible(False)
             self.few_shot_radio.setChecked(True)
             self.bank_status.setText(note)
             self.build_button.setEnabled(bool(self.references()))
-        if stored:
-            self._info(note + ". The product now inspects in few-shot mode.")
+        name = self._rows.get(built.product_id, {}).get("name", f"#{built.product_id}")
+        self._info(f"{note}. '{name}' is now inspected in few-shot mode, from the next image on.")
 
-    def bank_failed(self, message: str) -> None:
-        self._building.clear()
+    def bank_failed(self, product_id: int, message: str) -> None:
+        self._building.pop(product_id, None)
         self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)
         self.build_button.setEnabled(bool(self.references()))
-        self.bank_status.setText("Memory bank not built")
+        self.bank_status.setText("Memory bank not built; the previous setup is kept")
         self._error(f"The memory bank could not be built: {message}")
 
     # -- save and use ----------------------------------------------------------------------------
@@ -503,7 +589,7 @@ class ProductsView(QWidget):
     def mode(self) -> str:
         return FEW_SHOT if self.few_shot_radio.isChecked() else TRAINED
 
-    def save(self) -> bool:
+    def save(self, quiet: bool = False) -> bool:
         """Validate the editor and store class, mode and prompt bank; False (with the reason shown) if not."""
         product_id = self.product_id
         if product_id is None:
@@ -529,8 +615,9 @@ class ProductsView(QWidget):
             log.exception("saving product %s failed", product_id)
             self._error(f"Not saved: {exc}")
             return False
-        self.refresh()
-        self._info(f"Saved '{self._rows[product_id]['name']}'." if product_id in self._rows else "Saved.")
+        self._reload(show=False) if quiet else self.refresh()
+        if not quiet:
+            self._info(f"Saved '{self._rows[product_id]['name']}'." if product_id in self._rows else "Saved.")
         return True
 
     def use_for_inspection(self) -> None:
@@ -546,7 +633,16 @@ class ProductsView(QWidget):
             self._error("Few-shot mode needs a memory bank: add reference images of good parts and press "
                         "“Build memory bank” first, or choose Trained model.")
             return
-        info = ProductInfo(id=row["id"], name=row["name"], class_name=row["class_name"], mode=row["mode"],
+        info = ProductInfo(id=row["id"], name=row["name"], class_name=row["class_name"], mode=ProductMode(row["mode"]),
                            memory_bank_path=bank_path, prompt_bank_json=row.get("prompt_bank_json"))
-        self._info(f"Inspecting '{row['name']}' ({row['mode']}).")
+        self._info(f"Switching inspection to '{row['name']}' ({row['mode']}) …")
         self.product_activated.emit(info)
+
+
+def _stored_references(row: dict[str, Any]) -> list[str]:
+    try:
+        paths = json.loads(row.get("reference_paths_json") or "[]")
+    except ValueError:
+        log.warning("the stored reference list of product %s is damaged; starting empty", row.get("id"))
+        return []
+    return [str(p) for p in paths if isinstance(p, str)]

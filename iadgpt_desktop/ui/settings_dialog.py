@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 from pathlib import Path
 
 from PySide6.QtWidgets import (
@@ -47,6 +48,25 @@ def cuda_device_count() -> int:
     except Exception:  # noqa: BLE001 - a broken CUDA install must not stop the settings from opening
         log.exception("cannot count CUDA devices")
         return 0
+
+
+def writable_problem(folder: Path) -> str | None:
+    """Why the data folder cannot hold the history, images and masks, or None when it can.
+
+    Checked by writing (and removing) a small file: permissions, a read-only mount and a full disk
+    all show up the same way, as they would on the first inspection."""
+    target = folder
+    while not target.exists() and target.parent != target:
+        target = target.parent  # a folder that does not exist yet is created inside its nearest parent
+    if not target.is_dir():
+        return f"Data folder {folder} is not a folder; choose a folder."
+    try:
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".iadgpt-write-test-"):
+            pass
+    except OSError as exc:
+        return (f"Data folder {folder} is not writable ({exc.strerror or exc}); choose a folder you can write "
+                f"to, e.g. {default_data_dir()}.")
+    return None
 
 
 def _label(text: str) -> QLabel:
@@ -116,10 +136,13 @@ class SettingsDialog(QDialog):
         self.generate_answers = QCheckBox("Generate full answers for every inspection")
         self.generate_answers.setToolTip("Off: only the fast Yes/No verdict; answers are generated when you ask")
         self.generate_answers.setChecked(settings.generate_answers)
+        self.alert_on_defective = QCheckBox("Beep and flash the verdict when a part is defective")
+        self.alert_on_defective.setChecked(settings.alert_on_defective)
         station = QGroupBox("Station")
         form = QFormLayout(station)
         form.addRow(_label("Operator:"), self.operator)
         form.addRow(self.generate_answers)
+        form.addRow(self.alert_on_defective)
 
         self.error = QLabel()
         self.error.setWordWrap(True)
@@ -178,6 +201,7 @@ class SettingsDialog(QDialog):
             max_pixels=max_pixels,
             operator=self.operator.text().strip(),
             generate_answers=self.generate_answers.isChecked(),
+            alert_on_defective=self.alert_on_defective.isChecked(),
         )
 
     def validate(self) -> str | None:
@@ -195,6 +219,11 @@ class SettingsDialog(QDialog):
                              ("Data folder", s.data_dir)):
             if value and not Path(value).expanduser().is_dir():
                 return f"{label} {value} does not exist; choose an existing folder or leave it empty."
+        data_folder = Path(s.data_dir).expanduser() if s.data_dir else default_data_dir()
+        if not s.database_url or (s.data_dir and s.data_dir != self._original.data_dir):
+            problem = writable_problem(data_folder)
+            if problem:
+                return problem
         if s.precision == "fp16" and s.device == "cpu":
             return FP16_ON_CPU + "."
         if s.database_url and "://" not in s.database_url:

@@ -244,6 +244,7 @@ class FolderSource(_FileSource):
             if not self._put(path):
                 return False
             del pending[path]
+            self._pending_count = len(pending)  # queued or pending, never both, for a reader's count
         return True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import traceback
@@ -29,6 +30,16 @@ from iadgpt_desktop.storage.db import Database
 from iadgpt_desktop.storage.errors import NotFoundError, StorageError, classify
 from iadgpt_desktop.storage.journal import Journal
 from iadgpt_desktop.storage.records import InspectionRecord
+from iadgpt_desktop.workers.contract import (
+    BankBuilt,
+    BankPhase,
+    BankProgress,
+    InspectionFailure,
+    ModelState,
+    ModelStatus,
+    ProductMode,
+    Verdict,
+)
 from iadgpt_desktop.workers.saving import PendingSave, SaveQueue
 
 log = logging.getLogger(__name__)
@@ -41,22 +52,42 @@ class ProductInfo:
     id: int | None
     name: str
     class_name: str
-    mode: str = "trained"  # "trained" or "few-shot"
+    mode: ProductMode = ProductMode.TRAINED
     memory_bank_path: str | None = None
     prompt_bank_json: str | None = None
 
 
+INTERRUPTED = "[interrupted]"  # marks an answer cut short by Pause or Stop, as stored and shown
+
+
 @dataclass
 class InspectionOutcome:
-    """One inspected frame or file, ready to show: the result, the image, and where it was stored."""
+    """One inspected frame or file, ready to show: the result, the image, and where it was stored.
+
+    Written by the worker only; once emitted the GUI reads it and never re-reads the database row.
+    """
 
     result: InspectionResult
     image: np.ndarray = field(repr=False)  # RGB uint8, as inspected
     source: str
     index: int
-    inspection_id: int | None  # None when storing failed (the reason went out on `failed`)
+    inspection_id: int | None  # None when storing failed (the reason went out on `storage_message`)
     product_id: int | None
     not_saved: str | None = None  # why it is not (yet) in the history; None once stored
+    file_name: str = ""  # the inspected file's name ("" for a camera frame)
+    image_path: str = ""  # the stored image (absolute), for chat and the detail view; "" until stored
+    mask_path: str = ""  # the stored anomaly map (absolute), "" until stored
+    interrupted: bool = False  # the answer was cut short (Pause/Stop while it was generated)
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict(self.result.verdict)
+
+
+def interrupted_answer(partial: str) -> str:
+    """What is stored and shown for an answer that Pause or Stop cut short."""
+    partial = partial.strip()
+    return f"{partial} {INTERRUPTED}" if partial else f"{INTERRUPTED} (stopped before the answer was complete)"
 
 
 def _user_message(exc: BaseException) -> str:
@@ -72,25 +103,35 @@ def _user_message(exc: BaseException) -> str:
 
 
 class InferenceWorker(QObject):
-    model_state = Signal(str, str)  # "loading" | "ready" | "failed", a sentence
-    started = Signal(str)  # task name
-    progress = Signal(str, int, int)  # task, done, total
+    """Owns the model; one typed signal per outcome (the views never compare task names)."""
+
+    model_state = Signal(object)  # ModelStatus: loading, ready (which model), failed (why)
+    settings_applied = Signal(object)  # Settings now in force (the new model, if any, is loaded)
+    settings_rejected = Signal(object, str)  # the Settings kept, why the new ones were not taken
     result = Signal(object)  # InspectionOutcome
-    failed = Signal(str, str)  # task, a sentence that says what to do
+    inspection_failed = Signal(object)  # InspectionFailure
     chat_token = Signal(int, str)  # inspection id, text piece
-    chat_finished = Signal(int, str, bool)  # inspection id, whole answer, cancelled
-    bank_ready = Signal(int, int)  # product id, stored patches
+    chat_finished = Signal(int, str, bool)  # inspection id, whole answer as stored, interrupted
+    chat_failed = Signal(int, str)  # inspection id, a sentence that says what to do
+    bank_progress = Signal(object)  # BankProgress
+    bank_ready = Signal(object)  # BankBuilt
+    bank_failed = Signal(int, str)  # product id, a sentence (also when cancelled)
+    product_changed = Signal(object)  # ProductInfo now inspected
+    product_failed = Signal(str)  # a sentence
+    storage_message = Signal(str)  # storage trouble, or that it is back
     saved_later = Signal(object)  # an InspectionOutcome stored after a storage failure
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, db: Database | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.inspector: Inspector | None = None
-        self.db: Database | None = None
+        self.db: Database | None = db  # shared with the GUI (one engine, one migration run)
+        self._owns_db = db is None
         self.product: ProductInfo | None = None
         self._queue = None
         self._source_name = ""
-        self._cancel = threading.Event()
+        self._cancel = threading.Event()  # an answer being generated (Pause, Stop, the chat's Stop)
+        self._cancel_bank = threading.Event()  # a memory bank being built (its own Cancel button)
         self._timer: QTimer | None = None
         self._saves = SaveQueue()  # shown, not yet stored: retried with back-off or set aside
         self.inspected = 0
@@ -101,7 +142,8 @@ class InferenceWorker(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(5)
         self._timer.timeout.connect(self._tick)
-        self._open_storage()
+        if self.db is None:
+            self._open_storage()
         self._replay_journal()
         self._load_model()
         self._timer.start()
@@ -112,14 +154,18 @@ class InferenceWorker(QObject):
             self._timer.stop()
         if self._saves:
             log.warning("closing with unsaved results: %s", self._saves.summary())
-        if self.db:
+        if self.db and self._owns_db:
             self.db.close()
-            self.db = None
+        self.db = None
         self.inspector = None
 
     def cancel(self) -> None:
-        """Thread-safe: stop the current generation, bank build, or stream as soon as possible."""
+        """Thread-safe: stop the answer being generated (an inspection's or the chat's) at once."""
         self._cancel.set()
+
+    def cancel_bank(self) -> None:
+        """Thread-safe: stop a memory bank being built; pausing the stream does not (it calls `cancel`)."""
+        self._cancel_bank.set()
 
     def _should_stop(self) -> bool:
         return self._cancel.is_set()
@@ -127,11 +173,25 @@ class InferenceWorker(QObject):
     # -- settings ----------------------------------------------------------------------------
     @Slot(object)
     def apply_settings(self, settings: Settings) -> None:
-        old, self.settings = self.settings, settings
-        if settings.storage_key() != old.storage_key():
-            self._open_storage()
+        """Take new settings only once they work: a new model is loaded first and replaces the
+        old one only if it loaded; otherwise the old model and the old settings stay."""
+        old = self.settings
         if settings.model_key() != old.model_key() or self.inspector is None:
-            self._load_model()
+            error = self._load_model(settings)
+            if error is not None:
+                self.settings_rejected.emit(old, error)
+                return
+        self.settings = settings
+        if self._owns_db and settings.storage_key() != old.storage_key():
+            self._open_storage()
+        self.settings_applied.emit(settings)
+
+    @Slot(object)
+    def use_database(self, db: Database | None) -> None:
+        """The GUI opened another history database (Settings > Storage): store results there."""
+        if self.db is not None and self._owns_db:
+            self.db.close()
+        self.db, self._owns_db = db, False
 
     def _open_storage(self) -> None:
         if self.db:
@@ -141,27 +201,41 @@ class InferenceWorker(QObject):
             self.db = Database.open(self.settings.data_path, self.settings.database_url or None)
         except Exception as exc:  # noqa: BLE001 - the boundary: tell the user, keep running
             log.exception("cannot open the database")
-            self.failed.emit("storage", f"cannot open the history database: {_user_message(exc)}; results "
-                                        f"are shown but not saved until Settings > Storage points at a "
-                                        f"writable folder or database")
+            self.storage_message.emit(f"cannot open the history database: {_user_message(exc)}; results "
+                                      f"are shown but not saved until Settings > Storage points at a "
+                                      f"writable folder or database")
 
-    def _load_model(self) -> None:
-        s = self.settings
-        self.model_state.emit("loading", f"loading model preset '{s.preset}' on {s.device} ...")
-        self.inspector = None
+    def _load_model(self, settings: Settings | None = None) -> str | None:
+        """Load the model `settings` name; it replaces the current one only once it loaded.
+
+        Returns None on success, else the sentence that says why (the current model, if any, stays).
+        """
+        s = settings or self.settings
+        self.model_state.emit(ModelStatus(ModelState.LOADING, f"loading model preset '{s.preset}' on {s.device} ..."))
         try:
-            self.inspector = Inspector(s.preset, device=s.device, precision=s.precision,
-                                       weights=s.weights_dir or None, llm_path=s.llm_dir or None,
-                                       max_pixels=s.max_pixels)
+            inspector = Inspector(s.preset, device=s.device, precision=s.precision,
+                                  weights=s.weights_dir or None, llm_path=s.llm_dir or None,
+                                  max_pixels=s.max_pixels)
             if self.product:
-                self._apply_product(self.product)
+                self._apply_product(self.product, inspector)
         except Exception as exc:  # noqa: BLE001 - the boundary
             log.exception("model loading failed")
-            self.model_state.emit("failed", _user_message(exc))
-            return
+            message = _user_message(exc)
+            if self.inspector is None:
+                self.model_state.emit(ModelStatus(ModelState.FAILED, message))
+            else:  # the working model stays
+                self._report_ready(f"the new model settings were not applied ({message}); still using")
+            return message
+        self.inspector = inspector
+        self._report_ready()
+        return None
+
+    def _report_ready(self, prefix: str = "") -> None:
         ins = self.inspector
-        self.model_state.emit("ready", f"{ins.model_id} on {ins.device} ({str(ins.dtype).removeprefix('torch.')}),"
-                                       f" mode {ins.mode}")
+        assert ins is not None
+        text = f"{ins.model_id} on {ins.device} ({str(ins.dtype).removeprefix('torch.')}), mode {ins.mode}"
+        self.model_state.emit(ModelStatus(ModelState.READY, f"{prefix} {text}".strip(), ins.model_id, ins.mode,
+                                          bool(ins.trained), _trained_classes(ins)))
 
     # -- product -----------------------------------------------------------------------------
     @Slot(object)
@@ -173,53 +247,74 @@ class InferenceWorker(QObject):
             self._apply_product(product)
         except Exception as exc:  # noqa: BLE001 - the boundary
             log.exception("switching product failed")
-            self.failed.emit("product", _user_message(exc))
+            self.product_failed.emit(_user_message(exc))
+            return
+        self.product_changed.emit(product)
+        self._report_ready()  # the mode may have changed
 
-    def _apply_product(self, product: ProductInfo) -> None:
-        assert self.inspector is not None
+    def _apply_product(self, product: ProductInfo, inspector: Inspector | None = None) -> None:
+        inspector = inspector or self.inspector
+        assert inspector is not None
         bank = PromptBank.from_json(json.loads(product.prompt_bank_json), origin=f"product '{product.name}'") \
             if product.prompt_bank_json else None
-        self.inspector.set_product(product.class_name, bank)
+        inspector.set_product(product.class_name, bank)
         memory = None
-        if product.mode == "few-shot" and product.memory_bank_path:
-            memory = MemoryBank.load(product.memory_bank_path, expect_meta=self.inspector.memory_bank_meta())
-        self.inspector.set_memory_bank(memory)
+        if product.mode == ProductMode.FEW_SHOT and product.memory_bank_path:
+            memory = MemoryBank.load(product.memory_bank_path, expect_meta=inspector.memory_bank_meta())
+        inspector.set_memory_bank(memory)
 
-    @Slot(int, object)
-    def build_memory_bank(self, product_id: int, references: list) -> None:
-        """Few-shot onboarding: a memory bank from good images, saved in the data folder."""
-        if self.inspector is None:
-            self.failed.emit("memory bank", "the model is not loaded yet; wait for it, then try again")
+    @Slot(object, object)
+    def build_memory_bank(self, product: ProductInfo, references: list) -> None:
+        """Few-shot onboarding in one step: a memory bank from good images, saved in the data folder,
+        stored with the product, and the product inspected with it from the next image on.
+
+        Progress goes out per phase (reading the images, choosing patches, saving); `cancel()` stops
+        it in either long phase and keeps whatever was in use before.
+        """
+        pid = product.id
+        if self.inspector is None or pid is None:
+            self.bank_failed.emit(pid or -1, "the model is not loaded yet; wait for it, then try again")
             return
-        self._cancel.clear()
-        self.started.emit("memory bank")
+        self._cancel_bank.clear()
         previous = self.inspector.memory_bank
+
+        def report(phase: BankPhase):
+            return lambda done, total: self.bank_progress.emit(BankProgress(pid, phase, done, total))
+
         try:
             bank = self.inspector.build_memory_bank(
-                references, progress=lambda d, t: self.progress.emit("memory bank", d, t),
-                should_stop=self._should_stop)
+                references, progress=report(BankPhase.READING), should_stop=self._cancel_bank.is_set,
+                select_progress=report(BankPhase.SELECTING))
+            self.bank_progress.emit(BankProgress(pid, BankPhase.SAVING, 0, 1))
             folder = self.settings.data_path / "memory_banks"
             folder.mkdir(parents=True, exist_ok=True)
-            path = bank.save(folder / f"product-{product_id}.safetensors")
+            path = bank.save(folder / f"product-{pid}.safetensors")
             if self.db:
                 with self.db.Session.begin() as s:
-                    repository.update_product(s, product_id, memory_bank_path=str(path), mode="few-shot")
-            if self.product and self.product.id == product_id:
-                self.product = ProductInfo(**{**self.product.__dict__, "mode": "few-shot",
-                                              "memory_bank_path": str(path)})
-            else:  # built for a product that is not being inspected: keep inspecting as before
-                self.inspector.set_memory_bank(previous)
-            self.bank_ready.emit(product_id, len(bank))
+                    repository.update_product(s, pid, memory_bank_path=str(path), mode=ProductMode.FEW_SHOT.value)
+            current = self.product
+            self.product = ProductInfo(**{**product.__dict__, "mode": ProductMode.FEW_SHOT,
+                                          "memory_bank_path": str(path)})
+            same_prompts = current is not None and (current.class_name, current.prompt_bank_json) == (
+                product.class_name, product.prompt_bank_json)
+            if not same_prompts:  # another product: its prompts too (the new bank is already set)
+                self._apply_product(self.product)
         except CancelledError as exc:
             self.inspector.set_memory_bank(previous)
-            self.failed.emit("memory bank", str(exc))
+            self.bank_failed.emit(pid, str(exc))
+            return
         except Exception as exc:  # noqa: BLE001 - the boundary
             log.exception("building the memory bank failed")
             self.inspector.set_memory_bank(previous)
-            self.failed.emit("memory bank", _user_message(exc))
+            self.bank_failed.emit(pid, _user_message(exc))
+            return
+        self.bank_progress.emit(BankProgress(pid, BankPhase.SAVING, 1, 1))
+        self.bank_ready.emit(BankBuilt(pid, len(bank), str(path), active=True))
+        self.product_changed.emit(self.product)
+        self._report_ready()
 
-    @Slot(int, object)
-    def build_memory_bank_if_untrained(self, product_id: int, references: list) -> None:
+    @Slot(object, object)
+    def build_memory_bank_if_untrained(self, product: ProductInfo, references: list) -> None:
         """First run: give the sample product a memory bank only when the loaded model is untrained.
 
         The worker decides, because only the loaded model knows whether its weights were trained
@@ -228,7 +323,7 @@ class InferenceWorker(QObject):
         """
         if self.inspector is None or self.inspector.trained or not references:
             return
-        self.build_memory_bank(product_id, references)
+        self.build_memory_bank(product, references)
 
     # -- streaming inspection ------------------------------------------------------------------
     @Slot(object, str)
@@ -236,7 +331,6 @@ class InferenceWorker(QObject):
         """Inspect frames from a source queue (NewestFrameQueue or OrderedQueue) as they come."""
         self._cancel.clear()
         self._queue, self._source_name = queue, source_name
-        self.started.emit(f"inspect {source_name}")
 
     @Slot()
     def detach_queue(self) -> None:
@@ -261,18 +355,22 @@ class InferenceWorker(QObject):
             result = self.inspector.inspect(image, generate_answer=self.settings.generate_answers,
                                             should_stop=self._should_stop)
         except ImageLoadError as exc:
-            self.failed.emit("inspect", str(exc))
+            self.inspection_failed.emit(InspectionFailure(_frame_name(frame), str(exc)))
             return None
         except Exception as exc:  # noqa: BLE001 - the boundary
             if isinstance(exc, torch.cuda.OutOfMemoryError):
                 torch.cuda.empty_cache()  # give the memory back so the next, smaller job can run
             log.error("inspecting %s failed:\n%s", name, traceback.format_exc())
-            self.failed.emit("inspect", f"{name}: {_user_message(exc)}")
+            self.inspection_failed.emit(InspectionFailure(_frame_name(frame), f"{name}: {_user_message(exc)}"))
             return None
+        interrupted = self.settings.generate_answers and self._cancel.is_set()
+        if interrupted:  # Pause or Stop cut the answer short: say so instead of storing it as complete
+            result.answer = interrupted_answer(result.answer)
         if frame.path is not None:
             result.image = str(frame.path)
         outcome = InspectionOutcome(result, image, frame.source, frame.index, None,
-                                    self.product.id if self.product else None)
+                                    self.product.id if self.product else None, file_name=_frame_name(frame),
+                                    interrupted=interrupted)
         outcome.inspection_id = self._store(outcome, frame)
         self.inspected += 1
         self.result.emit(outcome)
@@ -301,6 +399,8 @@ class InferenceWorker(QObject):
             except OSError as exc:  # the next start stores it once more only if it is not there yet
                 log.warning("could not mark %s saved in %s: %s", item.journal_id, item.journal.path, exc)
         item.outcome.inspection_id, item.outcome.not_saved = inspection_id, None
+        item.outcome.image_path = str(self.db.files.path(item.record.image_path))
+        item.outcome.mask_path = str(self.db.files.path(item.record.mask_path)) if item.record.mask_path else ""
         self._saves.saved(item)
         return inspection_id
 
@@ -315,9 +415,9 @@ class InferenceWorker(QObject):
                 log.error("cannot keep the unsaved result in %s either: %s", journal.path, exc)
         newly_set_aside = self._saves.failed(item, error)
         if newly_set_aside:
-            self.failed.emit("storage", f"not saved: {error} (set aside; the other results are still saved)")
+            self.storage_message.emit(f"not saved: {error} (set aside; the other results are still saved)")
         elif first:
-            self.failed.emit("storage", f"not saved: {error} (shown, kept and retried; {len(self._saves)} "
+            self.storage_message.emit(f"not saved: {error} (shown, kept and retried; {len(self._saves)} "
                                         f"waiting)")
 
     def _record(self, outcome: InspectionOutcome, frame) -> InspectionRecord:
@@ -332,7 +432,8 @@ class InferenceWorker(QObject):
             image_rel, sha = self.db.files.store_image(outcome.image)  # the file is gone: keep its pixels
         mask_rel = self.db.files.store_mask(r.anomaly_map)
         return InspectionRecord.from_result(r, source=frame.source, image_path=image_rel, image_sha256=sha,
-                                            mask_path=mask_rel, product_id=outcome.product_id)
+                                            mask_path=mask_rel, product_id=outcome.product_id,
+                                            file_name=outcome.file_name or None)
 
     def _retry_unsaved(self) -> None:
         """Try every result whose back-off has passed; one that still fails never holds the others back."""
@@ -342,7 +443,7 @@ class InferenceWorker(QObject):
                 saved += 1
                 self.saved_later.emit(item.outcome)
         if saved:
-            self.failed.emit("storage", f"storage is back: {saved} delayed result(s) saved")
+            self.storage_message.emit(f"storage is back: {saved} delayed result(s) saved")
 
     def unsaved_summary(self) -> str | None:
         """A sentence about results that are shown but not saved (for closing the window), or None."""
@@ -363,12 +464,12 @@ class InferenceWorker(QObject):
             saved, problems = journal.replay(store)
         except Exception as exc:  # noqa: BLE001 - the boundary
             log.exception("replaying the journal failed")
-            self.failed.emit("storage", f"results kept from the last session could not be saved: {exc}")
+            self.storage_message.emit(f"results kept from the last session could not be saved: {exc}")
             return
         if saved:
-            self.failed.emit("storage", f"{saved} result(s) kept from the last session were saved")
+            self.storage_message.emit(f"{saved} result(s) kept from the last session were saved")
         if problems:
-            self.failed.emit("storage", f"{len(problems)} result(s) kept from the last session are still not "
+            self.storage_message.emit(f"{len(problems)} result(s) kept from the last session are still not "
                                         f"saved and stay in {journal.path}: {problems[-1]}")
 
     # -- conversation --------------------------------------------------------------------------
@@ -376,10 +477,9 @@ class InferenceWorker(QObject):
     def chat(self, inspection_id: int, image_path: str, history: list, question: str) -> None:
         """Answer a question about an inspection, streaming pieces; the turn is stored when done."""
         if self.inspector is None:
-            self.failed.emit("chat", "the model is not loaded yet; wait for it, then ask again")
+            self.chat_failed.emit(inspection_id, "the model is not loaded yet; wait for it, then ask again")
             return
         self._cancel.clear()
-        self.started.emit("chat")
         pieces: list[str] = []
         t0 = time.perf_counter()
         try:
@@ -388,10 +488,12 @@ class InferenceWorker(QObject):
                 self.chat_token.emit(inspection_id, piece)
         except Exception as exc:  # noqa: BLE001 - the boundary
             log.exception("chat failed")
-            self.failed.emit("chat", _user_message(exc))
+            self.chat_failed.emit(inspection_id, _user_message(exc))
             return
         answer = "".join(pieces).strip()
         cancelled = self._cancel.is_set()
+        if cancelled:
+            answer = interrupted_answer(answer)
         log.info("chat answer in %.2f s (%d pieces, cancelled=%s)", time.perf_counter() - t0, len(pieces), cancelled)
         if self.db is not None and inspection_id >= 0:
             try:
@@ -400,15 +502,30 @@ class InferenceWorker(QObject):
                     repository.add_message(s, inspection_id, "assistant", answer)
             except Exception as exc:  # noqa: BLE001 - the boundary
                 log.exception("storing the conversation failed")
-                self.failed.emit("storage", f"the answer is shown but was NOT saved: {_user_message(exc)}")
+                self.storage_message.emit(f"the answer is shown but was NOT saved: {_user_message(exc)}")
         self.chat_finished.emit(inspection_id, answer, cancelled)
 
 
-def start_worker(settings: Settings) -> tuple[QThread, InferenceWorker]:
-    """Create the worker on its own thread, started; it loads the model in that thread."""
+def _trained_classes(inspector: Inspector) -> tuple[str, ...]:
+    """The product classes a trained model's manifest names (`extra.products`: dataset -> class)."""
+    if not inspector.trained:
+        return ()
+    manifest = getattr(inspector, "weights_manifest", None) or {}
+    products = (manifest.get("extra") or {}).get("products") or {}
+    return tuple(str(c) for c in (products.values() if isinstance(products, dict) else products))
+
+
+def _frame_name(frame) -> str:
+    """The name the operator knows an image by: its file name, or the camera frame's number."""
+    return os.path.basename(str(frame.path)) if frame.path is not None else f"{frame.source} frame {frame.index}"
+
+
+def start_worker(settings: Settings, db: Database | None = None) -> tuple[QThread, InferenceWorker]:
+    """Create the worker on its own thread, started; it loads the model in that thread. With `db`
+    the worker stores into the GUI's database instead of opening its own."""
     thread = QThread()
     thread.setObjectName("inference")
-    worker = InferenceWorker(settings)
+    worker = InferenceWorker(settings, db)
     worker.moveToThread(thread)
     thread.started.connect(worker.initialise)
     thread.finished.connect(worker.deleteLater)
@@ -418,6 +535,7 @@ def start_worker(settings: Settings) -> tuple[QThread, InferenceWorker]:
 
 def stop_worker(thread: QThread, worker: InferenceWorker, timeout_ms: int = 10000) -> None:
     worker.cancel()
+    worker.cancel_bank()
     if thread.isRunning():
         # Run shutdown in the worker's own thread (its timer and database live there), and wait for it.
         QMetaObject.invokeMethod(worker, "shutdown", Qt.ConnectionType.BlockingQueuedConnection)

@@ -1,15 +1,23 @@
 """The inspection session: which source feeds the worker, and its live statistics.
 
 Lives on the GUI thread but does no heavy work: sources capture on their own threads, the worker
-inspects on its thread; this object only wires them and polls counters for display.
+inspects on its thread; this object only wires them and reports what is going on.
+
+Reports are driven by events, not by a fast poll: a source's state changes come in through its
+`on_state` callback (re-sent as a queued Qt signal, so they reach the GUI thread), each result or
+failure the worker reports is counted with `count()`, and a camera's newest frame is signalled from
+its capture thread (at most one waiting at a time). Only the moving counters of a camera (frames
+per second, dropped frames) are refreshed by a slow timer.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from iadgpt_desktop.workers.inference import InferenceWorker
 from iadgpt_desktop.workers.sources import (
@@ -24,26 +32,58 @@ from iadgpt_desktop.workers.sources import (
 log = logging.getLogger(__name__)
 
 _DONE = {SourceState.FINISHED, SourceState.STOPPED, SourceState.FAILED}
+COUNTER_REFRESH_MS = 500  # camera fps and drops: slow enough to read, cheap to send
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """What the Live view says about the running source."""
+
+    source: str  # "files", "folder:/x", "camera:0"
+    state: SourceState
+    paused: bool = False
+    captured: int = 0  # frames captured or files queued so far
+    dropped: int = 0
+    fps: float = 0.0
+    waiting: int = 0  # queued for the worker, not inspected yet
+    inspected: int = 0  # results shown this run
+    failed: int = 0  # images that could not be inspected this run
+    total: int | None = None  # a batch's size ("x of N"); None for a camera or a watched folder
+    message: str = ""  # a source's problem (a camera reconnecting, a folder gone)
+    watching: bool = False  # a folder that is watched for new images after its batch
+
+    @property
+    def done(self) -> int:
+        return self.inspected + self.failed
 
 
 class TeeQueue(NewestFrameQueue):
-    """A newest-frame queue for inference that also keeps the latest frame for display."""
+    """A newest-frame queue for inference that also announces each frame for display.
 
-    def __init__(self, capacity: int = 1) -> None:
+    `on_frame` is called on the capture thread; the session turns it into a queued signal and asks
+    for the next frame only once the previous one was drawn, so a slow GUI never piles frames up.
+    """
+
+    def __init__(self, capacity: int = 1, on_frame=None) -> None:
         super().__init__(capacity)
         self.latest = None
+        self.on_frame = on_frame
 
     def put(self, frame) -> None:
         self.latest = frame
         super().put(frame)
+        if self.on_frame is not None:
+            self.on_frame(frame)
 
 
 class InspectionSession(QObject):
-    frame = Signal(object)  # newest camera frame (RGB array), at the camera's rate, for display
-    stats = Signal(dict)  # source name, state, captured, dropped, fps, inspected, message
-    finished = Signal(str)  # a finite source (files, folder without watching) is fully inspected
+    frame = Signal(object)  # newest camera frame (RGB array), at most the GUI's drawing rate
+    stats = Signal(object)  # SessionStats
+    finished = Signal(object)  # SessionStats: a batch (files, folder without watching) is fully inspected
     attach = Signal(object, str)  # -> worker.attach_queue
     detach = Signal()  # -> worker.detach_queue
+    _state_changed = Signal()  # from a source's thread: re-read its state on the GUI thread
+    _frame_ready = Signal(object)  # from a capture thread: a frame to draw
 
     def __init__(self, worker: InferenceWorker, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -51,78 +91,142 @@ class InspectionSession(QObject):
         self.source = None
         self.queue = None
         self.name = ""
-        self._last_shown = None
-        self._timer = QTimer(self)
-        self._timer.setInterval(15)
-        self._timer.timeout.connect(self._poll)
+        self.paused = False
+        self.total: int | None = None
+        self.inspected = self.failed = 0
+        self._last: SessionStats | None = None
+        self._frame_shown = threading.Event()
+        self._frame_shown.set()
+        self._counters = QTimer(self)
+        self._counters.setInterval(COUNTER_REFRESH_MS)
+        self._counters.timeout.connect(self._report)
+        self._state_changed.connect(self._report)
+        self._frame_ready.connect(self._show_frame)
         self.attach.connect(worker.attach_queue)
         self.detach.connect(worker.detach_queue)
 
-    def _attach(self, source, queue, name: str) -> None:
+    # -- opening sources ---------------------------------------------------------------------
+    def _attach(self, source, queue, name: str, total: int | None) -> None:
         self.stop()
         self.source, self.queue, self.name = source, queue, name
+        self.total, self.inspected, self.failed, self.paused = total, 0, 0, False
+        self._last = None
         source.start()
-        self.worker_attach(queue, name)
-        self._timer.start()
-
-    def worker_attach(self, queue, name: str) -> None:
-        # A queued signal: the worker (on its thread) polls this queue between frames.
         self.attach.emit(queue, name)
+        if isinstance(source, CameraSource):
+            self._counters.start()
+        self._report()
 
-    def open_files(self, paths: list[Path]) -> None:
-        queue = OrderedQueue()
-        self._attach(FileListSource(paths, queue), queue, "files")
+    def _on_source_state(self, _state, _message) -> None:
+        self._state_changed.emit()  # queued: this runs on the source's thread
 
-    def open_folder(self, folder: Path, watch: bool = True, skip=None) -> None:
+    def open_files(self, paths: list[Path], total: int | None = None) -> None:
         queue = OrderedQueue()
-        self._attach(FolderSource(folder, queue, watch=watch, skip=skip), queue, f"folder:{folder}")
+        self._attach(FileListSource(paths, queue, on_state=self._on_source_state), queue, "files", total)
+
+    def open_folder(self, folder: Path, watch: bool = True, skip=None, total: int | None = None) -> None:
+        queue = OrderedQueue()
+        self._attach(FolderSource(folder, queue, watch=watch, skip=skip,
+                                                 on_state=self._on_source_state), queue, f"folder:{folder}", total)
 
     def open_camera(self, spec: int | str) -> None:
-        queue = TeeQueue(1)
-        self._attach(CameraSource(spec, queue), queue, f"camera:{spec}")
+        queue = TeeQueue(1, on_frame=self._on_camera_frame)
+        self._attach(CameraSource(spec, queue, on_state=self._on_source_state), queue, f"camera:{spec}", None)
 
+    def _on_camera_frame(self, frame) -> None:
+        if self._frame_shown.is_set():  # capture thread: one frame in flight to the GUI at most
+            self._frame_shown.clear()
+            self._frame_ready.emit(frame.image)
+
+    @Slot(object)
+    def _show_frame(self, image) -> None:
+        self._frame_shown.set()
+        if self.source is not None:
+            self.frame.emit(image)
+
+    # -- control -----------------------------------------------------------------------------
     def pause(self) -> None:
+        if self.source is None:
+            return
         if isinstance(self.source, CameraSource):
             self.source.pause()
         self.detach.emit()
         self.worker.cancel()  # stop an answer being generated for the current frame
+        self.paused = True
+        self._report()
 
     def resume(self) -> None:
+        if self.source is None:
+            return
         if isinstance(self.source, CameraSource):
             self.source.resume()
+        self.paused = False
         if self.queue is not None:
-            self.worker_attach(self.queue, self.name)
+            self.attach.emit(self.queue, self.name)
+        self._report()
 
     def stop(self) -> None:
-        if self.source is not None:
-            self.source.stop()
-            self.detach.emit()
+        if self.source is None:
+            return
+        source = self.source
+        source.stop()
+        self.detach.emit()
+        self._counters.stop()
+        stats = self._stats()
         self.source = self.queue = None
-        self._timer.stop()
+        self.paused = False
+        self.stats.emit(replace(stats, state=SourceState.STOPPED, waiting=0))
 
     @property
     def active(self) -> bool:
         return self.source is not None
 
-    def _poll(self) -> None:
-        source, queue = self.source, self.queue
-        if source is None:
+    # -- what the worker reports -------------------------------------------------------------
+    def count(self, failed: bool) -> None:
+        """One image of this session's source was inspected (or could not be)."""
+        if self.source is None:
             return
-        if isinstance(queue, TeeQueue) and queue.latest is not None and queue.latest is not self._last_shown:
-            self._last_shown = queue.latest
-            self.frame.emit(queue.latest.image)
-        state = source.state
-        info = {
-            "source": self.name, "state": state.value if hasattr(state, "value") else str(state),
-            "captured": getattr(source, "frames_captured", getattr(source, "enqueued", 0)),
-            "dropped": getattr(queue, "dropped", 0), "fps": getattr(source, "fps", 0.0),
-            "message": getattr(source, "last_error", None) or "",
-            "pending": len(queue) if queue is not None else 0,
-        }
-        self.stats.emit(info)
-        if state in _DONE and queue is not None and len(queue) == 0 and not isinstance(source, CameraSource):
-            name = self.name
-            self._timer.stop()
-            self.source = self.queue = None
-            self.finished.emit(name)
+        if failed:
+            self.failed += 1
+        else:
+            self.inspected += 1
+        self._report()
 
+    # -- reporting ---------------------------------------------------------------------------
+    def _stats(self) -> SessionStats:
+        source, queue = self.source, self.queue
+        waiting = len(queue) if queue is not None else 0
+        if isinstance(source, FolderSource):
+            waiting += source.pending
+        total = self.total
+        if isinstance(source, FileListSource) and source.total is not None:
+            total = source.total
+        elif isinstance(source, FolderSource) and total is None:
+            total = source.enqueued + source.pending  # a watched folder: every image found so far
+        return SessionStats(
+            source=self.name, state=source.state, paused=self.paused,
+            captured=getattr(source, "frames_captured", getattr(source, "enqueued", 0)),
+            dropped=getattr(queue, "dropped", 0), fps=getattr(source, "fps", 0.0), waiting=waiting,
+            inspected=self.inspected, failed=self.failed, total=total,
+            message=getattr(source, "last_error", None) or "",
+            watching=isinstance(source, FolderSource) and source.watch)
+
+    @Slot()
+    def _report(self) -> None:
+        if self.source is None:
+            return
+        stats = self._stats()
+        if stats != self._last:
+            self._last = stats
+            self.stats.emit(stats)
+        if self._batch_complete(stats):
+            self._counters.stop()
+            self.source = self.queue = None
+            self.finished.emit(stats)
+
+    def _batch_complete(self, stats: SessionStats) -> bool:
+        if isinstance(self.source, CameraSource) or stats.state not in _DONE:
+            return False
+        if stats.state is SourceState.FAILED:
+            return True
+        return stats.waiting == 0 and stats.done >= max(stats.total or 0, stats.captured)

@@ -139,9 +139,12 @@ def moved_views(rgb: np.ndarray, count: int = 2, crop: float = 0.92, seed: int =
 
 
 def bank_from_tokens(layer_dims: list[int], per_image: list[list[torch.Tensor]], meta: dict[str, str],
-                     max_patches: int, level: float | None = None) -> MemoryBank:
+                     max_patches: int, level: float | None = None, *,
+                     progress: Callable[[int, int], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> MemoryBank:
     """A calibrated memory bank (Eq. 2) from the patch tokens of good reference images; `level`
-    overrides the leave-one-out normal level (needed for a single reference)."""
+    overrides the leave-one-out normal level (needed for a single reference). `progress` and
+    `should_stop` reach the coreset (`MemoryBank.subsample`)."""
     meta = dict(meta)
     if level is None:
         level = normal_level(layer_dims, per_image)
@@ -150,7 +153,7 @@ def bank_from_tokens(layer_dims: list[int], per_image: list[list[torch.Tensor]],
     bank = MemoryBank(layer_dims, meta=meta)
     for tokens in per_image:
         bank.add(tokens)
-    bank.subsample(max_patches)
+    bank.subsample(max_patches, progress=progress, should_stop=should_stop)
     return bank
 
 
@@ -247,8 +250,12 @@ class Inspector:
 
     def build_memory_bank(self, references: Iterable[ImageInput], *,
                           progress: Callable[[int, int], None] | None = None,
-                          should_stop: Callable[[], bool] = lambda: False) -> MemoryBank:
-        """Few-shot mode (Eq. 2): a memory bank from images of good parts, set on this inspector."""
+                          should_stop: Callable[[], bool] = lambda: False,
+                          select_progress: Callable[[int, int], None] | None = None) -> MemoryBank:
+        """Few-shot mode (Eq. 2): a memory bank from images of good parts, set on this inspector.
+
+        ``progress`` counts the images read, ``select_progress`` the coreset's patches chosen (the
+        long phase of a large bank); ``should_stop`` is checked in both."""
         references = list(references)
         per_image: list[list[torch.Tensor]] = []
         level = None
@@ -264,7 +271,7 @@ class Inspector:
             if progress:
                 progress(i + 1, len(references))
         bank = bank_from_tokens(dims, per_image, self.memory_bank_meta(), self.preset.inference.max_memory_patches,
-                                level=level)
+                                level=level, progress=select_progress, should_stop=should_stop)
         self.set_memory_bank(bank)
         return bank
 

@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from iadgpt.errors import MemoryBankError
+from iadgpt.errors import CancelledError, MemoryBankError
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +97,14 @@ class MemoryBank:
         self._count += batch * patches
         self._device_cache = None
 
-    def subsample(self, max_patches: int, seed: int = 0) -> Tensor:
+    def subsample(self, max_patches: int, seed: int = 0, *, progress: Callable[[int, int], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> Tensor:
         """Shrink the bank to at most ``max_patches`` rows with a greedy k-center coreset.
 
         The same rows are kept in every layer; they are chosen on the concatenation of all layers'
         normalised tokens, in a seeded random projection to 128 dims (PatchCore style). Returns the
-        kept row indices (sorted). A no-op when the bank is already small enough.
+        kept row indices (sorted). A no-op when the bank is already small enough. ``progress(done,
+        total)`` and ``should_stop()`` are passed to `greedy_coreset` (a stop leaves the bank as it was).
         """
         if max_patches < 1:
             raise ValueError(f"max_patches must be at least 1, got {max_patches}")
@@ -111,7 +113,7 @@ class MemoryBank:
             return torch.arange(total)
         started = time.perf_counter()
         layers = self._stacked()
-        keep = greedy_coreset(layers, max_patches, seed=seed)
+        keep = greedy_coreset(layers, max_patches, seed=seed, progress=progress, should_stop=should_stop)
         self._chunks = [[layer.index_select(0, keep)] for layer in layers]
         self._count = int(keep.numel())
         self._device_cache = None
@@ -265,13 +267,17 @@ class MemoryBank:
         return self._device_cache[1]
 
 
-def greedy_coreset(features: Sequence[Tensor], k: int, *, seed: int = 0, proj_dim: int = _PROJ_DIM) -> Tensor:
+def greedy_coreset(features: Sequence[Tensor], k: int, *, seed: int = 0, proj_dim: int = _PROJ_DIM,
+                   progress: Callable[[int, int], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> Tensor:
     """Indices (sorted, at most ``k``) of a greedy k-center coreset of the rows of ``features``.
 
     ``features`` are (M, C_l) tensors with the same rows; distances are taken on their
     concatenation, approximated in a seeded Gaussian random projection to ``proj_dim`` dims when
     the concatenation is wider. Starts at a seeded random row and repeatedly adds the row farthest
     from the selected set; stops early when every remaining row duplicates a selected one.
+    ``progress(picked, k)`` is called about a hundred times on the way; ``should_stop()`` is checked
+    as often, and a True raises `CancelledError`.
     """
     assert features, "greedy_coreset needs at least one feature tensor"
     total = int(features[0].shape[0])
@@ -293,10 +299,16 @@ def greedy_coreset(features: Sequence[Tensor], k: int, *, seed: int = 0, proj_di
         nearest = torch.full((total,), float("inf"))  # (M,) squared distance to the selected set
         picked: list[int] = []
         current = int(torch.randint(total, (1,), generator=gen))
+        every = max(1, k // 100)
         while True:
             picked.append(current)
             if len(picked) == k:
                 break
+            if len(picked) % every == 0:
+                if should_stop is not None and should_stop():
+                    raise CancelledError("building the memory bank was cancelled; the previous bank is kept")
+                if progress is not None:
+                    progress(len(picked), k)
             # |x - c|^2 = |x|^2 - 2 x.c + |c|^2
             dist = torch.addmv(sq_norm, points, points[current], alpha=-2.0)  # (M,)
             dist.add_(sq_norm[current])

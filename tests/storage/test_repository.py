@@ -64,13 +64,14 @@ def test_products_are_created_once_listed_and_updated(db: Database) -> None:
         a = repo.get_or_create_product(s, "bottle", "bottle")
         assert repo.get_or_create_product(s, "bottle", "other") == a
         b = repo.get_or_create_product(s, "cable", "cable")
-        repo.update_product(s, b, mode="few-shot", prompt_bank_json='{"x": 1}', memory_bank_path="banks/c.npz")
+        repo.update_product(s, b, mode="few-shot", prompt_bank_json='{"x": 1}', memory_bank_path="banks/c.npz",
+                            reference_paths_json='["/refs/a.png"]')
     with db.Session.begin() as s:
         products = repo.list_products(s)
         assert [p["name"] for p in products] == ["bottle", "cable"]
         assert products[1] | {"created_at": None} == {
             "id": b, "name": "cable", "class_name": "cable", "mode": "few-shot", "prompt_bank_json": '{"x": 1}',
-            "memory_bank_path": "banks/c.npz", "created_at": None}
+            "memory_bank_path": "banks/c.npz", "reference_paths_json": '["/refs/a.png"]', "created_at": None}
         with pytest.raises(ValueError, match="mode"):
             repo.update_product(s, a, mode="magic")
         with pytest.raises(TypeError, match="colour"):

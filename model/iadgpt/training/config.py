@@ -37,6 +37,7 @@ class TrainConfig:
     seed: int = 0
     synthesis: str = "nsa"  # "nsa", "cutpaste" or "mix"
     bank_maps: bool = False  # stages 1 and 3 also feed the LLM memory-bank maps (unified model)
+    decoder_only: bool = False  # stage 2 trains the decoder alone on focal + dice (no LLM pass, MMF frozen)
     patch_frac: tuple[float, float] = (0.05, 0.3)  # synthetic patch side / image side (min, max)
     anomaly_ratio: float = 0.5
     resume: bool = False

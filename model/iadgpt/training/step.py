@@ -26,6 +26,7 @@ class TrainStep(nn.Module):
         self.image_token_id = llm.image_token_id
         self.pad_token_id = llm.tokenizer.pad_token_id
         self.seg_loss = False
+        self.answer_loss = True  # False: the decoder's maps alone (`--decoder-only`), no LLM pass
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor, labels: torch.Tensor, win: torch.Tensor,
@@ -37,11 +38,12 @@ class TrainStep(nn.Module):
         prompts = TextPrompts("batch", win, apg, [])
         # The LLM learns to read the decoder's map, the memory bank's, or their mean (Inspector.use_decoder).
         maps = self.model.layer_maps(features, prompts, memory_bank, use_decoder=use_decoder)  # (B, L, h, w)
-        image_embeds = self.model.image_embeddings(features, prompts, maps)  # (B, K, D)
-        embeds, mask, spliced = embed_with_image(self.llm_model, input_ids, image_embeds, self.image_token_id,
-                                                 self.pad_token_id, attention_mask, labels)
-        ce = self.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=spliced).loss
-        out = {"ce": ce.float()}
+        out: dict[str, torch.Tensor] = {}
+        if self.answer_loss:
+            image_embeds = self.model.image_embeddings(features, prompts, maps)  # (B, K, D)
+            embeds, mask, spliced = embed_with_image(self.llm_model, input_ids, image_embeds, self.image_token_id,
+                                                     self.pad_token_id, attention_mask, labels)
+            out["ce"] = self.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=spliced).loss.float()
         if self.seg_loss:
             size = masks.shape[-2:]
             pred = F.interpolate(maps.float().mean(dim=1, keepdim=True), size=size, mode="bilinear",

@@ -223,6 +223,12 @@ class Trainer:
             getattr(self.model, name).requires_grad_(name in STAGE_PARTS[stage])
             getattr(self.model, name).train(name in STAGE_PARTS[stage])
         self.step_module.seg_loss = stage == 2
+        decoder_only = stage == 2 and self.cfg.decoder_only
+        self.step_module.answer_loss = not decoder_only
+        if decoder_only:
+            self.model.mmf.requires_grad_(False)
+            self.model.mmf.train(False)
+            return list(self.model.decoder.parameters())
         if self.vision is not None:
             self.vision.requires_grad_(stage == 0)
         self.llm.model.requires_grad_(stage == 0)
@@ -400,7 +406,11 @@ class Trainer:
             epoch, skip, step = progress["epoch"], progress["batch"], progress["stage_step"]
         optimizer, scheduler = acc.prepare(optimizer, scheduler)
         module = acc.prepare(self.pretext_step if stage == 0 else self.step_module)
-        parts = STAGE_PARTS[stage] if stage or self.vision is not None else ("llm",)
+        parts = STAGE_PARTS[stage]
+        if stage == 0 and self.vision is None:
+            parts = ("llm",)
+        elif stage == 2 and cfg.decoder_only:
+            parts = ("decoder",)
         log.info("stage %d: training %s, %d steps (warm-up %d), lr %g", stage, parts, total, warmup, lr)
         show = cfg.progress and sys.stderr.isatty() and acc.is_local_main_process
         bar = tqdm(total=total, initial=step, desc=f"stage {stage}", disable=not show, dynamic_ncols=True)

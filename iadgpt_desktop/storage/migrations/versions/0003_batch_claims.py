@@ -4,8 +4,8 @@ A primary key on (source, image_sha256) that concurrent batch runs cannot both p
 get a claim for their oldest inspection; duplicates stored by earlier versions are kept as they are
 (nothing is deleted), only new ones are prevented.
 
-Revision ID: 0002_batch_claims
-Revises: 0001
+Revision ID: 0003_batch_claims
+Revises: 0002
 Create Date: 2026-12-01
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_batch_claims"
-down_revision: str | None = "0001"
+revision: str = "0003_batch_claims"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,37 @@
+"""A whole station (tiny-test model, CPU, offscreen) and sample images, for the app tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from iadgpt_desktop.settings import Settings
+from iadgpt_desktop.ui.main_window import MainWindow, sample_dir
+
+
+def model_ready(status) -> bool:
+    return status.state.value == "ready"
+
+
+@pytest.fixture
+def station(qtbot, tmp_path, monkeypatch):
+    """A started station whose model is loaded; settings are kept in tmp_path."""
+    monkeypatch.setenv("IADGPT_DESKTOP_CONFIG", str(tmp_path / "config"))
+    settings = Settings(preset="tiny-test", data_dir=str(tmp_path / "data"), device="cpu")
+    w = MainWindow(settings, persist_settings=False)
+    qtbot.addWidget(w)
+    w.show()
+    with qtbot.waitSignal(w.worker.model_state, timeout=60000, check_params_cb=model_ready):
+        pass
+    yield w
+    w.close()
+
+
+def copy_samples(folder: Path, pattern: str = "*.png", n: int | None = None) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for p in sorted((sample_dir() / "inspect").glob(pattern))[:n]:
+        copied.append(Path(shutil.copy(p, folder / p.name)))
+    return copied
