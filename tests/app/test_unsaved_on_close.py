@@ -41,11 +41,14 @@ def test_unsaved_results_are_announced_on_close_and_saved_at_the_next_start(qtbo
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(repository, "add_batch_inspection", down)  # every write fails while this window runs
         first = _window(qtbot, tmp_path)
+        shown, said = [], []
+        first.worker.result.connect(shown.append)
+        first.worker.storage_message.connect(said.append)
         with qtbot.waitSignal(first.batch_done, timeout=120000) as done:
             first.open_folder(folder, watch=False)
         assert done.args == [2, 0]  # both shown
-        assert first.live.outcome is not None and first.live.outcome.not_saved
-        assert first.statusBar().currentMessage().startswith("not saved")
+        assert len(shown) == 2 and all(o.not_saved and o.inspection_id is None for o in shown)
+        qtbot.waitUntil(lambda: any(m.startswith("not saved: ") for m in said), timeout=5000)
         first.close()
     assert first.unsaved_on_close and "2 shown result(s) are not saved" in first.unsaved_on_close
     assert "will be saved at the next start" in first.unsaved_on_close
