@@ -42,20 +42,17 @@ def _history_sink(args: argparse.Namespace):
         with db.Session.begin() as s:
             product_id = repository.get_or_create_product(s, args.product, args.class_name)
     source_of = _batch_sources(args.paths)
-    done: dict[str, set[str]] = {}  # source -> sha256 of every image stored from it
-
-    def processed(source: str) -> set[str]:
-        if source not in done:
-            with db.Session() as s:
-                done[source] = repository.processed_image_hashes(s, source)
-        return done[source]
 
     def skip(path: Path) -> bool:
+        # Asked of the database for every file, just before it is inspected, so a run beside another
+        # one over the same folder skips what the other has stored meanwhile (the claim in `store`
+        # settles the rest: two runs at once never both store an image).
         try:
             sha = sha256_file(path)
         except OSError:
             return False  # unreadable: let the inspection report it as an image error
-        return sha in processed(source_of(path))
+        with db.Session() as s:
+            return repository.is_inspected(s, source_of(path), sha)
 
     def store(path: Path, result, mask: Path) -> None:
         # Image and mask files are written atomically before the row, one transaction per image, so a
@@ -67,8 +64,7 @@ def _history_sink(args: argparse.Namespace):
                                               image_sha256=sha, mask_path=mask_rel, product_id=product_id,
                                               file_name=Path(path).name)
         with db.Session.begin() as s:
-            repository.add_inspection(s, record)
-        processed(source).add(sha)
+            repository.add_batch_inspection(s, record)
 
     return db, store, skip
 
@@ -109,10 +105,12 @@ def main(argv: list[str] | None = None) -> int:
             db, args.on_result, args.skip = _history_sink(args)
         return model_cli.run(args)
     except Exception as exc:  # noqa: BLE001 - the command-line boundary: one sentence, non-zero exit
-        from iadgpt_desktop.storage.errors import StorageError
+        from sqlalchemy.exc import SQLAlchemyError
 
-        if isinstance(exc, StorageError):
-            print(f"error: {exc}", file=sys.stderr)
+        from iadgpt_desktop.storage.errors import StorageError, classify
+
+        if isinstance(exc, StorageError | SQLAlchemyError):
+            print(f"error: {classify(exc)}", file=sys.stderr)
             return 2
         raise
     finally:

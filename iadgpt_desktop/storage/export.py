@@ -47,6 +47,17 @@ def format_defect_types(defect_types: list[tuple[str, float]]) -> str:
     return "; ".join(f"{name}:{prob:.4f}" for name, prob in defect_types)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula (= + - @, tab, CR first) gets a leading
+    apostrophe, so it is shown as the text it is; numbers are written as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def describe_defect_types(defect_types: list[tuple[str, float]]) -> str:
     """For people: "pitting 99 %, crack 1 %"."""
     return ", ".join(f"{name.replace('_', ' ')} {prob:.0%}".replace("%", " %") for name, prob in defect_types)
@@ -58,19 +69,23 @@ def local_time(value: datetime | None) -> str:
 
 
 def export_csv(s: Session, flt: InspectionFilter, path: Path) -> int:
-    """Write the selected inspections, oldest first, as UTF-8 CSV with a header row; returns the row count."""
+    """Write the selected inspections, oldest first, as UTF-8 CSV with a header row; returns the row count.
+
+    Text cells are neutralised against formula injection (see `csv_cell`): an operator's note or a
+    product name such as `=HYPERLINK(...)` is written as text, never evaluated by a spreadsheet.
+    """
     rows = 0
     with _replacing(Path(path), newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for r in iter_inspections(s, flt):
-            writer.writerow([
+            writer.writerow([csv_cell(v) for v in (
                 r.id, _iso(r.created_at), r.product_name or "", r.file_name or "", r.source, r.image_path,
                 r.image_sha256, r.width, r.height, r.score, r.score_top1, r.p_yes, r.verdict, r.answer,
                 r.position or "",
                 format_defect_types(r.defect_types), r.mask_path or "", r.model_id, r.mode, r.latency_ms,
                 r.operator_decision or "", r.operator or "", _iso(r.decided_at), r.note or "",
-            ])
+            )])
             rows += 1
     return rows
 

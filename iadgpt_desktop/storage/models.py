@@ -151,3 +151,18 @@ class Message(Base):
     position: Mapped[int] = mapped_column(Integer)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+
+class BatchClaim(Base):
+    """An image (by content) already stored from a batch source ("cli:..." or "folder:...").
+
+    Its primary key makes "inspected once per batch source" a rule the database enforces, so two
+    batch runs over the same folder at the same time cannot both store an image. Deleting the
+    inspection deletes its claim, so the image may be inspected again.
+    """
+
+    __tablename__ = "batch_claims"
+
+    source: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    image_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"), index=True)

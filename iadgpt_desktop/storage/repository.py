@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from iadgpt_desktop.storage.errors import NotFoundError, StorageError, translate
-from iadgpt_desktop.storage.models import Conversation, Inspection, Message, Product
+from iadgpt_desktop.storage.models import BatchClaim, Conversation, Inspection, Message, Product
 from iadgpt_desktop.storage.records import (
     DECISIONS,
     PRODUCT_MODES,
@@ -44,6 +44,7 @@ ORDER_COLUMNS = {
 }
 PRODUCT_FIELDS = ("name", "class_name", "mode", "prompt_bank_json", "memory_bank_path", "reference_paths_json")
 TREND_BUCKETS = ("day", "hour")
+BATCH_SOURCES = ("cli:", "folder:")  # sources whose images are stored once each (a rerun resumes)
 
 
 @contextmanager
@@ -128,6 +129,53 @@ def add_inspections(s: Session, records: Sequence[InspectionRecord]) -> list[int
     stmt = insert(Inspection).returning(Inspection.id, sort_by_parameter_order=True)
     with _writing():
         return list(s.scalars(stmt, values))
+
+
+def is_batch_source(source: str) -> bool:
+    return source.startswith(BATCH_SOURCES)
+
+
+def add_batch_inspection(s: Session, record: InspectionRecord) -> tuple[int, bool]:
+    """Store an inspection from a batch source unless that image is already stored from it.
+
+    Returns (inspection id, True) when stored, or (the id stored earlier, False) when another run got
+    there first. The claim's primary key decides, so two runs at once cannot both store the image.
+    """
+    if not is_batch_source(record.source):
+        return add_inspection(s, record), True
+    with _writing():
+        inspection_id = add_inspection(s, record)
+        dialect = s.get_bind().dialect.name
+        values = {"source": record.source, "image_sha256": record.image_sha256, "inspection_id": inspection_id}
+        if dialect in ("sqlite", "postgresql"):
+            dialect_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+            claimed = s.execute(dialect_insert(BatchClaim).values(**values).on_conflict_do_nothing()).rowcount
+        else:
+            try:
+                with s.begin_nested():
+                    s.execute(insert(BatchClaim).values(**values))
+                claimed = 1
+            except IntegrityError:
+                claimed = 0
+        if claimed:
+            return inspection_id, True
+        s.execute(delete(Inspection).where(Inspection.id == inspection_id))
+        earlier = s.scalar(select(BatchClaim.inspection_id).where(BatchClaim.source == record.source,
+                                                                  BatchClaim.image_sha256 == record.image_sha256))
+        return int(earlier), False
+
+
+def has_inspection(s: Session, record: InspectionRecord) -> bool:
+    """Whether this very record (same source, image and time) is stored already (a replayed journal)."""
+    return s.scalar(select(Inspection.id).where(Inspection.source == record.source,
+                                                Inspection.image_sha256 == record.image_sha256,
+                                                Inspection.created_at == record.created_at).limit(1)) is not None
+
+
+def is_inspected(s: Session, source: str, image_sha256: str) -> bool:
+    """Whether an image with this content is already stored from the batch source."""
+    return s.scalar(select(BatchClaim.inspection_id).where(BatchClaim.source == source,
+                                                            BatchClaim.image_sha256 == image_sha256)) is not None
 
 
 def get_inspection(s: Session, inspection_id: int) -> InspectionRow | None:

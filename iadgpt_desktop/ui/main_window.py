@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QTabWidget
+from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from iadgpt.imageio import iter_image_files
 from iadgpt.prompt_bank import default_bank_dir
@@ -368,6 +368,8 @@ class MainWindow(QMainWindow):
 
     def _on_result(self, outcome: InspectionOutcome) -> None:
         self.live.add_outcome(outcome)
+        if outcome.not_saved:  # shown, but not in the history (yet): say so where it stays visible
+            self.statusBar().showMessage(f"not saved: {outcome.not_saved}")
         self.session.count(failed=False)
         self.history.schedule_refresh()
 
@@ -519,6 +521,11 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.session.stop()
         stop_worker(self.thread, self.worker)
+        self.unsaved_on_close = self.worker.unsaved_summary()  # the worker has stopped: safe to read
+        if self.unsaved_on_close:
+            log.warning("%s", self.unsaved_on_close)
+            if QApplication.platformName() != "offscreen":
+                QMessageBox.warning(self, "Results not saved", self.unsaved_on_close)
         for db in (self.db, *self._retired):
             if db is not None:
                 db.close()

@@ -303,6 +303,10 @@ class CameraSource(_ThreadedSource):
             cause = "it does not exist" if not os.path.lexists(self._open_arg) else "it is not a regular file"
             self._fail(f"cannot open {self._label()}: {cause}; check the path")
             return
+        if self.kind == "file" and Path(self._open_arg).stat().st_size == 0:
+            self._fail(f"cannot open {self._label()}: the file is empty (0 bytes); the recording was cut off or "
+                       f"not copied, so record or copy it again")
+            return
         capture = self._open()
         if capture is None:
             if self.kind == "file":

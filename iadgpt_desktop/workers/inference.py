@@ -13,7 +13,6 @@ import os
 import threading
 import time
 import traceback
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +27,8 @@ from iadgpt.prompt_bank import PromptBank
 from iadgpt_desktop.settings import Settings
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
-from iadgpt_desktop.storage.errors import StorageError
+from iadgpt_desktop.storage.errors import NotFoundError, StorageError, classify
+from iadgpt_desktop.storage.journal import Journal
 from iadgpt_desktop.storage.records import InspectionRecord
 from iadgpt_desktop.workers.contract import (
     BankBuilt,
@@ -40,6 +40,7 @@ from iadgpt_desktop.workers.contract import (
     ProductMode,
     Verdict,
 )
+from iadgpt_desktop.workers.saving import PendingSave, SaveQueue
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class InspectionOutcome:
     index: int
     inspection_id: int | None  # None when storing failed (the reason went out on `storage_message`)
     product_id: int | None
+    not_saved: str | None = None  # why it is not (yet) in the history; None once stored
     file_name: str = ""  # the inspected file's name ("" for a camera frame)
     image_path: str = ""  # the stored image (absolute), for chat and the detail view; "" until stored
     mask_path: str = ""  # the stored anomaly map (absolute), "" until stored
@@ -131,8 +133,7 @@ class InferenceWorker(QObject):
         self._cancel = threading.Event()  # an answer being generated (Pause, Stop, the chat's Stop)
         self._cancel_bank = threading.Event()  # a memory bank being built (its own Cancel button)
         self._timer: QTimer | None = None
-        self._unsaved: deque[tuple[InspectionOutcome, object]] = deque()  # shown, not yet stored
-        self._retry_at = 0.0
+        self._saves = SaveQueue()  # shown, not yet stored: retried with back-off or set aside
         self.inspected = 0
 
     # -- life cycle (runs in the worker thread) -----------------------------------------------
@@ -143,6 +144,7 @@ class InferenceWorker(QObject):
         self._timer.timeout.connect(self._tick)
         if self.db is None:
             self._open_storage()
+        self._replay_journal()
         self._load_model()
         self._timer.start()
 
@@ -150,6 +152,8 @@ class InferenceWorker(QObject):
     def shutdown(self) -> None:
         if self._timer:
             self._timer.stop()
+        if self._saves:
+            log.warning("closing with unsaved results: %s", self._saves.summary())
         if self.db and self._owns_db:
             self.db.close()
         self.db = None
@@ -373,51 +377,100 @@ class InferenceWorker(QObject):
         return outcome
 
     def _store(self, outcome: InspectionOutcome, frame) -> int | None:
-        """Save a shown result; when storage fails, keep it and retry, so nothing shown is lost."""
-        if self.db is None:
-            self._unsaved.append((outcome, frame))
-            return None
-        try:
-            return self._write(outcome, frame)
-        except (StorageError, OSError) as exc:
-            log.error("storing %s failed: %s", outcome.result.image, exc)
-            self._unsaved.append((outcome, frame))
-            self.storage_message.emit(f"the result is shown but not saved yet ({len(self._unsaved)} waiting; "
-                                      f"retrying): {_user_message(exc)}")
-            return None
+        """Save a shown result; any storage failure is caught here, so nothing shown is lost."""
+        return self._save(PendingSave(outcome, frame), first=True)
 
-    def _write(self, outcome: InspectionOutcome, frame) -> int:
-        assert self.db is not None
-        r = outcome.result
-        image_rel, sha = self.db.files.store_image(frame.path if frame.path is not None else outcome.image)
-        mask_rel = self.db.files.store_mask(r.anomaly_map)
-        record = InspectionRecord.from_result(r, source=frame.source, image_path=image_rel, image_sha256=sha,
-                                              mask_path=mask_rel, product_id=outcome.product_id,
-                                              file_name=outcome.file_name or None)
-        with self.db.Session.begin() as s:
-            inspection_id = repository.add_inspection(s, record)
-        outcome.image_path = str(self.db.files.path(image_rel))
-        outcome.mask_path = str(self.db.files.path(mask_rel)) if mask_rel else ""
+    def _save(self, item: PendingSave, *, first: bool) -> int | None:
+        try:
+            if self.db is None:
+                raise StorageError("the history database is not open (see the earlier message); the result "
+                                   "is kept and saved once Settings > Storage points at a usable database",
+                                   transient=True)
+            if item.record is None:
+                item.record = self._record(item.outcome, item.frame)
+            with self.db.Session.begin() as s:
+                inspection_id, _ = repository.add_batch_inspection(s, item.record)
+        except Exception as exc:  # noqa: BLE001 - the boundary: every storage failure, of any kind
+            self._not_saved(item, classify(exc), first=first, cause=exc)
+            return None
+        if item.journal is not None and item.journal_id is not None:
+            try:
+                item.journal.mark_saved(item.journal_id)
+            except OSError as exc:  # the next start stores it once more only if it is not there yet
+                log.warning("could not mark %s saved in %s: %s", item.journal_id, item.journal.path, exc)
+        item.outcome.inspection_id, item.outcome.not_saved = inspection_id, None
+        item.outcome.image_path = str(self.db.files.path(item.record.image_path))
+        item.outcome.mask_path = str(self.db.files.path(item.record.mask_path)) if item.record.mask_path else ""
+        self._saves.saved(item)
         return inspection_id
 
-    def _retry_unsaved(self) -> None:
-        """Results that could not be stored (locked database, full disk) are written once storage is back."""
-        if not self._unsaved or self.db is None or time.monotonic() < self._retry_at:
-            return
-        saved = 0
-        while self._unsaved:
-            outcome, frame = self._unsaved[0]
+    def _not_saved(self, item: PendingSave, error: StorageError, *, first: bool, cause: BaseException) -> None:
+        log.error("storing %s failed: %s", item.outcome.result.image or "a frame", error, exc_info=cause)
+        item.outcome.not_saved = str(error)
+        if item.record is not None and item.journal_id is None:
+            journal = Journal(self.settings.data_path)
             try:
-                outcome.inspection_id = self._write(outcome, frame)
-            except (StorageError, OSError) as exc:
-                self._retry_at = time.monotonic() + 2.0
-                log.info("still cannot store %d result(s): %s", len(self._unsaved), exc)
-                break
-            self._unsaved.popleft()
-            saved += 1
-            self.saved_later.emit(outcome)
+                item.journal_id, item.journal = journal.append(item.record), journal
+            except OSError as exc:
+                log.error("cannot keep the unsaved result in %s either: %s", journal.path, exc)
+        newly_set_aside = self._saves.failed(item, error)
+        if newly_set_aside:
+            self.storage_message.emit(f"not saved: {error} (set aside; the other results are still saved)")
+        elif first:
+            self.storage_message.emit(f"not saved: {error} (shown, kept and retried; {len(self._saves)} "
+                                        f"waiting)")
+
+    def _record(self, outcome: InspectionOutcome, frame) -> InspectionRecord:
+        """Store the image and mask files; the record that points at them."""
+        assert self.db is not None
+        r = outcome.result
+        try:
+            image_rel, sha = self.db.files.store_image(frame.path if frame.path is not None else outcome.image)
+        except NotFoundError:
+            if frame.path is None:
+                raise
+            image_rel, sha = self.db.files.store_image(outcome.image)  # the file is gone: keep its pixels
+        mask_rel = self.db.files.store_mask(r.anomaly_map)
+        return InspectionRecord.from_result(r, source=frame.source, image_path=image_rel, image_sha256=sha,
+                                            mask_path=mask_rel, product_id=outcome.product_id,
+                                            file_name=outcome.file_name or None)
+
+    def _retry_unsaved(self) -> None:
+        """Try every result whose back-off has passed; one that still fails never holds the others back."""
+        saved = 0
+        for item in self._saves.due():
+            if self._save(item, first=False) is not None:
+                saved += 1
+                self.saved_later.emit(item.outcome)
         if saved:
             self.storage_message.emit(f"storage is back: {saved} delayed result(s) saved")
+
+    def unsaved_summary(self) -> str | None:
+        """A sentence about results that are shown but not saved (for closing the window), or None."""
+        return self._saves.summary()
+
+    def _replay_journal(self) -> None:
+        """Results kept on disk by an earlier run (closed or crashed while storage failed) are stored now."""
+        if self.db is None:
+            return
+        journal = Journal(self.settings.data_path)
+        db = self.db
+
+        def store(record: InspectionRecord) -> None:
+            with db.Session.begin() as s:
+                if not repository.has_inspection(s, record):
+                    repository.add_batch_inspection(s, record)
+        try:
+            saved, problems = journal.replay(store)
+        except Exception as exc:  # noqa: BLE001 - the boundary
+            log.exception("replaying the journal failed")
+            self.storage_message.emit(f"results kept from the last session could not be saved: {exc}")
+            return
+        if saved:
+            self.storage_message.emit(f"{saved} result(s) kept from the last session were saved")
+        if problems:
+            self.storage_message.emit(f"{len(problems)} result(s) kept from the last session are still not "
+                                        f"saved and stay in {journal.path}: {problems[-1]}")
 
     # -- conversation --------------------------------------------------------------------------
     @Slot(int, str, object, str)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,10 @@ from iadgpt.config import DEFAULT_PRESET
 from iadgpt.errors import IADGPTError, ImageLoadError
 
 log = logging.getLogger("iadgpt")
+
+
+class UsageError(IADGPTError):
+    """A command-line argument that cannot work (a file where a folder is needed, ...)."""
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -46,18 +51,28 @@ def _mask_path(out: Path, image: Path, used: set[Path]) -> Path:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    import cv2
+
     from iadgpt.imageio import iter_image_files, save_anomaly_map_png
 
     images = iter_image_files(args.paths)
     if not images:
         print("no images found in " + ", ".join(args.paths), file=sys.stderr)
         return 1
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".iadgpt-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--out {out} cannot hold the anomaly maps ({exc.strerror or exc}); give a folder "
+                         f"you can write to") from exc
     inspector = _make_inspector(args)
     if args.reference:
         references = iter_image_files(args.reference)
         inspector.build_memory_bank(references)
         log.info("few-shot memory bank from %d reference image(s)", len(references))
-    out = Path(args.out)
     used: set[Path] = set()
     failures = 0
     skip = getattr(args, "skip", None)  # e.g. images the history database already holds (`--db`)
@@ -75,10 +90,24 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             else:
                 print(f"{path}: ERROR {exc}", file=sys.stderr, flush=True)
             continue
-        mask = save_anomaly_map_png(_mask_path(out, path, used), result.anomaly_map)
+        try:
+            mask = save_anomaly_map_png(_mask_path(out, path, used), result.anomaly_map)
+        except (ValueError, OSError, cv2.error) as exc:  # e.g. a 1 x 5,000,000 map PNG cannot hold
+            failures += 1
+            message = f"cannot write the anomaly map of {path}: {exc}"
+            if args.json:
+                print(json.dumps({"image": str(path), "error": message}, ensure_ascii=False), flush=True)
+            else:
+                print(f"{path}: ERROR {message}", file=sys.stderr, flush=True)
+            continue
         sink = getattr(args, "on_result", None)
         if sink is not None:  # e.g. the desktop app's history database (`--db`)
-            sink(path, result, mask)
+            try:
+                sink(path, result, mask)
+            except (ValueError, cv2.error) as exc:  # this image only (its mask cannot be kept)
+                failures += 1
+                print(f"{path}: ERROR not stored: {exc}", file=sys.stderr, flush=True)
+                continue
         record = {
             "image": str(path), "score": round(result.score, 6), "verdict": result.verdict,
             "answer": result.answer, "position": result.position,
@@ -195,14 +224,21 @@ def cmd_models_download(args: argparse.Namespace) -> int:
 
 
 def cmd_models_verify(args: argparse.Namespace) -> int:
+    from iadgpt.models_admin import check_against_preset
     from iadgpt.weights import verify_trainable
 
     problems = verify_trainable(args.folder)
+    note = None
+    if not problems:
+        problems, note = check_against_preset(args.folder)
     if problems:
         for p in problems:
             print(f"PROBLEM: {p}")
         return 1
-    print(f"{args.folder}: ok (manifest and every file's sha256 match)")
+    checked = "manifest, every file's sha256, every tensor loaded and finite"
+    print(f"{args.folder}: ok ({checked}{'' if note else ', names, shapes and dtypes fit the preset'})")
+    if note:
+        print(f"note: {note}")
     return 0
 
 
@@ -289,6 +325,14 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `iadgpt inspect ... | head -1`: the reader has gone, stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # a file or folder the command was pointed at
+        print(f"error: {exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}; check the "
+              f"path and its permissions", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:

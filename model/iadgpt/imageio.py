@@ -227,6 +227,7 @@ def _decode_file(path: Path, max_pixels: int) -> np.ndarray:
             _check_size(path, width, height, max_pixels)
             # Decided from the tile list, which load() empties.
             high_depth_colour = _is_high_depth_colour(image)
+            _check_decode_budget(path, image, high_depth_colour)
             try:
                 image.load()
             except MemoryError:
@@ -274,6 +275,11 @@ def _not_an_image_cause(fh: BinaryIO) -> str:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         text = None
+    for magic, name in ((b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x89PNG", "PNG"), (b"\xff\xd8", "JPEG"),
+                        (b"BM", "BMP")):
+        if head.startswith(magic):
+            return (f"it is a {name} file in a variant this reader does not support (for example floating-point "
+                    f"or unusual sample formats)")
     kind = f"not {_FORMAT_NAMES} data, whatever its name says"
     if text is not None and "\x00" not in text:
         return f"the file is text, {kind}"
@@ -297,6 +303,39 @@ def _check_readable_file(path: Path) -> None:
     if not stat.S_ISREG(info.st_mode):
         # Opening a FIFO or a device would block or read forever.
         raise _error(path, "it is not a regular file (a device, pipe or socket)", "pick an image file")
+
+
+DEFAULT_MAX_DECODE_BYTES = 400_000_000  # a 100-megapixel 8-bit RGB image is 300 MB decoded
+_MODE_BYTES = {"1": (1, 1), "L": (1, 1), "P": (3, 1), "LA": (2, 1), "PA": (4, 1), "RGB": (3, 1), "RGBA": (4, 1),
+               "RGBX": (4, 1), "CMYK": (4, 1), "YCbCr": (3, 1), "LAB": (3, 1), "HSV": (3, 1), "I": (1, 4),
+               "F": (1, 4), "I;16": (1, 2), "I;16L": (1, 2), "I;16B": (1, 2), "I;16N": (1, 2)}
+
+
+def max_decode_bytes() -> int:
+    """The decode budget: $IADGPT_MAX_DECODE_BYTES, else DEFAULT_MAX_DECODE_BYTES."""
+    try:
+        return max(1, int(os.environ.get("IADGPT_MAX_DECODE_BYTES", DEFAULT_MAX_DECODE_BYTES)))
+    except ValueError:
+        return DEFAULT_MAX_DECODE_BYTES
+
+
+def _check_decode_budget(path: Path, image: Image.Image, high_depth_colour: bool) -> None:
+    """Refuse from the header an image whose decoded pixels (width x height x channels x bytes per
+    sample) exceed the budget: a small, valid file can decode to gigabytes (and take a minute)."""
+    channels, sample_bytes = _MODE_BYTES.get(image.mode, (4, 4))
+    if high_depth_colour:
+        channels, sample_bytes = max(channels, 3), 2
+    width, height = image.size
+    needed = width * height * channels * sample_bytes
+    budget = max_decode_bytes()
+    if needed > budget:
+        raise _error(
+            path,
+            f"it is {width}x{height} with {channels} channel(s) of {8 * sample_bytes} bits, {needed:,} bytes "
+            f"decoded, more than the decode budget of {budget:,} bytes",
+            "if the image is genuine, raise the budget with the environment variable "
+            "IADGPT_MAX_DECODE_BYTES (bytes), or save it smaller or with 8 bits per channel",
+        )
 
 
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:

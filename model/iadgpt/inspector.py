@@ -26,7 +26,7 @@ from iadgpt.encoders import VisualFeatures
 from iadgpt.errors import CancelledError, ConfigError, WeightsError
 from iadgpt.evidence import Evidence, map_evidence
 from iadgpt.imageio import DEFAULT_MAX_PIXELS, load_image
-from iadgpt.llm import inspection_messages
+from iadgpt.llm import inspection_messages, user_text
 from iadgpt.memory_bank import MemoryBank
 from iadgpt.model import TRAINABLE_PARTS
 from iadgpt.preprocess import preprocess
@@ -173,6 +173,7 @@ class Inspector:
         self.model, self.llm = build_model(self.preset, self.device, self.dtype)
         self.trained = False
         self.weights_manifest: dict | None = None
+        self.weights_source: str | None = None
         if weights is None:
             weights = shipped_weights(self.preset.name)  # the built-in model
         if weights is not None:
@@ -222,6 +223,7 @@ class Inspector:
         self.model.to(self.device, self.dtype)
         self.trained = True
         self.weights_manifest = manifest
+        self.weights_source = str(folder)
 
     @property
     def model_id(self) -> str:
@@ -335,8 +337,10 @@ class Inspector:
             features = self.model.towers.encode_image(x)
         with stage("anomaly_map"):
             maps = self.model.layer_maps(features, self.prompts, self.memory_bank, use_decoder=self.use_decoder)
+        self._check_finite("anomaly map", maps)
         with stage("heads"):
             image_embeds = self.model.image_embeddings(features, self.prompts, maps)
+            self._check_finite("image embeddings", image_embeds)
         with stage("postprocess"):
             anomaly_map, small, score, top1 = self._postprocess(maps[0], rgb.shape[:2], tuple(x.shape[-2:]))
             # Regions are found on the encoder-resolution map (cheap) and scaled to the image; the
@@ -385,6 +389,14 @@ class Inspector:
         full = cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
         return full, small, float(flat.max()), top1
 
+    def _check_finite(self, what: str, values: torch.Tensor) -> None:
+        """Fail closed: NaN would read as "good" (NaN > 0.5 is False), so broken weights must stop here."""
+        if not bool(torch.isfinite(values).all()):
+            source = self.weights_source or "(random initialisation)"
+            raise WeightsError(f"the {what} of preset '{self.preset.name}' with weights {source} is not finite "
+                               f"(NaN or infinity), so no verdict can be given; the weights are damaged - run "
+                               f"`iadgpt models verify {source}`, re-copy or retrain them")
+
     # -- conversation ------------------------------------------------------------------------
     @staticmethod
     def _cache_key(x: torch.Tensor) -> str:
@@ -418,12 +430,12 @@ class Inspector:
             self._remember(key, cached)
         embeds, evidence = cached
         messages = self._conversation(evidence)  # the first question, with the same evidence line
-        turns = list(history)
+        turns = [{**t, "content": user_text(t["content"])} for t in history]  # no forged placeholder
         if turns and turns[0]["role"] == "user":
             turns = turns[1:]  # that first question, as stored
         messages += turns
         if question:
-            messages.append({"role": "user", "content": question})
+            messages.append({"role": "user", "content": user_text(question)})
         inputs, mask = self.llm.embed_prompt(messages, embeds)
         yield from self.llm.stream(inputs, mask, max_new_tokens=max_new_tokens or self.preset.llm.max_new_tokens,
                                    should_stop=should_stop)

@@ -77,6 +77,12 @@ def embed_with_image(llm_model, input_ids: torch.Tensor, image_embeds: torch.Ten
                                    attention_mask, labels)
 
 
+def user_text(text: str) -> str:
+    """Text a person typed (a class name, a question, an earlier turn): it can never hold the image
+    placeholder, which only the program places (a forged one would splice the image twice)."""
+    return text.replace(IMAGE_TOKEN, "")
+
+
 def inspection_messages(system_prompt: str, class_name: str, evidence: str | None = None) -> list[dict[str, str]]:
     """The first turn of every inspection: the model is trained and asked with exactly this text.
 
@@ -139,8 +145,10 @@ class LanguageModel:
                                f"at a Hugging Face model folder, or run `iadgpt models download PRESET`")
         hf_logging.disable_progress_bar()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
+            # trust_remote_code=False: a folder's own Python (config.json "auto_map") never runs.
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype,
+                                                         trust_remote_code=False)
         except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
             raise WeightsError(f"cannot load the LLM from {folder}: {exc}; check that the folder is "
                                f"complete (re-import or re-download it)") from exc
@@ -194,6 +202,10 @@ class LanguageModel:
         yes = first[:, sorted(self.yes_ids)].logsumexp(dim=-1)
         no = first[:, sorted(self.no_ids)].logsumexp(dim=-1)
         p_yes = torch.sigmoid(yes - no)
+        if not bool(torch.isfinite(p_yes).all()):  # NaN > 0.5 is False: that would read as "good"
+            raise WeightsError(f"the language model '{self.name}' gave non-finite logits (NaN or infinity), so "
+                               f"there is no verdict; its weights or the image embeddings are damaged - run "
+                               f"`iadgpt models verify` on the weights folder, re-copy or retrain them")
         return [Verdict(bool(p > 0.5), float(p)) for p in p_yes]
 
     @torch.no_grad()

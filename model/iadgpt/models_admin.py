@@ -86,8 +86,34 @@ def read_sha256sums(path: Path) -> dict[str, str]:
     return sums
 
 
+CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dll", ".dylib", ".sh", ".exe")
+
+
+def _check_plain_file(path: Path, root: Path) -> None:
+    """Refuse what an import must never copy: links, paths leading out of the folder, and code."""
+    if path.is_symlink():
+        raise WeightsError(f"{path} is a symbolic link; an import copies only plain files inside {root}, "
+                           f"so replace the link with the file itself (nothing was imported)")
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise WeightsError(f"{path} leads outside the import folder {root} (to {resolved}); copy the file into "
+                           f"the folder (nothing was imported)")
+    if path.suffix.lower() in CODE_SUFFIXES:
+        raise WeightsError(f"{path} is program code ({path.suffix}); IAD-GPT never runs code from a model "
+                           f"folder, so remove it from the import folder (nothing was imported)")
+    if not path.is_file():
+        raise WeightsError(f"{path} is not a regular file; remove it from the import folder (nothing was imported)")
+
+
 def _files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = []
+    for p in sorted(folder.rglob("*")):
+        if p.name.startswith("."):
+            continue
+        if p.is_symlink() or not p.is_dir():
+            _check_plain_file(p, folder)
+            files.append(p)
+    return files
 
 
 def _hub_repo(spec: str) -> tuple[str, str] | None:
@@ -117,7 +143,10 @@ def _plan(source: Path, preset) -> list[_Group]:
     clip_spec = preset.clip_weights
     if clip_spec:
         clip_dir = source / "clip" if (source / "clip").is_dir() else source
-        clip_file = next((clip_dir / n for n in CLIP_FILENAMES if (clip_dir / n).is_file()), None)
+        clip_file = next((clip_dir / n for n in CLIP_FILENAMES if (clip_dir / n).is_file()
+                          or (clip_dir / n).is_symlink()), None)
+        if clip_file is not None:
+            _check_plain_file(clip_file, source)
         if clip_file is None:
             repo = clip_spec.removeprefix("hf-hub:").split("@")[0].replace("/", "--")
             raise WeightsError(f"preset '{preset.name}' needs a CLIP checkpoint, but {clip_dir} holds none of "
@@ -207,15 +236,22 @@ def import_weights(source: str | os.PathLike[str], preset_name: str | None = Non
     copied = {s.resolve(): None for g in groups for s, _ in g.files}
     verify_only: list[Path] = []
     if sums is not None:
+        for rel in sums:
+            if (src / rel).is_symlink() or (src / rel).exists():
+                _check_plain_file(src / rel, src)
         missing = [rel for rel in sums if not (src / rel).is_file()]
         if missing:
             raise WeightsError(f"{sums_path} lists {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
                                f"missing from {src}; copy {'it' if len(missing) == 1 else 'them'} again "
                                f"(nothing was imported)")
         verify_only = [src / rel for rel in sums if (src / rel).resolve() not in copied]
-        unlisted = [s for s in copied if s.relative_to(src).as_posix() not in sums]
-        for path in unlisted:
-            log(f"warning: {path.relative_to(src)} is not listed in {SUMS_FILE}; copied without a check")
+        unlisted = [s.relative_to(src).as_posix() for s in copied if s.relative_to(src).as_posix() not in sums]
+        if unlisted:
+            raise WeightsError(f"{', '.join(unlisted)} {'is' if len(unlisted) == 1 else 'are'} not listed in "
+                               f"{sums_path}, so {'its' if len(unlisted) == 1 else 'their'} content cannot be "
+                               f"checked; add {'it' if len(unlisted) == 1 else 'them'} to {SUMS_FILE} "
+                               f"(`sha256sum FILES > {SUMS_FILE}`) or remove {'it' if len(unlisted) == 1 else 'them'}"
+                               f" (nothing was imported)")
     else:
         log(f"note: no {SUMS_FILE} in {src}; files are copied without a checksum check")
 
@@ -292,6 +328,61 @@ def _resolve_preset(preset) -> list[tuple[str, Path | None]]:
         except IADGPTError:
             out.append(("llm", None))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# verify against the preset
+
+
+def check_against_preset(folder: str | os.PathLike[str]) -> tuple[list[str], str | None]:
+    """(problems, note): do the folder's tensors have the names, shapes and dtypes its preset builds?
+
+    The preset named in the manifest is built on the CPU (as the app builds it), then the folder is
+    loaded into it strictly: a missing, extra or reshaped tensor is a problem, and every tensor's
+    dtype must be the one the preset holds. When the
+    preset itself cannot be built here (its pretrained towers or LLM are not downloaded), nothing can
+    be compared and the note says so.
+    """
+    import json
+
+    from safetensors import safe_open
+
+    from iadgpt.inspector import Inspector
+    from iadgpt.model import TRAINABLE_PARTS
+    from iadgpt.weights import MANIFEST_NAME
+
+    source = Path(os.path.expanduser(str(folder)))
+    try:
+        manifest = json.loads((source / MANIFEST_NAME).read_text(encoding="utf-8"))
+        preset = manifest["preset"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{source / MANIFEST_NAME} cannot be read ({exc})"], None
+    try:
+        inspector = Inspector(preset, device="cpu", precision="fp32")
+    except IADGPTError as exc:
+        return [], f"names and shapes not compared: preset '{preset}' cannot be built here ({exc})"
+    expected = {name: getattr(inspector.model, name).state_dict() for name in TRAINABLE_PARTS}
+    try:
+        inspector.load_weights(source)
+    except WeightsError as exc:
+        return [str(exc)], None
+    problems = []
+    for file_name, entry in manifest.get("files", {}).items():
+        want = expected.get(entry.get("part"))
+        if want is None:
+            continue
+        with safe_open(str(source / file_name), "pt") as f:
+            for key in f.keys():
+                got = f.get_slice(key).get_dtype()
+                dtype = str(want[key].dtype).removeprefix("torch.") if key in want else None
+                if dtype is not None and _SAFETENSORS_DTYPES.get(got) != dtype:
+                    problems.append(f"weights file {source / file_name}: tensor '{key}' is {got}, but preset "
+                                    f"'{preset}' holds {dtype}; retrain or convert the weights")
+    return problems, None
+
+
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                       "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -246,14 +246,31 @@ def verify_trainable(folder: str | os.PathLike[str]) -> list[str]:
         problem = _file_problem(source, file_name, entry, verify=True)
         if problem is None:
             try:
-                load_file(str(source / file_name), device="cpu")
+                tensors = load_file(str(source / file_name), device="cpu")
             except Exception as exc:  # safetensors raises its own error types
                 problem = (
                     f"weights file {source / file_name} does not parse as safetensors "
                     f"({type(exc).__name__}: {exc}); {_COPY_FIX}"
                 )
+            else:
+                problems.extend(tensor_problems(source / file_name, tensors))
         if problem:
             problems.append(problem)
+    return problems
+
+
+def tensor_problems(path: Path, tensors: Mapping[str, Tensor]) -> list[str]:
+    """What is wrong with a loaded weights file's tensors: none at all, non-float, or NaN/infinity."""
+    if not tensors:
+        return [f"weights file {path} holds no tensors; {_COPY_FIX}"]
+    problems = []
+    for name, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            continue  # integer buffers (counters, indices) cannot be NaN
+        if not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            problems.append(f"weights file {path}: tensor '{name}' has {bad} NaN or infinite value(s) of "
+                            f"{tensor.numel()}; the weights are damaged - {_COPY_FIX}")
     return problems
 
 
@@ -415,6 +432,9 @@ def resolve_checkpoint(
         raise WeightsError(
             f"{what} weights not found: looked in folder {path} for {', '.join(filenames)}; {fix}"
         )
+    if path.exists():  # a device, a pipe, or a link to one (e.g. /dev/zero): there, but not weights
+        raise WeightsError(f"{what} weights {path} is not a regular file (it is {path.resolve()}); point the "
+                           f"setting at the weights file itself; {fix}")
     raise WeightsError(f"{what} weights not found: looked for {path} (does not exist); {fix}")
 
 

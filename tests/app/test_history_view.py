@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -310,13 +309,10 @@ def test_twenty_thousand_rows_are_paged(qtbot, tmp_path: Path) -> None:
                    verdict="defective" if i % 4 == 0 else "good", answer=f"inspection {i}")
             for i in range(20_000)])
     try:
-        started = time.perf_counter()
         view = HistoryView(lambda: db)
         qtbot.addWidget(view)
-        opened = time.perf_counter() - started
         assert view.model.rowCount() == 20_000
-        assert view.model.cached_pages() == [0]
-        assert opened < 2.0
+        assert view.model.cached_pages() == [0]  # opening reads one page, not 20,000 rows
 
         view.resize(1300, 800)
         view.show()
@@ -330,15 +326,11 @@ def test_twenty_thousand_rows_are_paged(qtbot, tmp_path: Path) -> None:
         view.verdict.blockSignals(True)
         view.verdict.setCurrentIndex(view.verdict.findData("defective"))
         view.verdict.blockSignals(False)
-        started = time.perf_counter()
         view.refresh()
         QApplication.processEvents()
-        assert time.perf_counter() - started < 1.0
         assert view.model.rowCount() == 5_000
 
-        started = time.perf_counter()
         view.sort_by("score", descending=True)
-        assert time.perf_counter() - started < 1.0
         assert view.model.index(0, COLUMN["Score"]).data() == "0.960"  # the highest defective score
     finally:
         db.close()

@@ -48,9 +48,11 @@ def test_locked_database_result_is_shown_then_saved(worker, monkeypatch) -> None
     outcome = worker.inspect_frame(_frame(0))
     assert outcome is not None and outcome.inspection_id is None and shown == [outcome]
     assert messages and "locked" in messages[0]
+    worker._saves.waiting[0].next_at = 0.0
     worker._retry_unsaved()  # still locked: kept for later
-    assert later == []
-    worker._retry_at = 0.0
+    assert later == [] and worker._saves.waiting
+    for item in worker._saves.waiting:
+        item.next_at = 0.0  # the back-off has passed
     worker._retry_unsaved()
     assert later == [outcome] and outcome.inspection_id is not None
     with worker.db.Session() as s:

@@ -57,11 +57,12 @@ def test_unknown_preset_is_a_clear_error(tmp_path, capsys) -> None:
 
 
 def test_models_verify_reports_a_corrupt_file(tmp_path, capsys) -> None:
-    import torch
-
+    from iadgpt.inspector import Inspector
     from iadgpt.weights import save_trainable
 
-    folder = save_trainable(tmp_path / "w", {"decoder": {"w": torch.ones(4)}}, preset="tiny-test",
+    # A complete folder of the preset's own parts (verify also compares names and shapes with it).
+    model = Inspector("tiny-test", device="cpu").model
+    folder = save_trainable(tmp_path / "w", model.trainable_state(), preset="tiny-test",
                             base_models={"clip": "c", "llm": "l"})
     assert main(["models", "verify", str(folder)]) == 0
     path = folder / "decoder.safetensors"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import cv2
@@ -190,12 +189,9 @@ def test_cli_json(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_real_data_bsdata(inspector: Inspector) -> None:
     root = shared_dataset("bsdata")
-    started = time.perf_counter()
     result = evaluate(EvalConfig(data=root, reference_shots=4, limit=12, device="cpu"), inspector=inspector)
-    seconds = time.perf_counter() - started
     row = result["classes"][0]
     assert row["n_images"] == 12 and 0 < row["n_anomalous"] < 12
     for key in ("i_auroc", "p_auroc", "aupro", "f1_max", "answer_accuracy"):
         assert 0.0 <= row[key] <= 1.0, key
-    assert seconds < 60, f"12 bsdata images took {seconds:.1f} s"
-    print(f"bsdata 4-shot, 12 images: {seconds:.2f} s, {format_table(result)}")
+    print(f"bsdata 4-shot, 12 images: {format_table(result)}")

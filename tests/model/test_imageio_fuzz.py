@@ -3,7 +3,9 @@
 Inputs: random bytes (some behind a real format's magic number), truncations and byte flips of
 valid PNG/JPEG/BMP/TIFF/WebP/PNM files, headers that claim huge sizes over a tiny payload
 (decompression bombs), and arrays of random dtype, shape and byte order. Any other exception, or a
-call that takes 2 s or more, fails the test. The default run is sized to a few seconds; the `slow`
+call that hangs (interrupted after ALARM_SECONDS), fails the test; how long a call takes is not asserted
+(that would fail on a busy machine); the decode budget in pixels and bytes bounds the work instead.
+The default run is sized to a few seconds; the `slow`
 variant tries many more examples.
 """
 
@@ -13,7 +15,6 @@ import faulthandler
 import io
 import signal
 import struct
-import time
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -35,8 +36,7 @@ from iadgpt.imageio import DEFAULT_MAX_PIXELS, load_image
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:PIL"),
               pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")]
 
-MAX_SECONDS = 2.0
-ALARM_SECONDS = 5  # a Python-level hang is interrupted here, so the test fails instead of hanging
+ALARM_SECONDS = 30  # a Python-level hang is interrupted here, so the test fails instead of hanging
 WATCHDOG_SECONDS = 60  # a hang inside C code: dump every stack and end the process
 
 # ---- seeds: small valid files of every accepted format ------------------------------------------
@@ -278,15 +278,12 @@ def _check_load(case: bytes | np.ndarray, folder: Path, max_pixels: int) -> None
     else:
         source = folder / "case.img"
         source.write_bytes(case)
-    started = time.perf_counter()
     with _time_limit(ALARM_SECONDS):
         try:
             image = load_image(source, max_pixels=max_pixels)
         except ImageLoadError as exc:
             assert str(exc).startswith("cannot read image"), exc
             image = None
-    elapsed = time.perf_counter() - started
-    assert elapsed < MAX_SECONDS, f"load_image took {elapsed:.2f} s"
     if image is not None:
         assert isinstance(image, np.ndarray) and image.dtype == np.uint8
         assert image.ndim == 3 and image.shape[2] == 3 and image.shape[0] > 0 and image.shape[1] > 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 import pytest
@@ -356,20 +354,15 @@ def test_evaluate_class_errors_name_the_class() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Speed
+# Large inputs
 # ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_pixel_metrics_are_fast_on_100_images(dtype) -> None:
+def test_pixel_metrics_on_100_images(dtype) -> None:
+    """100 maps of 256x256 in either precision (their speed is in benchmarks/speed.py)."""
     rng = np.random.default_rng(0)
     masks = _blob_masks(100, 256, seed=3)
     maps = [(rng.random((256, 256)) + 0.5 * m).astype(dtype) for m in masks]
-    start = time.perf_counter()
     value = pixel_auroc(masks, maps)
-    pixel_seconds = time.perf_counter() - start
-    start = time.perf_counter()
     pro = aupro(masks, maps)
-    aupro_seconds = time.perf_counter() - start
     assert 0.5 < value <= 1.0 and 0.0 < pro <= 1.0
-    assert pixel_seconds < 3.0, f"pixel_auroc took {pixel_seconds:.2f} s on 100 x 256x256"
-    assert aupro_seconds < 3.0, f"aupro took {aupro_seconds:.2f} s on 100 x 256x256"

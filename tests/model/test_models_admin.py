@@ -162,3 +162,36 @@ def test_doctor_fails_when_something_essential_is_missing(hf_cache: Path, app_di
     out = capsys.readouterr().out
     assert "[essential] prompt banks" in out and "IADGPT_RESOURCES" in out
     assert "result: NOT READY" in out
+
+
+def _import_refused(src: Path, hf_cache: Path, match: str) -> None:
+    with pytest.raises(WeightsError, match=match):
+        models_admin.import_weights(src, "workstation", progress=False, log=lambda _: None)
+    assert _resolved("workstation") == {"clip": None, "llm": None}
+    assert not [p for p in hf_cache.rglob("*") if p.is_file()], "nothing may be put in place"
+
+
+@pytest.mark.parametrize("sums", [True, False])
+def test_import_refuses_python_files_in_the_llm_folder(tmp_path: Path, hf_cache: Path, sums: bool) -> None:
+    src = _fake_weights(tmp_path / "usb", sums=sums)
+    (src / "llm" / "modeling_evil.py").write_text("import os; os.system('echo pwned')\n")
+    _import_refused(src, hf_cache, r"modeling_evil\.py is program code")
+
+
+@pytest.mark.parametrize("sums", [True, False])
+def test_import_refuses_symlinks_to_files_outside_the_folder(tmp_path: Path, hf_cache: Path, sums: bool) -> None:
+    src = _fake_weights(tmp_path / "usb", sums=sums)
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret\n")
+    (src / "llm" / "vocab.txt").symlink_to(secret)
+    _import_refused(src, hf_cache, r"vocab\.txt is a symbolic link")
+    (src / "llm" / "vocab.txt").unlink()
+    (src / "clip" / "open_clip_model.safetensors").unlink()
+    (src / "clip" / "open_clip_model.safetensors").symlink_to(secret)  # the CLIP file too
+    _import_refused(src, hf_cache, r"open_clip_model\.safetensors is a symbolic link")
+
+
+def test_import_refuses_a_file_that_sha256sums_does_not_list(tmp_path: Path, hf_cache: Path) -> None:
+    src = _fake_weights(tmp_path / "usb")
+    (src / "llm" / "added_tokens.json").write_text("{}")
+    _import_refused(src, hf_cache, r"llm/added_tokens\.json is not listed in .*SHA256SUMS")

@@ -67,7 +67,7 @@ def test_migrations_produce_the_models_schema_and_rerun_is_a_no_op(db: Database)
         assert diff == []
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         schema = conn.execute(text("SELECT type, name, sql FROM sqlite_master ORDER BY name")).all()
-    assert version == "0002"
+    assert version == "0003_batch_claims"
     assert {"products", "inspections", "conversations", "messages"} <= set(inspect(db.engine).get_table_names())
 
     config = alembic_config()
@@ -100,7 +100,7 @@ def test_unknown_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "iadgpt.sqlite3").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StorageError, match="could not open"):
+    with pytest.raises(StorageError, match="is not an IAD-GPT database or is damaged"):
         Database.open(tmp_path)
 
 

