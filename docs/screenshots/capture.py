@@ -1,6 +1,8 @@
 """Regenerate the README screenshots: run the station offscreen on the shipped samples and grab each view.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python docs/screenshots/capture.py [--preset NAME] [--weights DIR]
+    xvfb-run -s "-screen 0 1366x768x24" env QT_QPA_PLATFORM=xcb .venv/bin/python docs/screenshots/capture.py \
+        --size 1366x768          # a real X window; writes live-1366x768.png, ...
 """
 
 from __future__ import annotations
@@ -42,13 +44,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="unified-lite0")
     parser.add_argument("--weights", default="")
+    parser.add_argument("--size", help="WIDTHxHEIGHT: a maximised window of that screen, files named *-WxH.png")
     args = parser.parse_args()
+    suffix = f"-{args.size}" if args.size else ""
     os.environ["IADGPT_DESKTOP_CONFIG"] = tempfile.mkdtemp(prefix="iadgpt-shots-config-")
     app = QApplication.instance() or QApplication([])  # noqa: F841 - kept alive for the windows
     data = tempfile.mkdtemp(prefix="iadgpt-shots-data-")
     w = MainWindow(Settings(preset=args.preset, weights_dir=args.weights, data_dir=data), persist_settings=False)
-    w.resize(1440, 860)
-    w.show()
+    if args.size:
+        width, height = (int(v) for v in args.size.split("x"))
+        w.resize(width, height)
+        w.showMaximized()
+    else:
+        w.resize(1440, 860)
+        w.show()
     w.open_folder(sample_dir() / "inspect", watch=False)
     wait_for(w.batch_done)
     # Show a defective sample in the live view and ask about it in the chat.
@@ -58,20 +67,20 @@ def main() -> None:
     w.chat.send()
     wait_for(w.worker.chat_finished)
     pause(300)
-    w.grab().save(str(OUT / "live.png"))
+    w.grab().save(str(OUT / f"live{suffix}.png"))
     w.tabs.setCurrentWidget(w.history)
     pause(800)
     w.history.table.selectRow(0)
     pause(500)
-    w.grab().save(str(OUT / "history.png"))
+    w.grab().save(str(OUT / f"history{suffix}.png"))
     w.tabs.setCurrentWidget(w.products)
     w.products.refresh()
     pause(500)
-    w.grab().save(str(OUT / "products.png"))
+    w.grab().save(str(OUT / f"products{suffix}.png"))
     dialog = SettingsDialog(w.settings, w)
     dialog.show()
     pause(300)
-    dialog.grab().save(str(OUT / "settings.png"))
+    dialog.grab().save(str(OUT / f"settings{suffix}.png"))
     dialog.close()
     w.close()
     print("wrote", ", ".join(p.name for p in sorted(OUT.glob("*.png"))))
