@@ -173,3 +173,49 @@ def test_two_batches_over_one_folder_store_each_image_once(tmp_path) -> None:
     with Database.open(data) as db, db.Session() as s:
         rows = repository.query_inspections(s, InspectionFilter(), limit=100)
     assert len(rows) == 16 and len({r.image_sha256 for r in rows}) == 16
+
+
+class _ReadOnly:
+    """Make a file or folder read-only even for root (`chattr +i`; chmod for other users); skip if impossible."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> Path:
+        if os.geteuid() != 0:
+            self.mode = self.path.stat().st_mode
+            self.path.chmod(0o555 if self.path.is_dir() else 0o444)
+            return self.path
+        done = subprocess.run(["chattr", "+i", str(self.path)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot make {self.path} read-only for root (chattr: {done.stderr.decode().strip()})")
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        if os.geteuid() != 0:
+            self.path.chmod(self.mode)
+        else:
+            subprocess.run(["chattr", "-i", str(self.path)], check=True)
+
+
+def test_out_onto_a_read_only_folder_is_one_sentence(tmp_path, capsys) -> None:
+    images = _images(tmp_path / "in", 1)
+    (tmp_path / "out").mkdir()
+    with _ReadOnly(tmp_path / "out"):
+        code, _, err = _run(capsys, str(images), "--out", str(tmp_path / "out"))
+    assert code == 2 and err.startswith("error: --out") and len(err.strip().splitlines()) == 1, err
+    assert "give a folder you can write to" in err
+
+
+def test_a_read_only_database_file_is_one_sentence(tmp_path, capsys) -> None:
+    images = _images(tmp_path / "in", 1)
+    code, _, _ = _run(capsys, str(images), "--db", str(tmp_path / "data"), "--product", "p",
+                      "--out", str(tmp_path / "out1"))
+    assert code == 0
+    database = next((tmp_path / "data").glob("*.sqlite3"))
+    more = _images(tmp_path / "in2", 2)
+    with _ReadOnly(database):
+        code, _, err = _run(capsys, str(more), "--db", str(tmp_path / "data"), "--product", "p",
+                            "--out", str(tmp_path / "out2"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "read-only" in err and str(database) in err
