@@ -157,6 +157,7 @@ _FETCH_FIX = "download it on an online machine or import it from a local folder"
 def cmd_models_list(args: argparse.Namespace) -> int:
     from iadgpt.config import builtin_presets, load_preset
     from iadgpt.encoders import CLIP_FILENAMES
+    from iadgpt.inspector import shipped_weights
     from iadgpt.weights import resolve_checkpoint, resolve_model_folder
 
     for name in builtin_presets():
@@ -178,7 +179,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
             if spec is None:
                 if what == "clip" and preset.efficientnet is not None:
                     continue  # the EfficientNet tower has no open_clip part
-                found.append(f"{what}: random (no download needed)")
+                trained = shipped_weights(name) if what == "llm" else None
+                found.append(f"llm: trained, shipped in {trained}" if trained
+                             else f"{what}: random (no download needed)")
                 continue
             try:
                 found.append(f"{what}: {resolve(spec)}")

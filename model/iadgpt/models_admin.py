@@ -481,6 +481,7 @@ def _check_presets(r: _Report, *, smoke: bool) -> None:
     r.section("Presets and weights")
     try:
         from iadgpt.config import builtin_presets, load_preset
+        from iadgpt.inspector import shipped_weights
         from iadgpt.weights import hf_cache_dir
     except Exception as exc:  # noqa: BLE001
         r.line(f"cannot load the model library: {exc}")
@@ -501,8 +502,10 @@ def _check_presets(r: _Report, *, smoke: bool) -> None:
                   if not spec and not (w == "clip" and preset.efficientnet is not None)]
         ready = all(p is not None for _, p in parts)
         r.line(f"{name}: {'ready' if ready else 'weights missing'}")
+        trained = shipped_weights(name)
         for what in random:
-            r.line(f"    {what}: random (no download needed)")
+            r.line(f"    {what}: trained, shipped in {trained}" if trained and what == "llm"
+                   else f"    {what}: random (no download needed)")
         for what, path in parts:
             spec = {"clip": preset.clip_weights, "llm": preset.llm.path}.get(what, "its Python package")
             r.line(f"    {what}: {path}" if path else f"    {what}: MISSING {spec}")
