@@ -16,6 +16,7 @@ from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.records import InspectionFilter
 from iadgpt_desktop.ui.main_window import MainWindow, sample_dir
 from iadgpt_desktop.workers.inference import ProductInfo
+from tests.app.conftest import model_ready
 
 pytestmark = pytest.mark.usefixtures("_isolated_config")
 
@@ -25,20 +26,10 @@ def _isolated_config(tmp_path, monkeypatch):
     monkeypatch.setenv("IADGPT_DESKTOP_CONFIG", str(tmp_path / "config"))
 
 
-def _ready(status) -> bool:
-    return status.state.value == "ready"
-
-
 @pytest.fixture
-def window(qtbot, tmp_path):
-    settings = Settings(preset="tiny-test", data_dir=str(tmp_path / "data"), device="cpu")
-    w = MainWindow(settings, persist_settings=False)
-    qtbot.addWidget(w)
-    w.show()
-    with qtbot.waitSignal(w.worker.model_state, timeout=60000, check_params_cb=_ready):
-        pass
-    yield w
-    w.close()
+def window(station):
+    """The started tiny-test station of tests/app/conftest.py."""
+    return station
 
 
 def _copy_samples(tmp_path: Path, n: int) -> Path:
@@ -157,7 +148,7 @@ def test_first_run_with_the_builtin_model_tells_good_from_pitted_samples(qtbot, 
     w = MainWindow(settings, persist_settings=False)
     qtbot.addWidget(w)
     w.show()
-    with qtbot.waitSignal(w.worker.model_state, timeout=120000, check_params_cb=_ready):
+    with qtbot.waitSignal(w.worker.model_state, timeout=120000, check_params_cb=model_ready):
         pass
     folder = tmp_path / "incoming"
     folder.mkdir()
