@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +42,14 @@ DEFAULT_CHUNK = 4096
 # Largest similarity block (query rows x bank rows) computed at once: 2**25 floats = 128 MiB.
 _MAX_SIM_ELEMENTS = 1 << 25
 _PROJ_DIM = 128
+BANK_STEEPNESS = 4.0  # exponent p of calibrate_bank_scores
 _REBUILD = "rebuild the memory bank from the product's reference images of good parts"
+
+
+class BankMaps(Protocol):
+    """What IADGPT.layer_maps reads a memory bank through (a MemoryBank, or training's BatchBanks)."""
+
+    def anomaly_scores(self, patch_tokens: Sequence[Tensor]) -> Tensor: ...
 
 
 class MemoryBank:
@@ -150,6 +158,19 @@ class MemoryBank:
                 best = _max_cosine(query, stored, chunk_size)  # (B*N,)
                 maps.append((1.0 - best).clamp_(0.0, 2.0).reshape(batch, patches))  # (B, N)
         return torch.stack(maps, dim=1)  # (B, L, N)
+
+    @property
+    def normal_level(self) -> float | None:
+        """The references' normal spread recorded at build time (meta ``normal_level``), if any."""
+        level = float(self._meta.get("normal_level", 0) or 0)
+        return level if level > 0 else None
+
+    def anomaly_scores(self, patch_tokens: Sequence[Tensor]) -> Tensor:
+        """Per-layer maps (B, L, N) on the decoder's [0, 1) scale: `score` calibrated by the bank's
+        normal level (`calibrate_bank_scores`); raw distances when the bank records no level."""
+        scores = self.score(patch_tokens)
+        level = self.normal_level
+        return calibrate_bank_scores(scores, level) if level is not None else scores
 
     # ------------------------------------------------------------------ files
 
@@ -265,6 +286,19 @@ class MemoryBank:
         if self._device_cache is None or self._device_cache[0] != device:
             self._device_cache = (device, [layer.to(device) for layer in self._stacked()])
         return self._device_cache[1]
+
+
+def calibrate_bank_scores(scores: Tensor, level: float, steepness: float = BANK_STEEPNESS) -> Tensor:
+    """Memory-bank distances (1 - max cosine) -> [0, 1) on the scale the decoder's maps use.
+
+    `level` is the upper end of normal variation: the largest distance at which a good image's
+    patches lie from a bank of other good images (inspector.normal_level). A patch at that distance
+    reads 0.5, half of it 1/17, twice it 16/17: r**p / (r**p + 1) with r = scores / level. Normal
+    variation must read near 0, as the decoder's maps do on good parts, because the MMF and the LLM
+    read both kinds of map alike. Monotonic, so the bank map's own ranking of patches is unchanged.
+    """
+    ratio = (scores / level).pow(steepness)
+    return ratio / (ratio + 1.0)
 
 
 def greedy_coreset(features: Sequence[Tensor], k: int, *, seed: int = 0, proj_dim: int = _PROJ_DIM,

@@ -14,13 +14,12 @@ from torch import nn
 from iadgpt.config import Preset
 from iadgpt.decoder import VisionGuidedDecoder
 from iadgpt.encoders import ClipTowers, VisualFeatures
-from iadgpt.memory_bank import MemoryBank
+from iadgpt.memory_bank import BankMaps
 from iadgpt.mmf import MultiMaskFusion
 from iadgpt.prompts import TextPrompts
 from iadgpt.tge import TextGuidedEnhancer
 
 TRAINABLE_PARTS = ("decoder", "tge", "mmf")
-BANK_STEEPNESS = 4.0  # exponent p of calibrate_bank_scores
 
 
 @dataclass
@@ -47,17 +46,14 @@ class IADGPT(nn.Module):
         return {name: getattr(self, name).state_dict() for name in TRAINABLE_PARTS}
 
     def layer_maps(self, features: VisualFeatures, prompts: TextPrompts,
-                   memory_bank: MemoryBank | None = None, use_decoder: bool = True) -> torch.Tensor:
+                   memory_bank: BankMaps | None = None, use_decoder: bool = True) -> torch.Tensor:
         """Per-layer anomaly maps (B, L, h, w): decoder (Eq. 1), memory bank (Eq. 2), or their mean."""
         h, w = features.grid
         maps = []
         if use_decoder:
             maps.append(self.decoder(features.patch_tokens, prompts.decoder_classes))  # (B, L, N)
         if memory_bank is not None:
-            scores = memory_bank.score(features.patch_tokens)  # (B, L, N) of 1 - max cosine (Eq. 2)
-            level = float(memory_bank.meta.get("normal_level", 0) or 0)
-            if level > 0:
-                scores = calibrate_bank_scores(scores, level)
+            scores = memory_bank.anomaly_scores(features.patch_tokens)  # (B, L, N), Eq. 2 calibrated
             maps.append(scores.to(features.patch_tokens[0].dtype))
         assert maps, "need the decoder, a memory bank, or both"
         combined = torch.stack(maps).mean(dim=0)  # (B, L, N)
@@ -73,24 +69,8 @@ class IADGPT(nn.Module):
         e_expert = self.mmf(masks.to(e_img.dtype))  # (B, L1 + L3, D)
         return torch.cat([e_img, e_expert], dim=1)
 
-    def forward(self, images: torch.Tensor, prompts: TextPrompts, memory_bank: MemoryBank | None = None,
+    def forward(self, images: torch.Tensor, prompts: TextPrompts, memory_bank: BankMaps | None = None,
                 use_decoder: bool = True) -> VisionOutput:
         features = self.towers.encode_image(images)
         maps = self.layer_maps(features, prompts, memory_bank, use_decoder)
         return VisionOutput(maps, self.image_embeddings(features, prompts, maps))
-
-
-def calibrate_bank_scores(scores: torch.Tensor, level: float, steepness: float = BANK_STEEPNESS) -> torch.Tensor:
-    """Memory-bank distances (1 - max cosine) -> [0, 1) on the scale the decoder's maps use.
-
-    `level` is how far normal patches of the references lie from the other references (the largest
-    leave-one-out distance, inspector.normal_level). A patch at that distance reads 0.5, half of it
-    1/17, twice it 16/17: r**p / (r**p + 1) with r = scores / level. Normal variation must read near
-    0, as the decoder's maps do on good parts, because the MMF and the LLM were trained on decoder
-    maps; with p = 1 (and the 99th percentile as level) normal patches read ~0.3-0.5 and the demo
-    answered "Yes" for every good image in 4-shot mode (bsdata test split, answer accuracy: 80.6 %
-    then, 92.3 % now, 91.6 % zero-shot).
-    Monotonic, so the bank map's own ranking of patches is unchanged.
-    """
-    ratio = (scores / level).pow(steepness)
-    return ratio / (ratio + 1.0)

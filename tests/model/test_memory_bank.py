@@ -264,7 +264,7 @@ def test_save_empty_bank_refused(tmp_path):
 def test_bank_calibration_puts_normal_variation_near_zero():
     """The references' own spread (level) reads 0.5; normal patches well inside it read ~0, as the
     decoder's maps do on good parts; far patches approach 1; the ranking is kept."""
-    from iadgpt.model import calibrate_bank_scores
+    from iadgpt.memory_bank import calibrate_bank_scores
 
     level = 0.2
     scores = torch.tensor([0.0, 0.05, 0.1, 0.2, 0.4, 1.0])

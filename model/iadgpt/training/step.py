@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iadgpt.llm import LanguageModel, embed_with_image
-from iadgpt.memory_bank import MemoryBank
+from iadgpt.memory_bank import BankMaps
 from iadgpt.model import IADGPT
 from iadgpt.prompts import TextPrompts
 from iadgpt.training.losses import dice_loss, focal_loss
@@ -30,7 +30,7 @@ class TrainStep(nn.Module):
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor, labels: torch.Tensor, win: torch.Tensor,
-                apg: torch.Tensor, memory_bank: MemoryBank | None = None,
+                apg: torch.Tensor, memory_bank: BankMaps | None = None,
                 use_decoder: bool = True) -> dict[str, torch.Tensor]:
         towers = self.model.towers
         dtype = next(towers.parameters()).dtype

@@ -57,6 +57,7 @@ from iadgpt.model import TRAINABLE_PARTS
 from iadgpt.prompt_bank import load_bank
 from iadgpt.prompts import TextPrompts, build_text_prompts
 from iadgpt.tiny import tokenizer_fingerprint
+from iadgpt.training.banks import LeaveOutBanks
 from iadgpt.training.config import STAGE_PARTS, TrainConfig
 from iadgpt.training.conversation import build_training_batch
 from iadgpt.training.corpus import conversation_batch
@@ -154,7 +155,7 @@ class Trainer:
             samples, self.preset, self.templates, method=cfg.synthesis,
             anomaly_ratio=cfg.anomaly_ratio, seed=cfg.seed, patch_frac=tuple(cfg.patch_frac),
             object_classes=[n for n, b in banks.items() if b.is_object], banks=banks)
-        self.class_banks: dict[str, MemoryBank] = self._class_banks() if cfg.bank_maps else {}
+        self.class_banks: dict[str, LeaveOutBanks] = self._class_banks() if cfg.bank_maps else {}
         self.sampler = ClassBatchSampler(self.dataset.by_class, cfg.batch_size, cfg.seed)
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
                             num_workers=cfg.num_workers)
@@ -163,19 +164,22 @@ class Trainer:
         self._log_handler: logging.Handler | None = None
 
     @torch.no_grad()
-    def _class_banks(self) -> dict[str, MemoryBank]:
-        """A memory bank per class from its first BANK_SHOTS good images, calibrated as the inspector does."""
+    def _class_banks(self) -> dict[str, LeaveOutBanks]:
+        """Two memory banks per class from disjoint sets of up to BANK_SHOTS good images, calibrated as
+        the inspector does; every image is scored by the one that does not hold it (training/banks.py)."""
         from iadgpt.inspector import bank_from_tokens
 
         towers, device = self.model.towers, self.accelerator.device
         dtype = next(towers.parameters()).dtype
-        banks = {}
-        for name, ids in self.dataset.by_class.items():
+
+        def bank_of(name: str, ids: Sequence[int]) -> MemoryBank:
             per_image = [towers.encode_image(self.dataset.normalise(self.dataset.image(i)).unsqueeze(0)
-                                             .to(device, dtype)).patch_tokens for i in ids[:BANK_SHOTS]]
-            banks[name] = bank_from_tokens(towers.layer_dims, per_image, {"class": name},
-                                           self.preset.inference.max_memory_patches)
-        return banks
+                                             .to(device, dtype)).patch_tokens for i in ids]
+            return bank_from_tokens(towers.layer_dims, per_image, {"class": name},
+                                    self.preset.inference.max_memory_patches)
+
+        return {name: LeaveOutBanks.build(ids, BANK_SHOTS, lambda chosen, n=name: bank_of(n, chosen), name)
+                for name, ids in self.dataset.by_class.items()}
 
     # -- pieces usable on their own (tests, benchmarks) --------------------------------------
     def batch(self, indices: Sequence[int], epoch: int = 0) -> dict[str, Any]:
@@ -202,7 +206,8 @@ class Trainer:
                     for c, e in zip(batch["class_name"], batch["evidence"], strict=True)]
         device = self.accelerator.device
         ids, mask, labels = build_training_batch(self.llm, messages, batch["answer"])
-        bank = self.class_banks.get(name) if source in ("bank", "both") else None
+        banks = self.class_banks.get(name) if source in ("bank", "both") else None
+        bank = banks.for_items(batch["index"].tolist()) if banks is not None else None
         return (module or self.step_module)(batch["image"].to(device), batch["mask"].to(device), ids.to(device),
                                             mask.to(device), labels.to(device), prompts.win, prompts.apg,
                                             bank, source != "bank" or bank is None)

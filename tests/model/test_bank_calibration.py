@@ -1,0 +1,90 @@
+"""Memory-bank calibration as the LLM sees it: the level is the upper end of normal variation, and
+training never scores an image against a bank that holds it (training/banks.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from iadgpt.errors import ConfigError
+from iadgpt.inspector import bank_from_tokens, normal_level, upper_level
+from iadgpt.memory_bank import MemoryBank
+from iadgpt.training.banks import LeaveOutBanks
+from iadgpt.training.trainer import TrainConfig, Trainer
+from tests.model.test_training import _texture_dataset
+
+DIMS = [8, 12]
+
+
+def _image_tokens(seed: int, patches: int = 30, spread: float = 0.3) -> list[torch.Tensor]:
+    """Patch tokens (1, N, C) per layer of a 'good part': a shared pattern plus its own variation."""
+    base = torch.Generator().manual_seed(0)
+    own = torch.Generator().manual_seed(100 + seed)
+    return [torch.randn(1, patches, d, generator=base) + spread * torch.randn(1, patches, d, generator=own)
+            for d in DIMS]
+
+
+def _map_max(bank: MemoryBank, tokens: list[torch.Tensor]) -> float:
+    return float(bank.anomaly_scores(tokens).mean(dim=1).max())
+
+
+def test_a_new_good_part_at_the_edge_of_normal_reads_below_half() -> None:
+    """With the level at the upper end of the references' spread, good parts that were never in the
+    bank read below 0.5 - with the median most of them read above it and the LLM called them defective."""
+    refs = [_image_tokens(i) for i in range(6)]
+    bank = bank_from_tokens(DIMS, refs, {}, max_patches=10_000)
+    new_goods = [_image_tokens(50 + i) for i in range(8)]
+    below = sum(_map_max(bank, t) < 0.5 for t in new_goods)
+    assert below >= 6, f"only {below} of 8 new good parts read below 0.5"
+    defect = [t.clone() for t in new_goods[0]]
+    for t in defect:
+        t[0, :4] = -t[0, :4]  # four patches unlike any normal one
+    assert _map_max(bank, defect) > 0.9  # a real change still reads as anomalous
+
+
+def test_one_odd_reference_cannot_blind_the_bank() -> None:
+    """A defective part added to the references by mistake raises the level at most to twice the
+    median of the others, so a real defect still reads above 0.5."""
+    assert upper_level([0.1, 0.12, 0.11, 0.9]) == pytest.approx(2 * 0.115)
+    assert upper_level([0.1, 0.12, 0.11]) == pytest.approx(0.12)
+    refs = [_image_tokens(i) for i in range(5)]
+    odd = [t + 3.0 * torch.randn(t.shape, generator=torch.Generator().manual_seed(3)) for t in _image_tokens(99)]
+    clean, polluted = normal_level(DIMS, refs), normal_level(DIMS, refs + [odd])
+    assert clean is not None and polluted is not None
+    assert polluted <= 2.0 * clean * 1.2
+
+
+def test_training_scores_each_image_with_the_bank_that_does_not_hold_it() -> None:
+    per_image = {i: _image_tokens(i) for i in range(8)}
+
+    def bank_of(ids):
+        return bank_from_tokens(DIMS, [per_image[i] for i in ids], {}, max_patches=10_000)
+
+    banks = LeaveOutBanks.build(list(range(8)), shots=3, bank_of=bank_of, class_name="part")
+    (first, held_first), (second, held_second) = banks.banks
+    assert held_first == {0, 1, 2} and held_second == {3, 4, 5}
+    batch = [1, 4, 7]  # in the first bank, in the second, in neither
+    tokens = [torch.cat([per_image[i][layer] for i in batch]) for layer in range(len(DIMS))]
+    maps = banks.for_items(batch).anomaly_scores(tokens)  # (3, L, N)
+    own_bank = first.anomaly_scores(per_image[1]).mean(dim=1).max()
+    assert float(own_bank) < 1e-3  # what the old training showed the LLM: a good part reading 0
+    assert float(maps[0].mean(dim=0).max()) > 0.01  # image 1 is scored by the second bank
+    assert torch.allclose(maps[0], second.anomaly_scores(per_image[1])[0], atol=1e-6)
+    assert torch.allclose(maps[1], first.anomaly_scores(per_image[4])[0], atol=1e-6)
+    assert torch.allclose(maps[2], first.anomaly_scores(per_image[7])[0], atol=1e-6)
+
+
+def test_bank_maps_need_four_good_images_per_class(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="at least 4 good images of class 'part'"):
+        LeaveOutBanks.build([0, 1, 2], shots=8, bank_of=lambda ids: None, class_name="part")  # type: ignore[arg-type]
+    data = _texture_dataset(tmp_path / "data", {"carpet": 6})
+    cfg = TrainConfig(data=data, out_dir=tmp_path / "run", stage=3, batch_size=3, max_steps=1,
+                      bank_maps=True, progress=False)
+    trainer = Trainer(cfg)
+    banks = trainer.class_banks["carpet"]
+    held = [set(ids) for _, ids in banks.banks]
+    assert not held[0] & held[1] and all(len(h) == 3 for h in held)
+    batch = trainer.batch(sorted(held[0]))
+    assert torch.isfinite(trainer.forward(batch, source="bank")["loss"])
