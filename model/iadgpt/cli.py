@@ -130,15 +130,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_apg_generate(args: argparse.Namespace) -> int:
     from iadgpt.apg import generate_bank, hf_chat_fn
-    from iadgpt.inspector import pick_device, pick_dtype
     from iadgpt.llm import LanguageModel
+    from iadgpt.precision import checkpoint_dtype, pick_device, pick_dtype
     from iadgpt.prompt_bank import default_bank_dir, normalise_class_name
     from iadgpt.weights import resolve_model_folder
 
     device = pick_device(args.device)
     folder = resolve_model_folder(args.llm, what="LLM for the Abnormal Prompt Generator",
                                   fix="give --llm the folder of a local instruction-tuned model")
-    llm = LanguageModel.load(folder, device, pick_dtype("auto", device))
+    llm = LanguageModel.load(folder, device, pick_dtype("auto", device, checkpoint_dtype(folder)))
     chat = hf_chat_fn(llm.model, llm.tokenizer, max_new_tokens=args.max_new_tokens)
     is_object = {"object": True, "texture": False, None: None}[args.kind]
     bank = generate_bank(args.class_name, chat, model_name=folder.name, is_object=is_object,

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from iadgpt.config import HF_PREFIX
 from iadgpt.errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
-HF_PREFIX = "hf-hub:"
 
 _TRAINED_FIX = "point Settings > Model at a trained weights folder or train one with `iadgpt train`"
 _COPY_FIX = "copy the weights folder again or retrain"
