@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from iadgpt.config import DEFAULT_PRESET
 from iadgpt.errors import IADGPTError, ImageLoadError
@@ -257,13 +259,8 @@ def cmd_models_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from iadgpt.models_admin import doctor
-
-    return doctor(smoke=not args.quick)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(add_commands: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
+    """The `iadgpt` parser; `add_commands(subparsers)` adds an application's own commands (the app's `doctor`)."""
     parser = argparse.ArgumentParser(prog="iadgpt", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -312,9 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bar while copying (auto: when stderr is a terminal)")
     i.set_defaults(func=cmd_models_import)
 
-    doc = sub.add_parser("doctor", help="check the installation: libraries, GPU, weights, data folder, Qt")
-    doc.add_argument("--quick", action="store_true", help="skip the CPU smoke test of the no-download presets")
-    doc.set_defaults(func=cmd_doctor)
+    if add_commands is not None:
+        add_commands(sub)
     return parser
 
 
