@@ -215,8 +215,15 @@ def write_llm_folder(folder: Path, family: str, *, corpus: str = CORPUS, vocab_s
                      seed: int = 0) -> Path:
     """A tiny random causal LM of `family` (see FAMILIES) with its tokenizer files and chat template,
     saved as a Hugging Face model folder (config.json, model.safetensors, tokenizer files)."""
-    from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
-                              PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM)
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        PreTrainedTokenizerFast,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     assert family in FAMILIES, family
     sizes = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,

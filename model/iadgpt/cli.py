@@ -13,6 +13,7 @@ from typing import Any
 
 from iadgpt.config import DEFAULT_PRESET
 from iadgpt.errors import IADGPTError, ImageLoadError
+from iadgpt.precision import PRECISIONS
 
 log = logging.getLogger("iadgpt")
 
@@ -21,13 +22,25 @@ class UsageError(IADGPTError):
     """A command-line argument that cannot work (a file where a folder is needed, ...)."""
 
 
+def add_weights_args(p: argparse.ArgumentParser) -> None:
+    """--clip and --llm: pretrained weights elsewhere than the preset says (inspect, train, eval)."""
+    p.add_argument("--clip", dest="clip_weights",
+                   help="open_clip checkpoint file, or the folder holding it (overrides the preset)")
+    p.add_argument("--llm", help="local folder of the language model, or a cached repo id (overrides the preset)")
+
+
+def add_precision_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                   help="auto: fp32 on the CPU; on a GPU bf16 where it and the LLM support it, else fp16")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=DEFAULT_PRESET,
                    help=f"built-in preset name or preset .json (default: {DEFAULT_PRESET}, the built-in model)")
     p.add_argument("--weights", help="folder of trained decoder/TGE/MMF weights (safetensors + manifest.json)")
-    p.add_argument("--llm", help="local folder of the language model (overrides the preset)")
+    add_weights_args(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    add_precision_arg(p)
     p.add_argument("--class", dest="class_name", default="generic",
                    help="product class the prompts speak about (a shipped APG bank, else the generic one)")
     p.add_argument("--prompt-bank", help="a prompt bank .json to use instead of the shipped one")
@@ -39,7 +52,8 @@ def _make_inspector(args: argparse.Namespace):
 
     bank = PromptBank.load(args.prompt_bank) if args.prompt_bank else None
     return Inspector(args.preset, device=args.device, precision=args.precision, weights=args.weights,
-                     llm_path=args.llm, class_name=args.class_name, prompt_bank=bank)
+                     llm_path=args.llm, clip_weights=args.clip_weights, class_name=args.class_name,
+                     prompt_bank=bank)
 
 
 def _mask_path(out: Path, image: Path, used: set[Path]) -> Path:
