@@ -211,27 +211,14 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_download(args: argparse.Namespace) -> int:
     """Fetch a preset's pretrained towers and LLM into the Hugging Face cache (online machines only)."""
-    from huggingface_hub import hf_hub_download, snapshot_download
-
     from iadgpt.config import load_preset
-    from iadgpt.encoders import CLIP_FILENAMES
-    from iadgpt.weights import HF_PREFIX
+    from iadgpt.download import download_preset
 
     preset = load_preset(args.preset)
     try:
-        if preset.clip_weights and preset.clip_weights.startswith(HF_PREFIX):
-            repo = preset.clip_weights.removeprefix(HF_PREFIX)
-            for i, filename in enumerate(CLIP_FILENAMES):
-                try:
-                    print(f"{repo}/{filename}: {hf_hub_download(repo, filename)}")
-                    break
-                except Exception:  # noqa: BLE001 - try the next file name the repo may use
-                    if i == len(CLIP_FILENAMES) - 1:
-                        raise
-        if preset.llm.path and not Path(preset.llm.path).expanduser().exists():
-            folder = snapshot_download(preset.llm.path, allow_patterns=[
-                "*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt"])
-            print(f"{preset.llm.path}: {folder}")
+        download_preset(preset)
+    except IADGPTError:
+        raise
     except Exception as exc:  # noqa: BLE001 - network and hub errors come in many types
         print(f"error: downloading the weights of preset '{preset.name}' failed: {exc}. This needs a machine "
               f"that reaches the Hugging Face hub (HF_HUB_OFFLINE must be unset); on an offline machine copy "

@@ -75,11 +75,20 @@ CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dll", ".dylib", ".sh", 
 
 
 def _check_plain_file(path: Path, root: Path) -> None:
-    """Refuse what an import must never copy: links, paths leading out of the folder, and code."""
-    if path.is_symlink():
-        raise WeightsError(f"{path} is a symbolic link; an import copies only plain files inside {root}, "
-                           f"so replace the link with the file itself (nothing was imported)")
+    """Refuse what an import must never copy: dangling links, paths leading out of the folder, and code.
+
+    A link to a file inside the folder is followed (a Hugging Face cache folder copied whole links its
+    snapshot's files to its blobs)."""
     resolved = path.resolve()
+    if path.is_symlink() and not resolved.exists():
+        raise WeightsError(f"{path} is a symbolic link to {os.readlink(path)}, which is not there: the folder was "
+                           f"copied from a Hugging Face cache with `cp -r`, which copies the cache's links but not "
+                           f"the files they point to; copy it again with `cp -rL SOURCE DEST` (follow the links) or "
+                           f"copy the whole models--org--name folder (nothing was imported)")
+    if path.is_symlink() and not resolved.is_relative_to(root.resolve()):
+        raise WeightsError(f"{path} is a symbolic link to {resolved}, outside the import folder {root}; an import "
+                           f"copies only files inside it, so replace the link with the file itself (nothing was "
+                           f"imported)")
     if not resolved.is_relative_to(root.resolve()):
         raise WeightsError(f"{path} leads outside the import folder {root} (to {resolved}); copy the file into "
                            f"the folder (nothing was imported)")
@@ -90,15 +99,33 @@ def _check_plain_file(path: Path, root: Path) -> None:
         raise WeightsError(f"{path} is not a regular file; remove it from the import folder (nothing was imported)")
 
 
-def _files_under(folder: Path) -> list[Path]:
+def _files_under(folder: Path, root: Path) -> list[Path]:
+    """The files to copy from `folder`, each checked against the import folder `root`."""
     files = []
     for p in sorted(folder.rglob("*")):
         if p.name.startswith("."):
             continue
         if p.is_symlink() or not p.is_dir():
-            _check_plain_file(p, folder)
+            _check_plain_file(p, root)
             files.append(p)
     return files
+
+
+def _content_folder(folder: Path) -> Path:
+    """The folder itself, or, for a Hugging Face cache repo folder copied whole (blobs/, snapshots/<commit>/,
+    refs/main), the snapshot refs/main names (or its only snapshot)."""
+    snapshots = folder / "snapshots"
+    if not snapshots.is_dir():
+        return folder
+    ref = folder / "refs" / "main"
+    named = ref.read_text(encoding="utf-8").strip() if ref.is_file() else ""
+    if named and (snapshots / named).is_dir():
+        return snapshots / named
+    found = sorted(p for p in snapshots.iterdir() if p.is_dir())
+    if len(found) == 1:
+        return found[0]
+    raise WeightsError(f"{folder} is a Hugging Face cache folder with {len(found)} snapshots and no refs/main naming "
+                       f"one; copy only the snapshot to import into {folder.parent} (nothing was imported)")
 
 
 def _plan(source: Path, preset) -> list[_Group]:
@@ -115,7 +142,7 @@ def _plan(source: Path, preset) -> list[_Group]:
 
     clip_spec = preset.clip_weights
     if clip_spec:
-        clip_dir = source / "clip" if (source / "clip").is_dir() else source
+        clip_dir = _content_folder(source / "clip" if (source / "clip").is_dir() else source)
         clip_file = next((clip_dir / n for n in CLIP_FILENAMES if (clip_dir / n).is_file()
                           or (clip_dir / n).is_symlink()), None)
         if clip_file is not None:
@@ -139,14 +166,16 @@ def _plan(source: Path, preset) -> list[_Group]:
 
     llm_spec = preset.llm.path
     if llm_spec:
-        llm_dir = source / "llm"
+        llm_dir = _content_folder(source / "llm") if (source / "llm").is_dir() else source / "llm"
+        if (llm_dir / "config.json").is_symlink():
+            _check_plain_file(llm_dir / "config.json", source)
         if not (llm_dir / "config.json").is_file():
             raise WeightsError(f"preset '{preset.name}' needs the language model {llm_spec}, but {llm_dir} "
                                f"has no config.json; copy the model's Hugging Face folder (config.json, "
                                f"tokenizer files, *.safetensors) into {llm_dir}")
         hub = hub_repo(llm_spec)
         group = hub_group("llm", llm_spec, *hub) if hub else _Group("llm", llm_spec, expand_path(llm_spec))
-        group.files.extend((p, p.relative_to(llm_dir).as_posix()) for p in _files_under(llm_dir))
+        group.files.extend((p, p.relative_to(llm_dir).as_posix()) for p in _files_under(llm_dir, source))
         groups.append(group)
     if not groups:
         raise WeightsError(f"preset '{preset.name}' uses no downloaded weights (random towers); nothing to import")

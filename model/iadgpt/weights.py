@@ -116,6 +116,24 @@ def tensor_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
                        f".safetensors file (or {', '.join(PICKLE_SUFFIXES)} holding a plain state dict)")
 
 
+def convert_to_safetensors(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Write the PyTorch weights file `source` (read with ``weights_only``) as the safetensors file `target`.
+
+    Tensors that share memory (tied embeddings) are stored once each as their own copy, as
+    safetensors requires."""
+    state = load_state_dict_file(source)
+    seen: set[int] = set()
+    tensors = {}
+    for name, tensor in state.items():
+        ptr = tensor.untyped_storage().data_ptr()
+        tensors[name] = tensor.contiguous() if ptr not in seen else tensor.clone().contiguous()
+        seen.add(ptr)
+    out = Path(target)
+    with _atomic_path(out) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    return out
+
+
 def _torch_load_weights_only(source: Path, mmap: bool = False) -> Any:
     try:
         return torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
