@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import struct
 from pathlib import Path
 
@@ -156,22 +157,25 @@ def write_sparse_safetensors(path: Path, shapes: dict[str, tuple[list[int], str]
 # the Hugging Face cache layout
 
 
-def put_in_hf_cache(cache: Path, repo_id: str, source: Path) -> Path:
+def put_in_hf_cache(cache: Path, repo_id: str, source: Path, *, move: bool = False) -> Path:
     """Every file of `source` into the cache as the hub writes it (blobs, snapshot symlinks, refs/main);
-    returns the snapshot folder."""
+    returns the snapshot folder. Blobs are named by a hash of the file's path and size (the hub uses a
+    content hash; nothing reads it back), so a large sparse file is never read; `move` moves it there."""
     repo = cache / f"models--{repo_id.replace('/', '--')}"
     files = sorted(p for p in source.rglob("*") if p.is_file())
     commit = hashlib.sha1("".join(f"{p.relative_to(source)}{p.stat().st_size}" for p in files).encode()).hexdigest()
     snapshot = repo / "snapshots" / commit
     for p in files:
-        blob = repo / "blobs" / hashlib.sha256(p.read_bytes()).hexdigest()
+        rel = p.relative_to(source)
+        blob = repo / "blobs" / hashlib.sha256(f"{rel}:{p.stat().st_size}".encode()).hexdigest()
         blob.parent.mkdir(parents=True, exist_ok=True)
-        if not blob.exists():
-            blob.write_bytes(p.read_bytes())
-        link = snapshot / p.relative_to(source)
+        if move:
+            p.replace(blob)
+        else:
+            shutil.copyfile(p, blob)
+        link = snapshot / rel
         link.parent.mkdir(parents=True, exist_ok=True)
-        depth = len(p.relative_to(source).parts) + 1  # up from the file's folder to the repo folder
-        link.symlink_to(Path(*[".."] * depth) / "blobs" / blob.name)
+        link.symlink_to(Path(*[".."] * (len(rel.parts) + 1)) / "blobs" / blob.name)  # up to the repo folder
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(commit, encoding="utf-8")
     return snapshot
@@ -249,7 +253,7 @@ def write_llm_folder(folder: Path, family: str, *, corpus: str = CORPUS, vocab_s
             config, model_class = LlamaConfig(dtype="float16", **common), LlamaForCausalLM
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = model_class(config)
+        model = model_class(config).to(config.dtype)  # stored in the family's dtype, as the real weights are
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(folder)
     model.save_pretrained(folder, safe_serialization=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from iadgpt_desktop.cli import main
+from tests import standins
+from tests.conftest import use_hf_cache
 
 
 @pytest.fixture
@@ -42,3 +44,47 @@ def test_doctor_fails_when_something_essential_is_missing(hf_cache: Path, app_di
     out = capsys.readouterr().out
     assert "[essential] prompt banks" in out and "IADGPT_RESOURCES" in out
     assert "result: NOT READY" in out
+
+
+def _workstation_cache(tmp_path: Path, clip_file, qwen: Path) -> Path:
+    """A Hugging Face cache with laion's ViT-L-14 repo holding `clip_file(folder)` and the Qwen stand-in."""
+    cache = tmp_path / "hf-cache"
+    clip = tmp_path / "laion-repo"
+    clip_file(clip)
+    standins.put_in_hf_cache(cache, standins.LAION_L14, clip, move=True)
+    standins.put_in_hf_cache(cache, standins.QWEN, qwen)
+    return cache
+
+
+def _workstation_report(out: str) -> str:
+    block = out[out.index("  workstation:"):]
+    return block[:block.index("\n==")]
+
+
+def test_doctor_calls_workstation_ready_only_when_its_weights_fit(
+        tmp_path: Path, app_dirs: Path, standin_llms: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Item 4: a ViT-L-14-shaped open_clip checkpoint (header only, a sparse file) and a fitting LLM: ready."""
+    shapes = standins.architecture_shapes("ViT-L-14")
+    use_hf_cache(_workstation_cache(
+        tmp_path, lambda d: standins.write_sparse_safetensors(d / "open_clip_model.safetensors", shapes),
+        standin_llms["qwen2"]), monkeypatch)
+    assert main(["doctor", "--quick"]) == 0
+    report = _workstation_report(capsys.readouterr().out)
+    assert report.startswith("  workstation: ready") and "PROBLEM" not in report
+
+
+def test_doctor_says_what_is_wrong_with_a_transformers_format_checkpoint(
+        tmp_path: Path, app_dirs: Path, standin_llms: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Item 4: laion's transformers-format model.safetensors is found by name but does not fit: not ready."""
+    use_hf_cache(_workstation_cache(
+        tmp_path, lambda d: standins.write_transformers_clip(d / "model.safetensors"), standin_llms["qwen2"]),
+        monkeypatch)
+    main(["doctor", "--quick"])
+    out = capsys.readouterr().out
+    report = _workstation_report(out)
+    assert report.startswith("  workstation: weights do not fit")
+    assert "model.safetensors does not fit open_clip ViT-L-14" in report
+    assert "transformers' CLIPModel format" in report and "open_clip_model.safetensors" in report
+    assert "weights of preset workstation that fit its architecture" in out
