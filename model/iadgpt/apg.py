@@ -82,7 +82,7 @@ _PREAMBLE_WORDS = frozenset(
     "keyword keywords here are is following include includes including extracted list sure okay ok "
     "certainly answer note notes summary description example examples defects".split()
 )
-_TERMINAL = ".!?"
+TERMINAL_STATES = ".!?"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def _normalise_body(text: str, class_words: str) -> str | None:
     s = " ".join(text.replace("*", "").replace("`", "").split())
     s = s.strip().strip(_QUOTES).strip()
     s = re.sub(r"\s+([,.;:!?])", r"\1", s)
-    s = s.rstrip(_TERMINAL + ",;: ").rstrip().strip(_QUOTES).rstrip(_TERMINAL + ",;: ")
+    s = s.rstrip(TERMINAL_STATES + ",;: ").rstrip().strip(_QUOTES).rstrip(TERMINAL_STATES + ",;: ")
     if not s or not re.search(r"[A-Za-z]", s):
         return None
     prefix = re.match(r"an?\s+abnormal\b", s, flags=re.I)
@@ -298,7 +298,7 @@ def parse_sentences(reply: str, keywords: Sequence[str], class_name: str) -> lis
             head is not None and len(head.split()) <= 4 and not re.match(r"an?\s+abnormal\b", head, re.I))
         if current is not None and not starts_item:
             so_far = " ".join(bodies[current]).strip()
-            if not so_far or not so_far.endswith(tuple(_TERMINAL)):
+            if not so_far or not so_far.endswith(tuple(TERMINAL_STATES)):
                 bodies[current].append(s)  # the sentence goes on over this line
                 continue
         current = None
