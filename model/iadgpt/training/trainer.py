@@ -91,6 +91,15 @@ class StageResult:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
+def _release_accelerator_state(mixed_precision: str) -> None:
+    """accelerate keeps one process-wide state and refuses a second Accelerator with another mixed
+    precision; a process that trains twice (tests, benchmarks, fp16 then bf16) starts it afresh."""
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=True)  # accelerate's own way (its test utilities)
+
+
 class Trainer:
     """Builds everything for a TrainConfig; `run()` trains and returns the weights folder."""
 
@@ -111,6 +120,7 @@ class Trainer:
         # LLM themselves, so they stay in fp32 (autocast runs them in the chosen precision).
         chosen = preset_dtype(self.preset, cfg.precision, torch.device(device))
         mixed = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(chosen, "no")
+        _release_accelerator_state(mixed)
         self.accelerator = Accelerator(mixed_precision=mixed, cpu=not cuda)
         torch.manual_seed(cfg.seed)  # the heads' initial weights
         dtype = torch.float32 if scratch else chosen
