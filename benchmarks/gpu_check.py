@@ -113,7 +113,6 @@ def check(shape: str, precision: str, device: torch.device, runs: int, work: Pat
     from iadgpt.training.trainer import Trainer
 
     preset_name, llm_shape, _ = SHAPES[shape]
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
     # The one hook: the preset's LLM is a random model of the real shape instead of a folder on disk.
     iadgpt.builder.load_llm = lambda _preset, dev, dt: random_llm(llm_shape, torch.device(dev), dt)
     preset = random_preset(preset_name, work)
@@ -125,7 +124,7 @@ def check(shape: str, precision: str, device: torch.device, runs: int, work: Pat
     rows.append((shape, precision, "inspect (verdict)", ms, peak))
     ms, peak = meter(lambda: inspector.inspect(image, generate_answer=True), max(1, runs // 2))
     rows.append((shape, precision, "inspect + 16-token answer", ms, peak))
-    del inspector
+    inspector = None  # frees the model before the training row
     _free(device)
     cfg = TrainConfig(preset=str(preset), data=_dataset(work / f"{shape}-{precision}"), stage=1, batch_size=2,
                       max_steps=1, out_dir=work / f"run-{shape}-{precision}", device=device.type,
@@ -144,7 +143,7 @@ def check(shape: str, precision: str, device: torch.device, runs: int, work: Pat
 
     ms, peak = meter(step, 2)
     rows.append((shape, precision, "training step (stage 1, batch 2)", ms, peak))
-    del trainer, optimizer
+    trainer = optimizer = None
     _free(device)
     return rows
 

@@ -22,8 +22,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-
 from gpu_check import LLM_SHAPES  # noqa: E402 - beside this script
+
 from iadgpt.config import load_preset  # noqa: E402
 from iadgpt.encoders import arch_config  # noqa: E402
 
