@@ -88,8 +88,20 @@ def _batch_sources(paths: list[str]) -> Callable[[Path], str]:
     return source_of
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from iadgpt_desktop.doctor import doctor
+
+    return doctor(smoke=not args.quick)
+
+
+def _add_doctor(sub) -> None:
+    doc = sub.add_parser("doctor", help="check the installation: libraries, GPU, weights, data folder, Qt")
+    doc.add_argument("--quick", action="store_true", help="skip the CPU smoke test of the no-download presets")
+    doc.set_defaults(func=cmd_doctor)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = model_cli.build_parser()
+    parser = model_cli.build_parser(add_commands=_add_doctor)  # doctor checks the app's settings, db and Qt
     inspect = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "inspect")[1]
     inspect.add_argument("--db", help="store every result in the desktop app's history: its data folder, "
                                       "or an SQLAlchemy URL (then --data-dir holds images and masks); a rerun of the "

@@ -37,6 +37,7 @@ class Settings:
     preset: str = DEFAULT_PRESET  # the built-in model (resources/models/unified-lite0)
     weights_dir: str = ""  # trained decoder/TGE/MMF weights; "" = the preset's own (or none)
     llm_dir: str = ""  # overrides the preset's LLM folder
+    clip_weights: str = ""  # overrides the preset's open_clip checkpoint: a weights file or its folder
     device: str = "auto"
     precision: str = "auto"
     data_dir: str = ""  # "" = default_data_dir()
@@ -55,7 +56,8 @@ class Settings:
 
     def model_key(self) -> tuple:
         """What requires reloading the model when it changes."""
-        return (self.preset, self.weights_dir, self.llm_dir, self.device, self.precision, self.max_pixels)
+        return (self.preset, self.weights_dir, self.llm_dir, self.clip_weights, self.device, self.precision,
+                self.max_pixels)
 
     def storage_key(self) -> tuple:
         return (str(self.data_path), self.database_url)

@@ -93,6 +93,10 @@ class SettingsDialog(QDialog):
         self.weights_dir.setPlaceholderText("empty = the preset's own weights")
         self.llm_dir = QLineEdit(settings.llm_dir)
         self.llm_dir.setPlaceholderText("empty = the preset's LLM folder")
+        self.clip_weights = QLineEdit(settings.clip_weights)
+        self.clip_weights.setPlaceholderText("empty = the preset's open_clip checkpoint")
+        self.clip_weights.setToolTip("An open_clip checkpoint (open_clip_model.safetensors or open_clip_pytorch_model"
+                                     ".bin), or the folder holding it")
         self.device = QComboBox()
         devices = list(DEVICES)
         count = cuda_device_count()
@@ -118,6 +122,7 @@ class SettingsDialog(QDialog):
         form.addRow(_label("Preset:"), self._with_browse(self.preset, self._browse_preset))
         form.addRow(_label("Weights folder:"), self._folder_row(self.weights_dir))
         form.addRow(_label("LLM folder:"), self._folder_row(self.llm_dir))
+        form.addRow(_label("CLIP weights:"), self._with_browse(self.clip_weights, self._browse_clip))
         form.addRow(_label("Device:"), self.device)
         form.addRow(_label("Precision:"), self.precision)
         form.addRow(_label("Largest image:"), self.max_pixels)
@@ -178,6 +183,12 @@ class SettingsDialog(QDialog):
         if folder:
             field.setText(folder)
 
+    def _browse_clip(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "open_clip checkpoint", self.clip_weights.text(),
+                                              "open_clip checkpoint (*.safetensors *.bin *.pt *.pth)")
+        if path:
+            self.clip_weights.setText(path)
+
     def _browse_preset(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Preset file", "", "Preset (*.json)")
         if path:
@@ -194,6 +205,7 @@ class SettingsDialog(QDialog):
             preset=self.preset.currentText().strip(),
             weights_dir=self.weights_dir.text().strip(),
             llm_dir=self.llm_dir.text().strip(),
+            clip_weights=self.clip_weights.text().strip(),
             device=self.device.currentText(),
             precision=self.precision.currentText(),
             data_dir=self.data_dir.text().strip(),
@@ -219,6 +231,9 @@ class SettingsDialog(QDialog):
                              ("Data folder", s.data_dir)):
             if value and not Path(value).expanduser().is_dir():
                 return f"{label} {value} does not exist; choose an existing folder or leave it empty."
+        if s.clip_weights and not Path(s.clip_weights).expanduser().exists():
+            return (f"CLIP weights {s.clip_weights} do not exist; choose an open_clip checkpoint file or its folder, "
+                    f"or leave it empty.")
         data_folder = Path(s.data_dir).expanduser() if s.data_dir else default_data_dir()
         if not s.database_url or (s.data_dir and s.data_dir != self._original.data_dir):
             problem = writable_problem(data_folder)

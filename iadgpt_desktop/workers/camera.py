@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from iadgpt.imageio import load_image
-from iadgpt_desktop.workers.frames import _STOP_SLICE, Frame, NewestFrameQueue, SourceState
-from iadgpt_desktop.workers.source_base import _TERMINAL, StateCallback, _ThreadedSource
+from iadgpt_desktop.workers.frames import STOP_SLICE, Frame, NewestFrameQueue, SourceState
+from iadgpt_desktop.workers.source_base import TERMINAL_STATES, StateCallback, ThreadedSource
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
     return load_image(image)
 
 
-class CameraSource(_ThreadedSource):
+class CameraSource(ThreadedSource):
     """Frames from a camera (device index), a stream URL (rtsp/http/...) or a video file.
 
     The capture thread reads frames, converts them to RGB and puts them into a
@@ -187,7 +187,7 @@ class CameraSource(_ThreadedSource):
 
     def pause(self) -> None:
         with self._lock:
-            if not self.running or self._state in _TERMINAL:
+            if not self.running or self._state in TERMINAL_STATES:
                 return
             self._paused = True
             self._resume_event.clear()
@@ -286,14 +286,14 @@ class CameraSource(_ThreadedSource):
         grab = getattr(capture, "grab", None) if self.kind != "file" else None
         while self._paused and not self._stopping():
             if grab is None:
-                self._resume_event.wait(_STOP_SLICE * 4)
+                self._resume_event.wait(STOP_SLICE * 4)
                 continue
             try:
                 grabbed = grab()
             except Exception:
                 grabbed = False
             if not grabbed:
-                self._resume_event.wait(_STOP_SLICE)
+                self._resume_event.wait(STOP_SLICE)
         self._frame_times.clear()
         if not self._stopping():
             self._set_state(SourceState.STREAMING, f"{self._label()} resumed")

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from iadgpt.errors import ImageLoadError
 from iadgpt.imageio import iter_image_files
-from iadgpt_desktop.workers.frames import _STOP_SLICE, Frame, OrderedQueue, SourceState
-from iadgpt_desktop.workers.source_base import StateCallback, _ThreadedSource
+from iadgpt_desktop.workers.frames import STOP_SLICE, Frame, OrderedQueue, SourceState
+from iadgpt_desktop.workers.source_base import StateCallback, ThreadedSource
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class _Pending:
     initial: bool
 
 
-class _FileSource(_ThreadedSource):
+class _FileSource(ThreadedSource):
     """What both file sources share: the queue they fill, the consumer's `skip`, the frame count."""
 
     def __init__(self, source_id: str, queue: OrderedQueue, skip: Callable[[Path], bool] | None,
@@ -216,7 +216,7 @@ class FolderSource(_FileSource):
                 return
             wait = self.poll_interval
             if pending:
-                wait = min(wait, max(self.settle_time / 2, _STOP_SLICE))
+                wait = min(wait, max(self.settle_time / 2, STOP_SLICE))
             if self._stop_event.wait(wait):
                 return
 

@@ -30,7 +30,7 @@ __all__ = [
     "StopCondition",
 ]
 
-_STOP_SLICE = 0.05  # seconds: how often blocking waits re-check their stop condition
+STOP_SLICE = 0.05  # seconds: how often blocking waits re-check their stop condition
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ class OrderedQueue:
             while len(self._frames) >= self.maxsize:
                 if _should_stop(stop):
                     return False
-                wait = _STOP_SLICE
+                wait = STOP_SLICE
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:

@@ -215,6 +215,7 @@ class InferenceWorker(QObject):
         try:
             inspector = Inspector(s.preset, device=s.device, precision=s.precision,
                                   weights=s.weights_dir or None, llm_path=s.llm_dir or None,
+                                  clip_weights=s.clip_weights or None,
                                   max_pixels=s.max_pixels)
             if self.product:
                 self._apply_product(self.product, inspector)

@@ -18,12 +18,12 @@ log = logging.getLogger(__name__)
 _JOIN_TIMEOUT = 5.0  # seconds stop() waits for a thread (a stream's read can block for a while)
 
 
-_TERMINAL = frozenset({SourceState.FINISHED, SourceState.STOPPED, SourceState.FAILED})
+TERMINAL_STATES = frozenset({SourceState.FINISHED, SourceState.STOPPED, SourceState.FAILED})
 
 StateCallback = Callable[[SourceState, str], Any]
 
 
-class _ThreadedSource:
+class ThreadedSource:
     """Thread start/stop, the state and its callback; subclasses implement `_run`."""
 
     _thread_prefix = "source"
@@ -107,7 +107,7 @@ class _ThreadedSource:
         with self._lock:
             if state == self._state and not announce:
                 return
-            if self._state in _TERMINAL:
+            if self._state in TERMINAL_STATES:
                 # Only start() leaves an ended state: a late transition must not undo stop(),
                 # the end of a file or a failure.
                 return
@@ -132,5 +132,5 @@ class _ThreadedSource:
             log.exception("%s failed", self.source_id)
             self._fail(f"{self._label()} failed unexpectedly ({type(exc).__name__}: {exc}); press Start to retry")
         finally:
-            if self._state not in _TERMINAL:
+            if self._state not in TERMINAL_STATES:
                 self._set_state(SourceState.STOPPED, f"{self._label()} stopped")

@@ -82,7 +82,7 @@ _PREAMBLE_WORDS = frozenset(
     "keyword keywords here are is following include includes including extracted list sure okay ok "
     "certainly answer note notes summary description example examples defects".split()
 )
-_TERMINAL = ".!?"
+TERMINAL_STATES = ".!?"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def _normalise_body(text: str, class_words: str) -> str | None:
     s = " ".join(text.replace("*", "").replace("`", "").split())
     s = s.strip().strip(_QUOTES).strip()
     s = re.sub(r"\s+([,.;:!?])", r"\1", s)
-    s = s.rstrip(_TERMINAL + ",;: ").rstrip().strip(_QUOTES).rstrip(_TERMINAL + ",;: ")
+    s = s.rstrip(TERMINAL_STATES + ",;: ").rstrip().strip(_QUOTES).rstrip(TERMINAL_STATES + ",;: ")
     if not s or not re.search(r"[A-Za-z]", s):
         return None
     prefix = re.match(r"an?\s+abnormal\b", s, flags=re.I)
@@ -298,7 +298,7 @@ def parse_sentences(reply: str, keywords: Sequence[str], class_name: str) -> lis
             head is not None and len(head.split()) <= 4 and not re.match(r"an?\s+abnormal\b", head, re.I))
         if current is not None and not starts_item:
             so_far = " ".join(bodies[current]).strip()
-            if not so_far or not so_far.endswith(tuple(_TERMINAL)):
+            if not so_far or not so_far.endswith(tuple(TERMINAL_STATES)):
                 bodies[current].append(s)  # the sentence goes on over this line
                 continue
         current = None
@@ -418,38 +418,22 @@ def generate_bank(
 # Hugging Face adapter
 
 
-def _plain_transcript(messages: Sequence[dict[str, str]]) -> str:
-    names = {"system": "System", "user": "Human", "assistant": "Assistant"}
-    parts = [f"### {names.get(m['role'], m['role'].capitalize())}: {m['content']}" for m in messages]
-    parts.append("### Assistant:")
-    return "\n".join(parts)
-
-
 def hf_chat_fn(model: Any, tokenizer: Any, *, max_new_tokens: int = 256, temperature: float = 0.0) -> ChatFn:
     """A :data:`ChatFn` over a Hugging Face causal LM and its tokenizer.
 
-    Uses the tokenizer's chat template when it has one, else a plain ``### System/Human/Assistant``
-    transcript; greedy decoding when ``temperature == 0``; returns only the new text.
+    The prompt is the tokenizer's chat format (`iadgpt.llm.chat_prompt`: its template, or the Vicuna
+    transcript when it has none); greedy decoding when ``temperature == 0``; returns only the new text.
     """
     import torch
 
-    use_template = bool(getattr(tokenizer, "chat_template", None))
+    from iadgpt.llm import TURN_MARKERS, chat_prompt, prompt_ids
 
     def chat(messages: list[dict[str, str]]) -> str:
-        if use_template:
-            prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        else:
-            prompt = _plain_transcript(messages)
-            encoded = tokenizer(prompt, return_tensors="pt")
         device = getattr(model, "device", None)
         if device is None:
             device = next(model.parameters()).device
-        input_ids = encoded["input_ids"].to(device)
-        attention_mask = encoded.get("attention_mask")
-        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens}
-        if attention_mask is not None:
-            kwargs["attention_mask"] = attention_mask.to(device)
+        input_ids = torch.tensor([prompt_ids(tokenizer, chat_prompt(tokenizer, messages))], device=device)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "attention_mask": torch.ones_like(input_ids)}
         pad_id = getattr(tokenizer, "pad_token_id", None)
         if pad_id is None:
             pad_id = getattr(tokenizer, "eos_token_id", None)
@@ -463,8 +447,8 @@ def hf_chat_fn(model: Any, tokenizer: Any, *, max_new_tokens: int = 256, tempera
             output = model.generate(input_ids=input_ids, **kwargs)
         new_tokens = output[0, input_ids.shape[-1]:]
         text = tokenizer.decode(new_tokens, skip_special_tokens=True)
-        if not use_template:
-            text = text.split("### Human:", 1)[0]  # the model went on to write the next turn
+        for marker in TURN_MARKERS:  # the model went on to write the next turn of a plain transcript
+            text = text.split(marker, 1)[0]
         return text.strip()
 
     return chat

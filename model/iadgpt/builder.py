@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from iadgpt.config import Preset
 from iadgpt.encoders import ClipTowers, build_clip
 from iadgpt.llm import LanguageModel
 from iadgpt.model import IADGPT
+from iadgpt.precision import checkpoint_dtype, pick_dtype
 
 ImageTower = ClipTowers  # or efficientnet.EfficientNetTower: the same encode_image/encode_text/layer_dims
 
@@ -24,20 +27,29 @@ def build_towers(preset: Preset):
     return build_clip(preset.clip)
 
 
-def load_llm(preset: Preset, device: torch.device | str, dtype: torch.dtype) -> LanguageModel:
-    """The preset's LLM: the tiny one built offline, or a local folder / HF-cache repo."""
+def llm_folder(preset: Preset) -> Path:
+    """The folder of the preset's LLM: the tiny one built offline, or a local folder / HF-cache repo."""
     from iadgpt.tiny import ensure_tiny_llm
     from iadgpt.weights import resolve_model_folder
 
     cfg = preset.llm
     if cfg.tiny is not None:
-        folder = ensure_tiny_llm(cfg.tiny)
-    else:
-        folder = resolve_model_folder(
-            cfg.path, what=f"LLM of preset '{preset.name}'",
-            fix="run `iadgpt models download " + preset.name + "` on an online machine, "
-                "`iadgpt models import DIR`, or point Settings > Model (or --llm) at the model folder")
-    return LanguageModel.load(folder, device, dtype)
+        return ensure_tiny_llm(cfg.tiny)
+    return resolve_model_folder(
+        cfg.path, what=f"LLM of preset '{preset.name}'",
+        fix="run `iadgpt models download " + preset.name + "` on an online machine, "
+            "`iadgpt models import DIR`, or point Settings > Model (or --llm) at the model folder")
+
+
+def load_llm(preset: Preset, device: torch.device | str, dtype: torch.dtype) -> LanguageModel:
+    """The preset's LLM, loaded from `llm_folder(preset)`."""
+    return LanguageModel.load(llm_folder(preset), device, dtype)
+
+
+def preset_dtype(preset: Preset, precision: str, device: torch.device) -> torch.dtype:
+    """pick_dtype for this preset: `auto` on a GPU follows the dtype its LLM was trained in."""
+    trained = checkpoint_dtype(llm_folder(preset)) if precision == "auto" and device.type == "cuda" else None
+    return pick_dtype(precision, device, trained)
 
 
 def build_model(preset: Preset, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,

@@ -7,10 +7,13 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from iadgpt.config import DEFAULT_PRESET
 from iadgpt.errors import IADGPTError, ImageLoadError
+from iadgpt.precision import PRECISIONS
 
 log = logging.getLogger("iadgpt")
 
@@ -19,13 +22,25 @@ class UsageError(IADGPTError):
     """A command-line argument that cannot work (a file where a folder is needed, ...)."""
 
 
+def add_weights_args(p: argparse.ArgumentParser) -> None:
+    """--clip and --llm: pretrained weights elsewhere than the preset says (inspect, train, eval)."""
+    p.add_argument("--clip", dest="clip_weights",
+                   help="open_clip checkpoint file, or the folder holding it (overrides the preset)")
+    p.add_argument("--llm", help="local folder of the language model, or a cached repo id (overrides the preset)")
+
+
+def add_precision_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                   help="auto: fp32 on the CPU; on a GPU bf16 where it and the LLM support it, else fp16")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=DEFAULT_PRESET,
                    help=f"built-in preset name or preset .json (default: {DEFAULT_PRESET}, the built-in model)")
     p.add_argument("--weights", help="folder of trained decoder/TGE/MMF weights (safetensors + manifest.json)")
-    p.add_argument("--llm", help="local folder of the language model (overrides the preset)")
+    add_weights_args(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    add_precision_arg(p)
     p.add_argument("--class", dest="class_name", default="generic",
                    help="product class the prompts speak about (a shipped APG bank, else the generic one)")
     p.add_argument("--prompt-bank", help="a prompt bank .json to use instead of the shipped one")
@@ -37,7 +52,8 @@ def _make_inspector(args: argparse.Namespace):
 
     bank = PromptBank.load(args.prompt_bank) if args.prompt_bank else None
     return Inspector(args.preset, device=args.device, precision=args.precision, weights=args.weights,
-                     llm_path=args.llm, class_name=args.class_name, prompt_bank=bank)
+                     llm_path=args.llm, clip_weights=args.clip_weights, class_name=args.class_name,
+                     prompt_bank=bank)
 
 
 def _mask_path(out: Path, image: Path, used: set[Path]) -> Path:
@@ -130,15 +146,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_apg_generate(args: argparse.Namespace) -> int:
     from iadgpt.apg import generate_bank, hf_chat_fn
-    from iadgpt.inspector import pick_device, pick_dtype
     from iadgpt.llm import LanguageModel
+    from iadgpt.precision import checkpoint_dtype, pick_device, pick_dtype
     from iadgpt.prompt_bank import default_bank_dir, normalise_class_name
     from iadgpt.weights import resolve_model_folder
 
     device = pick_device(args.device)
     folder = resolve_model_folder(args.llm, what="LLM for the Abnormal Prompt Generator",
                                   fix="give --llm the folder of a local instruction-tuned model")
-    llm = LanguageModel.load(folder, device, pick_dtype("auto", device))
+    llm = LanguageModel.load(folder, device, pick_dtype("auto", device, checkpoint_dtype(folder)))
     chat = hf_chat_fn(llm.model, llm.tokenizer, max_new_tokens=args.max_new_tokens)
     is_object = {"object": True, "texture": False, None: None}[args.kind]
     bank = generate_bank(args.class_name, chat, model_name=folder.name, is_object=is_object,
@@ -195,27 +211,14 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_download(args: argparse.Namespace) -> int:
     """Fetch a preset's pretrained towers and LLM into the Hugging Face cache (online machines only)."""
-    from huggingface_hub import hf_hub_download, snapshot_download
-
     from iadgpt.config import load_preset
-    from iadgpt.encoders import CLIP_FILENAMES
-    from iadgpt.weights import HF_PREFIX
+    from iadgpt.download import download_preset
 
     preset = load_preset(args.preset)
     try:
-        if preset.clip_weights and preset.clip_weights.startswith(HF_PREFIX):
-            repo = preset.clip_weights.removeprefix(HF_PREFIX)
-            for i, filename in enumerate(CLIP_FILENAMES):
-                try:
-                    print(f"{repo}/{filename}: {hf_hub_download(repo, filename)}")
-                    break
-                except Exception:  # noqa: BLE001 - try the next file name the repo may use
-                    if i == len(CLIP_FILENAMES) - 1:
-                        raise
-        if preset.llm.path and not Path(preset.llm.path).expanduser().exists():
-            folder = snapshot_download(preset.llm.path, allow_patterns=[
-                "*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt"])
-            print(f"{preset.llm.path}: {folder}")
+        download_preset(preset)
+    except IADGPTError:
+        raise
     except Exception as exc:  # noqa: BLE001 - network and hub errors come in many types
         print(f"error: downloading the weights of preset '{preset.name}' failed: {exc}. This needs a machine "
               f"that reaches the Hugging Face hub (HF_HUB_OFFLINE must be unset); on an offline machine copy "
@@ -257,13 +260,8 @@ def cmd_models_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from iadgpt.models_admin import doctor
-
-    return doctor(smoke=not args.quick)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(add_commands: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
+    """The `iadgpt` parser; `add_commands(subparsers)` adds an application's own commands (the app's `doctor`)."""
     parser = argparse.ArgumentParser(prog="iadgpt", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -312,9 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bar while copying (auto: when stderr is a terminal)")
     i.set_defaults(func=cmd_models_import)
 
-    doc = sub.add_parser("doctor", help="check the installation: libraries, GPU, weights, data folder, Qt")
-    doc.add_argument("--quick", action="store_true", help="skip the CPU smoke test of the no-download presets")
-    doc.set_defaults(func=cmd_doctor)
+    if add_commands is not None:
+        add_commands(sub)
     return parser
 
 

@@ -20,7 +20,9 @@ from iadgpt.errors import ConfigError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+HF_PREFIX = "hf-hub:"  # a weights spec naming a Hugging Face hub repo
 DEFAULT_PRESET = "unified-lite0"  # the built-in model: no download, any product from a few good images
+INTERPOLATIONS = ("bicubic", "bilinear")
 TF_MEAN = (0.5, 0.5, 0.5)  # EfficientNet-Lite (TF ports) take inputs in [-1, 1]
 TF_STD = (0.5, 0.5, 0.5)
 
@@ -34,8 +36,11 @@ class ClipConfig:
     weights: str | None = None  # "hf-hub:org/name", a local file or folder; None = random init
     taps: tuple[int, ...] = (8, 16, 24, 32)  # 1-based encoder blocks whose patch tokens are used
     image_size: int = 224
-    mean: tuple[float, float, float] = CLIP_MEAN
-    std: tuple[float, float, float] = CLIP_STD
+    pretrained: str | None = None  # open_clip's tag of the checkpoint, e.g. "laion2b_s32b_b82k"
+    # None: as the checkpoint's open_clip pretrained config says (clip_pretrained.py); set to override.
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    interpolation: str | None = None  # "bicubic" or "bilinear"
     seed: int = 0  # random initialisation seed when weights is None
 
 
@@ -64,6 +69,7 @@ class ImageInput:
     std: tuple[float, float, float]
     keep_aspect: bool = False
     multiple: int = 32
+    interpolation: str = "bicubic"  # how an image smaller than the input is enlarged (shrinking is INTER_AREA)
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,10 @@ class Preset:
             e = self.efficientnet
             return ImageInput(e.image_size, e.mean, e.std, keep_aspect=e.keep_aspect)
         assert self.clip is not None
-        return ImageInput(self.clip.image_size, self.clip.mean, self.clip.std)
+        from iadgpt.clip_pretrained import clip_preprocess
+
+        how = clip_preprocess(self.clip)
+        return ImageInput(self.clip.image_size, how.mean, how.std, interpolation=how.interpolation)
 
     @property
     def clip_weights(self) -> str | None:
@@ -240,6 +249,8 @@ def load_preset(name_or_path: str | Path) -> Preset:
             raise ConfigError(f"{origin}: clip.taps must list 1-based encoder blocks")
         if (preset.clip.arch is None) == (preset.clip.arch_config is None):
             raise ConfigError(f"{origin}: give exactly one of clip.arch and clip.arch_config")
+        if preset.clip.interpolation not in (None, *INTERPOLATIONS):
+            raise ConfigError(f"{origin}: clip.interpolation must be one of {', '.join(INTERPOLATIONS)}")
     if (preset.llm.path is None) == (preset.llm.tiny is None):
         raise ConfigError(f"{origin}: give exactly one of llm.path and llm.tiny")
     return preset

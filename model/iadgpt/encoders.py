@@ -69,7 +69,7 @@ class ClipTowers(nn.Module):
         return features
 
 
-def _arch_config(cfg: ClipConfig) -> dict:
+def arch_config(cfg: ClipConfig) -> dict:
     if cfg.arch_config is not None:
         return dict(cfg.arch_config)
     model_cfg = open_clip.get_model_config(cfg.arch)
@@ -81,7 +81,7 @@ def _arch_config(cfg: ClipConfig) -> dict:
 
 def build_clip(cfg: ClipConfig) -> ClipTowers:
     """Build the towers; load pretrained weights when the preset names them (local files only)."""
-    model_cfg = _arch_config(cfg)
+    model_cfg = arch_config(cfg)
     vision_size = model_cfg["vision_cfg"].get("image_size", 224)
     if vision_size != cfg.image_size:
         raise ConfigError(f"clip.image_size {cfg.image_size} does not match the tower's {vision_size}")
@@ -91,17 +91,18 @@ def build_clip(cfg: ClipConfig) -> ClipTowers:
         clip = open_clip.model.CLIP(**model_cfg)
     if cfg.weights:
         from iadgpt.weights import load_state_dict_file, resolve_checkpoint
+        from iadgpt.weights_fit import clip_format_hint
 
         path = resolve_checkpoint(
             cfg.weights, filenames=CLIP_FILENAMES, what=f"open_clip {cfg.arch or 'custom'}",
             fix="run `iadgpt models download PRESET` on an online machine, or `iadgpt models import DIR`, "
-                "or point Settings > Model at the weights file")
+                "or point Settings > Model > CLIP weights (or --clip) at the weights file or folder")
         state = load_state_dict_file(path)
         state = {k.removeprefix("module."): v for k, v in state.items()}
         missing, unexpected = clip.load_state_dict(state, strict=False)
         if missing:
-            raise WeightsError(f"{path} does not fit open_clip {cfg.arch}: {len(missing)} tensors missing "
-                               f"(e.g. {missing[:3]}); use the checkpoint made for this architecture")
+            raise WeightsError(f"{path} does not fit open_clip {cfg.arch or 'custom towers'}: {len(missing)} "
+                               f"tensors missing (e.g. {missing[:3]}); {clip_format_hint(state)}")
         if unexpected:
             log.warning("%s: ignored %d unexpected tensors", path, len(unexpected))
         log.info("loaded open_clip weights from %s", path)

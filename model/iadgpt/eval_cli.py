@@ -18,6 +18,8 @@ log = logging.getLogger("iadgpt")
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     """Add the `eval` sub-command to ``subparsers`` (from `ArgumentParser.add_subparsers`)."""
+    from iadgpt.cli import add_precision_arg, add_weights_args
+
     p = subparsers.add_parser("eval", help="evaluate on a dataset's test split (I-AUROC, P-AUROC, AUPRO, ...)")
     p.add_argument("--data", required=True, help="dataset root (MVTec-AD layout, or VisA with split_csv/) "
                                                  "or one MVTec-layout class folder")
@@ -33,7 +35,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--product", help="inspect a one-class dataset as this product class (default: what the "
                                      "weights were trained as, else the folder name)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    add_precision_arg(p)
+    add_weights_args(p)
     p.add_argument("--map-size", type=int, default=256,
                    help="pixel metrics on maps and masks resized to this square size (default 256)")
     p.add_argument("--out", default="iadgpt-eval", help="folder for metrics.json, report.md and the PNGs")
@@ -56,6 +59,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         dataset_format=getattr(args, "dataset_format", "auto"), classes=args.classes,
         product=getattr(args, "product", None),
         reference_shots=args.reference_shots, limit=args.limit, device=args.device, precision=args.precision,
+        llm_path=getattr(args, "llm", None), clip_weights=getattr(args, "clip_weights", None),
         out_dir=Path(args.out), seed=args.seed, map_size=getattr(args, "map_size", 256) or None,
         generate_answer=getattr(args, "answers", False), chat_images=getattr(args, "chat_images", 0),
     )

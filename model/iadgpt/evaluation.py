@@ -67,6 +67,8 @@ class EvalConfig:
     limit: int | None = None  # at most this many test images per class (stratified, seeded)
     device: str = "auto"
     precision: str = "auto"
+    llm_path: str | None = None  # --llm: the LLM folder instead of the preset's
+    clip_weights: str | None = None  # --clip: the open_clip checkpoint instead of the preset's
     out_dir: Path = Path("iadgpt-eval")
     seed: int = 0
     map_size: int | None = 256  # pixel metrics on (map_size, map_size); None: each image's resolution
@@ -247,7 +249,8 @@ def _summary(per_class: list[ClassMetrics]) -> tuple[dict[str, float | None], li
 def _make_inspector(cfg: EvalConfig):
     from iadgpt.inspector import Inspector
 
-    return Inspector(cfg.preset, device=cfg.device, precision=cfg.precision, weights=cfg.weights)
+    return Inspector(cfg.preset, device=cfg.device, precision=cfg.precision, weights=cfg.weights,
+                     llm_path=cfg.llm_path, clip_weights=cfg.clip_weights)
 
 
 def product_names(cfg: EvalConfig, classes: Sequence[str], inspector) -> dict[str, str]:

@@ -20,15 +20,16 @@ import cv2
 import numpy as np
 import torch
 
-from iadgpt.builder import build_model, vision_module
+from iadgpt.builder import build_model, preset_dtype, vision_module
 from iadgpt.config import Preset, load_preset, with_overrides
 from iadgpt.encoders import VisualFeatures
-from iadgpt.errors import CancelledError, ConfigError, WeightsError
+from iadgpt.errors import CancelledError, WeightsError
 from iadgpt.evidence import Evidence, map_evidence
 from iadgpt.imageio import DEFAULT_MAX_PIXELS, load_image
 from iadgpt.llm import inspection_messages, user_text
 from iadgpt.memory_bank import MemoryBank
 from iadgpt.model import TRAINABLE_PARTS
+from iadgpt.precision import pick_device
 from iadgpt.preprocess import preprocess
 from iadgpt.prompt_bank import PromptBank, default_bank_dir, load_bank
 from iadgpt.prompts import TextPrompts, build_text_prompts, defect_type_probabilities
@@ -73,26 +74,6 @@ class InspectionResult:
     @property
     def latency_ms(self) -> float:
         return sum(self.timings_ms.values())
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' was asked for but no CUDA GPU is available; choose 'cpu' "
-                          f"or 'auto' in Settings > Model (or --device)")
-    return torch.device(device)
-
-
-def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
-    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if precision not in table:
-        raise ConfigError(f"precision '{precision}' is not one of auto, fp32, fp16, bf16")
-    if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("fp16 is not supported on the CPU; choose fp32 or bf16")
-    return table[precision]
 
 
 def normal_level(layer_dims: list[int], per_image: list[list[torch.Tensor]], max_images: int = 8) -> float | None:
@@ -170,12 +151,12 @@ class Inspector:
 
     def __init__(self, preset: str | Preset = "tiny-test", *, device: str = "auto", precision: str = "auto",
                  weights: str | os.PathLike | None = None, llm_path: str | None = None,
-                 class_name: str = "generic", prompt_bank: PromptBank | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 clip_weights: str | None = None, class_name: str = "generic",
+                 prompt_bank: PromptBank | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.preset = load_preset(preset) if isinstance(preset, str) else preset
-        self.preset = with_overrides(self.preset, llm_path=llm_path)
+        self.preset = with_overrides(self.preset, llm_path=llm_path, clip_weights=clip_weights)
         self.device = pick_device(device)
-        self.dtype = pick_dtype(precision, self.device)
+        self.dtype = preset_dtype(self.preset, precision, self.device)
         self.max_pixels = max_pixels
         started = time.perf_counter()
         self.model, self.llm = build_model(self.preset, self.device, self.dtype)
@@ -409,7 +390,8 @@ class Inspector:
     @staticmethod
     def _cache_key(x: torch.Tensor) -> str:
         """Identifies an image by its encoder input (S x S), cheap whatever the image's own size."""
-        return hashlib.sha1(x.detach().cpu().numpy().tobytes()).hexdigest()
+        # numpy has no bfloat16: widen to float32 (exact for fp16 and bf16) before taking the bytes.
+        return hashlib.sha1(x.detach().float().cpu().numpy().tobytes()).hexdigest()
 
     def _remember(self, key: str, embeds: tuple[torch.Tensor, str]) -> None:
         self._embed_cache[key] = embeds

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from jinja2 import TemplateError
 from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
@@ -24,7 +25,9 @@ log = logging.getLogger(__name__)
 IMAGE_TOKEN = "<image>"
 IGNORE_INDEX = -100
 NORMAL_ANSWER = "No, there are no abnormalities in the image."
-TURN_MARKERS = ("### Human:", "### Assistant:", "### System:")  # plain-transcript roles (and the tiny LLM's)
+VICUNA_EOS = "</s>"
+# Where an answer ends and another turn begins: the Vicuna transcript's roles and the tiny LLM's.
+TURN_MARKERS = ("USER:", "ASSISTANT:", "### Human:", "### Assistant:", "### System:")
 
 
 def splice_image_embeddings(
@@ -99,13 +102,79 @@ def inspection_messages(system_prompt: str, class_name: str, evidence: str | Non
 
 
 def plain_transcript(messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
-    """A simple '### Human / ### Assistant' transcript for tokenizers without a chat template."""
+    """The Vicuna v1.1 transcript ("SYSTEM USER: ... ASSISTANT: ...</s>") for tokenizers without a chat
+    template: Vicuna v1.1 and v1.5 (the paper preset's LLM) were trained on exactly this format."""
     parts = []
     for m in messages:
-        role = {"system": "### System", "user": "### Human", "assistant": "### Assistant"}[m["role"]]
-        parts.append(f"{role}: {m['content']}")
-    text = "\n".join(parts)
-    return text + "\n### Assistant:" if add_generation_prompt else text
+        if m["role"] == "system":
+            parts.append(m["content"])
+        elif m["role"] == "user":
+            parts.append(f"USER: {m['content']}")
+        else:
+            parts.append(f"ASSISTANT: {m['content']}{VICUNA_EOS}")
+    text = " ".join(parts).replace(f"{VICUNA_EOS} ", VICUNA_EOS)
+    return text + " ASSISTANT:" if add_generation_prompt else text
+
+
+def fold_system_turn(messages: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """The conversation without a system turn: its text opens the first user turn (for chat templates
+    that refuse a system role, as Mistral-Instruct's and Gemma's do)."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if system and rest and rest[0]["role"] == "user":
+        rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
+    elif system:
+        rest.insert(0, {"role": "user", "content": system})
+    return rest
+
+
+def chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict[str, str]],
+                add_generation_prompt: bool = True) -> str:
+    """The prompt text of a conversation in the tokenizer's own chat format.
+
+    The tokenizer's chat template when it has one (with the system text folded into the first user
+    turn when the template refuses a system role); the Vicuna v1.1 transcript when it has none.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return plain_transcript(messages, add_generation_prompt)
+    try:
+        return tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                             add_generation_prompt=add_generation_prompt)
+    except TemplateError as exc:
+        if not any(m["role"] == "system" for m in messages):
+            raise WeightsError(f"the chat template of the LLM tokenizer ({tokenizer.name_or_path}) refuses this "
+                               f"conversation ({exc}); use a chat model whose template takes user and assistant "
+                               f"turns") from exc
+    return chat_prompt(tokenizer, fold_system_turn(messages), add_generation_prompt)
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """Token ids of a prompt text, starting with BOS exactly when the tokenizer itself would add one.
+
+    Chat templates often write the BOS token into the text (Llama's, Mistral's): it is not added twice.
+    No eos or other special tokens are appended (the answer follows the prompt).
+    """
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    bos = tokenizer.bos_token_id
+    if bos is None or (ids and ids[0] == bos):
+        return ids
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return [bos, *ids] if probe and probe[0] == bos else ids
+
+
+def verdict_sequences(tokenizer: PreTrainedTokenizerBase, word: str) -> list[tuple[int, ...]]:
+    """The token sequences that write `word` as an answer's first word: capitalised or not, with and
+    without a leading space; a bare space piece at the start is dropped. Spellings whose tokens do not
+    decode back to the word (unknown pieces) are left out."""
+    found: list[tuple[int, ...]] = []
+    for spelling in (word.capitalize(), word.lower(), " " + word.capitalize(), " " + word.lower()):
+        ids = list(tokenizer(spelling, add_special_tokens=False)["input_ids"])
+        while ids and not tokenizer.decode(ids[:1]).strip():
+            ids = ids[1:]
+        if ids and tokenizer.unk_token_id not in ids and tokenizer.decode(ids).strip() == spelling.strip():
+            if tuple(ids) not in found:
+                found.append(tuple(ids))
+    return found
 
 
 @dataclass
@@ -129,9 +198,13 @@ class LanguageModel:
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self.yes_ids = self._first_token_ids(["Yes", " Yes", "yes"])
-        self.no_ids = self._first_token_ids(["No", " No", "no"]) - self.yes_ids
-        assert self.yes_ids and self.no_ids, "tokenizer cannot tell 'Yes' from 'No'"
+        yes, no = verdict_sequences(tokenizer, "yes"), verdict_sequences(tokenizer, "no")
+        self.yes_sequences = _shortest([q for q in yes if q not in no])
+        self.no_sequences = _shortest([q for q in no if q not in yes])
+        if not self.yes_sequences or not self.no_sequences:
+            raise WeightsError(f"the tokenizer of the LLM '{name}' cannot write the words 'Yes' and 'No' "
+                               f"(found {len(self.yes_sequences)} and {len(self.no_sequences)} spellings), so "
+                               f"there is no verdict to read; use a chat LLM whose tokenizer spells English words")
         model.requires_grad_(False)
         model.eval()
 
@@ -166,47 +239,74 @@ class LanguageModel:
     def dtype(self) -> torch.dtype:
         return self.model.get_input_embeddings().weight.dtype
 
-    def _first_token_ids(self, words: list[str]) -> set[int]:
-        """The first token that carries letters of each spelling (a bare space token is skipped)."""
-        ids = set()
-        for w in words:
-            for token in self.tokenizer.encode(w, add_special_tokens=False):
-                if self.tokenizer.decode([token]).strip():
-                    ids.add(token)
-                    break
-        return ids
+    @property
+    def yes_ids(self) -> set[int]:
+        """The single tokens that are a whole 'Yes' (the first pieces of longer spellings are not)."""
+        return {q[0] for q in self.yes_sequences if len(q) == 1}
+
+    @property
+    def no_ids(self) -> set[int]:
+        return {q[0] for q in self.no_sequences if len(q) == 1}
 
     def prompt_text(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(list(messages), tokenize=False,
-                                                      add_generation_prompt=add_generation_prompt)
-        return plain_transcript(messages, add_generation_prompt)
+        return chat_prompt(self.tokenizer, messages, add_generation_prompt)
+
+    def prompt_ids(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> list[int]:
+        """The conversation's token ids as the model reads them (BOS as the tokenizer expects)."""
+        return prompt_ids(self.tokenizer, self.prompt_text(messages, add_generation_prompt))
 
     def embed_prompt(self, messages: Sequence[dict[str, str]], image_embeds: torch.Tensor,
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """One conversation holding one image placeholder -> (inputs_embeds (1, T', D), mask (1, T'))."""
-        text = self.prompt_text(messages)
-        encoded = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
-        input_ids = encoded["input_ids"].to(self.device)  # (1, T)
-        mask = encoded["attention_mask"].to(self.device)
+        input_ids = torch.tensor([self.prompt_ids(messages)], device=self.device)  # (1, T)
+        mask = torch.ones_like(input_ids)
         embeds, mask, _ = embed_with_image(self.model, input_ids, image_embeds, self.image_token_id,
                                            self.tokenizer.pad_token_id, mask)
         return embeds, mask
 
     @torch.no_grad()
     def verdict(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> list[Verdict]:
-        """Fast path: Yes/No from the logits of the first answer token; no manual threshold."""
+        """Fast path: P(Yes) against P(No) as the answer's first word; no manual threshold.
+
+        A spelling that is one token is read from the first answer token's logits; one that splits
+        into pieces is scored as the sequence (one more forward pass per such spelling).
+        """
         logits = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits  # (B, T, V)
         last = attention_mask.shape[1] - 1 - attention_mask.flip(1).float().argmax(dim=1)  # last real token
-        first = logits[torch.arange(logits.shape[0]), last].float()  # (B, V)
-        yes = first[:, sorted(self.yes_ids)].logsumexp(dim=-1)
-        no = first[:, sorted(self.no_ids)].logsumexp(dim=-1)
+        first = logits[torch.arange(logits.shape[0]), last].float().log_softmax(dim=-1)  # (B, V)
+        yes = self._log_prob(first, self.yes_sequences, inputs_embeds, attention_mask)
+        no = self._log_prob(first, self.no_sequences, inputs_embeds, attention_mask)
         p_yes = torch.sigmoid(yes - no)
         if not bool(torch.isfinite(p_yes).all()):  # NaN > 0.5 is False: that would read as "good"
             raise WeightsError(f"the language model '{self.name}' gave non-finite logits (NaN or infinity), so "
                                f"there is no verdict; its weights or the image embeddings are damaged - run "
                                f"`iadgpt models verify` on the weights folder, re-copy or retrain them")
         return [Verdict(bool(p > 0.5), float(p)) for p in p_yes]
+
+    def _log_prob(self, first: torch.Tensor, sequences: list[tuple[int, ...]], inputs_embeds: torch.Tensor,
+                  attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B,) log of the probability that the answer starts with any of the token sequences."""
+        per_sequence = []
+        for seq in sequences:
+            score = first[:, seq[0]]  # (B,)
+            if len(seq) > 1:
+                score = score + self._continuation_log_prob(seq, inputs_embeds, attention_mask)
+            per_sequence.append(score)
+        return torch.stack(per_sequence, dim=-1).logsumexp(dim=-1)
+
+    def _continuation_log_prob(self, seq: tuple[int, ...], inputs_embeds: torch.Tensor,
+                               attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B,) log P(seq[1:] | prompt, seq[0]), row by row (each row's real tokens are contiguous)."""
+        device = inputs_embeds.device
+        pieces = self.model.get_input_embeddings()(torch.tensor(seq[:-1], device=device))  # (S-1, D)
+        targets = torch.tensor(seq[1:], device=device)  # (S-1,)
+        out = []
+        for b in range(inputs_embeds.shape[0]):
+            row = inputs_embeds[b, attention_mask[b].bool()]  # (T_b, D)
+            extended = torch.cat([row, pieces.to(row.dtype)]).unsqueeze(0)  # (1, T_b+S-1, D)
+            logits = self.model(inputs_embeds=extended).logits[0, -len(targets):].float()  # (S-1, V)
+            out.append(logits.log_softmax(dim=-1).gather(1, targets[:, None]).sum())
+        return torch.stack(out)
 
     @torch.no_grad()
     def stream(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
@@ -258,6 +358,13 @@ class LanguageModel:
         final = self.tokenizer.decode(generated, skip_special_tokens=True).rstrip("\ufffd")
         if len(final) > len(shown):
             yield final[len(shown):]
+
+
+def _shortest(sequences: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """The single-token spellings when there are any (the verdict then needs one forward pass, and a
+    model that has the word as a token writes it so), else every multi-piece spelling."""
+    single = [q for q in sequences if len(q) == 1]
+    return single or sequences
 
 
 def _marker_prefix_len(text: str, markers: Sequence[str]) -> int:

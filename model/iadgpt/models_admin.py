@@ -1,4 +1,4 @@
-"""Model administration for offline machines: `iadgpt models import` and `iadgpt doctor`.
+"""Model administration for offline machines: `iadgpt models import` and `models verify` against a preset.
 
 Import
 ------
@@ -15,40 +15,25 @@ The import folder holds::
 
 (the CLIP file may also lie in DIR itself). When ``SHA256SUMS`` is present every file it lists must
 exist and match; nothing is put in place unless all of them do.
-
-Doctor
-------
-:func:`doctor` prints what is installed and found (Python, torch/CUDA, libraries, presets' weights,
-resources, data folder and database, Qt platforms) and ends with a ``missing:`` list, each with its fix.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.metadata
-import importlib.util
 import os
-import platform
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iadgpt.config import DEFAULT_PRESET
 from iadgpt.errors import IADGPTError, WeightsError
 
 SUMS_FILE = "SHA256SUMS"
 _SUM_LINE = re.compile(r"^([0-9a-fA-F]{64})\s+\*?(.+)$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _CHUNK = 1 << 20
-ESSENTIAL_PRESETS = ("tiny-test", DEFAULT_PRESET)  # the ones that must work with no downloaded weights
-
-QT_DEBS = ("libegl1", "libgl1", "libxkbcommon0", "libxkbcommon-x11-0", "libfontconfig1", "libdbus-1-3",
-           "libglib2.0-0")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,11 +75,20 @@ CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dll", ".dylib", ".sh", 
 
 
 def _check_plain_file(path: Path, root: Path) -> None:
-    """Refuse what an import must never copy: links, paths leading out of the folder, and code."""
-    if path.is_symlink():
-        raise WeightsError(f"{path} is a symbolic link; an import copies only plain files inside {root}, "
-                           f"so replace the link with the file itself (nothing was imported)")
+    """Refuse what an import must never copy: dangling links, paths leading out of the folder, and code.
+
+    A link to a file inside the folder is followed (a Hugging Face cache folder copied whole links its
+    snapshot's files to its blobs)."""
     resolved = path.resolve()
+    if path.is_symlink() and not resolved.exists():
+        raise WeightsError(f"{path} is a symbolic link to {os.readlink(path)}, which is not there: the folder was "
+                           f"copied from a Hugging Face cache with `cp -r`, which copies the cache's links but not "
+                           f"the files they point to; copy it again with `cp -rL SOURCE DEST` (follow the links) or "
+                           f"copy the whole models--org--name folder (nothing was imported)")
+    if path.is_symlink() and not resolved.is_relative_to(root.resolve()):
+        raise WeightsError(f"{path} is a symbolic link to {resolved}, outside the import folder {root}; an import "
+                           f"copies only files inside it, so replace the link with the file itself (nothing was "
+                           f"imported)")
     if not resolved.is_relative_to(root.resolve()):
         raise WeightsError(f"{path} leads outside the import folder {root} (to {resolved}); copy the file into "
                            f"the folder (nothing was imported)")
@@ -105,32 +99,38 @@ def _check_plain_file(path: Path, root: Path) -> None:
         raise WeightsError(f"{path} is not a regular file; remove it from the import folder (nothing was imported)")
 
 
-def _files_under(folder: Path) -> list[Path]:
+def _files_under(folder: Path, root: Path) -> list[Path]:
+    """The files to copy from `folder`, each checked against the import folder `root`."""
     files = []
     for p in sorted(folder.rglob("*")):
         if p.name.startswith("."):
             continue
         if p.is_symlink() or not p.is_dir():
-            _check_plain_file(p, folder)
+            _check_plain_file(p, root)
             files.append(p)
     return files
 
 
-def _hub_repo(spec: str) -> tuple[str, str] | None:
-    """(repo_id, revision) for a hub spec, None for a local path."""
-    from iadgpt.weights import _REPO_ID, HF_PREFIX, _expand
-
-    if spec.startswith(HF_PREFIX):
-        repo, _, rev = spec[len(HF_PREFIX):].partition("@")
-        return repo, rev or "main"
-    if _REPO_ID.match(spec) and not _expand(spec).exists():
-        return spec, "main"
-    return None
+def _content_folder(folder: Path) -> Path:
+    """The folder itself, or, for a Hugging Face cache repo folder copied whole (blobs/, snapshots/<commit>/,
+    refs/main), the snapshot refs/main names (or its only snapshot)."""
+    snapshots = folder / "snapshots"
+    if not snapshots.is_dir():
+        return folder
+    ref = folder / "refs" / "main"
+    named = ref.read_text(encoding="utf-8").strip() if ref.is_file() else ""
+    if named and (snapshots / named).is_dir():
+        return snapshots / named
+    found = sorted(p for p in snapshots.iterdir() if p.is_dir())
+    if len(found) == 1:
+        return found[0]
+    raise WeightsError(f"{folder} is a Hugging Face cache folder with {len(found)} snapshots and no refs/main naming "
+                       f"one; copy only the snapshot to import into {folder.parent} (nothing was imported)")
 
 
 def _plan(source: Path, preset) -> list[_Group]:
     from iadgpt.encoders import CLIP_FILENAMES
-    from iadgpt.weights import PICKLE_SUFFIXES, _expand, hf_cache_dir
+    from iadgpt.weights import PICKLE_SUFFIXES, expand_path, hf_cache_dir, hub_repo
 
     groups: list[_Group] = []
 
@@ -142,7 +142,7 @@ def _plan(source: Path, preset) -> list[_Group]:
 
     clip_spec = preset.clip_weights
     if clip_spec:
-        clip_dir = source / "clip" if (source / "clip").is_dir() else source
+        clip_dir = _content_folder(source / "clip" if (source / "clip").is_dir() else source)
         clip_file = next((clip_dir / n for n in CLIP_FILENAMES if (clip_dir / n).is_file()
                           or (clip_dir / n).is_symlink()), None)
         if clip_file is not None:
@@ -152,12 +152,12 @@ def _plan(source: Path, preset) -> list[_Group]:
             raise WeightsError(f"preset '{preset.name}' needs a CLIP checkpoint, but {clip_dir} holds none of "
                                f"{', '.join(CLIP_FILENAMES)}; copy the file from the online machine's Hugging "
                                f"Face cache (models--{repo}) into {source / 'clip'}")
-        hub = _hub_repo(clip_spec)
+        hub = hub_repo(clip_spec)
         if hub:
             group = hub_group("clip", clip_spec, *hub)
             group.files.append((clip_file, clip_file.name))
         else:
-            dest = _expand(clip_spec)
+            dest = expand_path(clip_spec)
             if dest.suffix.lower() in (".safetensors", *PICKLE_SUFFIXES):
                 group = _Group("clip", clip_spec, dest.parent, [(clip_file, dest.name)])
             else:
@@ -166,14 +166,16 @@ def _plan(source: Path, preset) -> list[_Group]:
 
     llm_spec = preset.llm.path
     if llm_spec:
-        llm_dir = source / "llm"
+        llm_dir = _content_folder(source / "llm") if (source / "llm").is_dir() else source / "llm"
+        if (llm_dir / "config.json").is_symlink():
+            _check_plain_file(llm_dir / "config.json", source)
         if not (llm_dir / "config.json").is_file():
             raise WeightsError(f"preset '{preset.name}' needs the language model {llm_spec}, but {llm_dir} "
                                f"has no config.json; copy the model's Hugging Face folder (config.json, "
                                f"tokenizer files, *.safetensors) into {llm_dir}")
-        hub = _hub_repo(llm_spec)
-        group = hub_group("llm", llm_spec, *hub) if hub else _Group("llm", llm_spec, _expand(llm_spec))
-        group.files.extend((p, p.relative_to(llm_dir).as_posix()) for p in _files_under(llm_dir))
+        hub = hub_repo(llm_spec)
+        group = hub_group("llm", llm_spec, *hub) if hub else _Group("llm", llm_spec, expand_path(llm_spec))
+        group.files.extend((p, p.relative_to(llm_dir).as_posix()) for p in _files_under(llm_dir, source))
         groups.append(group)
     if not groups:
         raise WeightsError(f"preset '{preset.name}' uses no downloaded weights (random towers); nothing to import")
@@ -296,14 +298,14 @@ def import_weights(source: str | os.PathLike[str], preset_name: str | None = Non
         for _, stage in staged:
             shutil.rmtree(stage, ignore_errors=True)
 
-    found = [(what, resolved) for what, resolved in _resolve_preset(preset) if resolved is not None]
+    found = [(what, resolved) for what, resolved in resolve_preset(preset) if resolved is not None]
     for group in groups:
         log(f"imported {group.what} for preset '{preset.name}' ({group.spec}): {len(group.files)} file(s) "
             f"-> {group.target}")
     return found
 
 
-def _resolve_preset(preset) -> list[tuple[str, Path | None]]:
+def resolve_preset(preset) -> list[tuple[str, Path | None]]:
     """[(what, path or None if missing)] for a preset's CLIP and LLM; random parts are left out."""
     from iadgpt.encoders import CLIP_FILENAMES
     from iadgpt.weights import resolve_checkpoint, resolve_model_folder
@@ -383,294 +385,6 @@ def check_against_preset(folder: str | os.PathLike[str]) -> tuple[list[str], str
 
 _SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
                        "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
-
-
-# ---------------------------------------------------------------------------------------------
-# doctor
-
-
-@dataclass
-class _Report:
-    out: Callable[[str], None]
-    missing: list[tuple[str, str, bool]] = field(default_factory=list)  # (what, fix, essential)
-
-    def section(self, title: str) -> None:
-        self.out(f"\n== {title}")
-
-    def line(self, text: str) -> None:
-        self.out(f"  {text}")
-
-    def problem(self, what: str, fix: str, *, essential: bool) -> None:
-        self.missing.append((what, fix, essential))
-
-
-def _version(module: str, dist: str | None = None) -> str | None:
-    try:
-        return importlib.metadata.version(dist or module)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _try_import(name: str):
-    try:
-        return importlib.import_module(name), None
-    except Exception as exc:  # noqa: BLE001 - ImportError, OSError from missing shared libraries, ...
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
-
-
-def _check_libraries(r: _Report) -> object | None:
-    r.section("Python and libraries")
-    r.line(f"python {platform.python_version()} ({sys.executable}) on {platform.platform()}")
-    if sys.version_info[:2] != (3, 11):
-        r.problem(f"Python 3.11 (this is {platform.python_version()})",
-                  "install Python 3.11 and re-run the installer with it", essential=False)
-    torch = None
-    libs = [("torch", "torch", True), ("torchvision", "torchvision", True),
-            ("open_clip", "open_clip_torch", True), ("transformers", "transformers", True),
-            ("safetensors", "safetensors", True), ("cv2", "opencv-python-headless", True),
-            ("PySide6", "PySide6-Essentials", True), ("sqlalchemy", "SQLAlchemy", True),
-            ("alembic", "alembic", True), ("psycopg", "psycopg", False)]
-    for module, dist, essential in libs:
-        mod, error = _try_import(module)
-        version = getattr(mod, "__version__", None) or _version(module, dist)
-        if mod is None:
-            r.line(f"{module:13s} MISSING ({error})")
-            fix = (f"pip install '{dist}' into this environment (re-run the installer)" if essential else
-                   "only for a PostgreSQL history: pip install 'psycopg[binary]'")
-            r.problem(f"{dist} (python module {module})", fix, essential=essential)
-        else:
-            r.line(f"{module:13s} {version}")
-            if module == "torch":
-                torch = mod
-    return torch
-
-
-def _check_gpu(r: _Report, torch) -> None:
-    r.section("CUDA")
-    if torch is None:
-        r.line("torch is missing, so no CUDA check")
-        return
-    r.line(f"torch build: {'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU only'}")
-    try:
-        available = torch.cuda.is_available()
-    except Exception as exc:  # noqa: BLE001
-        available = False
-        r.line(f"CUDA check failed: {exc}")
-    if not available:
-        r.line("no CUDA device: inspection runs on the CPU (fine for tiny-test and demo, slow for paper)")
-        if shutil.which("nvidia-smi"):
-            r.problem("CUDA in torch (nvidia-smi works, but torch sees no GPU)",
-                      "re-run the installer so it installs torch's CUDA build, or update the NVIDIA driver",
-                      essential=False)
-        return
-    for i in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(i)
-        try:
-            free, total = torch.cuda.mem_get_info(i)
-            mem = f"{_gib(total)} total, {_gib(free)} free"
-        except Exception:  # noqa: BLE001
-            mem = f"{_gib(props.total_memory)} total"
-        r.line(f"cuda:{i} {props.name}, {mem}, compute capability {props.major}.{props.minor}")
-
-
-def _check_presets(r: _Report, *, smoke: bool) -> None:
-    r.section("Presets and weights")
-    try:
-        from iadgpt.config import builtin_presets, load_preset
-        from iadgpt.inspector import shipped_weights
-        from iadgpt.weights import hf_cache_dir
-    except Exception as exc:  # noqa: BLE001
-        r.line(f"cannot load the model library: {exc}")
-        r.problem("the iadgpt model library", "re-run the installer", essential=True)
-        return
-    r.line(f"Hugging Face cache: {hf_cache_dir()}")
-    names = builtin_presets()
-    for name in names:
-        essential = name in ESSENTIAL_PRESETS
-        try:
-            preset = load_preset(name)
-        except IADGPTError as exc:
-            r.line(f"{name}: BROKEN preset ({exc})")
-            r.problem(f"preset {name}", "reinstall IAD-GPT (the preset file is damaged)", essential=essential)
-            continue
-        parts = _resolve_preset(preset)
-        random = [w for w, spec in (("clip", preset.clip_weights), ("llm", preset.llm.path))
-                  if not spec and not (w == "clip" and preset.efficientnet is not None)]
-        ready = all(p is not None for _, p in parts)
-        r.line(f"{name}: {'ready' if ready else 'weights missing'}")
-        trained = shipped_weights(name)
-        for what in random:
-            r.line(f"    {what}: trained, shipped in {trained}" if trained and what == "llm"
-                   else f"    {what}: random (no download needed)")
-        for what, path in parts:
-            spec = {"clip": preset.clip_weights, "llm": preset.llm.path}.get(what, "its Python package")
-            r.line(f"    {what}: {path}" if path else f"    {what}: MISSING {spec}")
-        if not ready:
-            r.problem(f"weights of preset {name}",
-                      f"`iadgpt models download {name}` on an online machine, then copy them here and "
-                      f"`iadgpt models import DIR --preset {name}`", essential=essential)
-        elif essential and smoke:
-            _smoke_test(r, name)
-
-
-def _smoke_test(r: _Report, name: str) -> None:
-    try:
-        import numpy as np
-
-        from iadgpt.inspector import Inspector
-
-        inspector = Inspector(name, device="cpu")
-        yy, xx = np.mgrid[0:96, 0:96]
-        image = np.stack([(xx * 2) % 256, (yy * 2) % 256, np.full_like(xx, 128)], -1).astype(np.uint8)
-        result = inspector.inspect(image, generate_answer=False)
-        r.line(f"    smoke test on the CPU: ok (verdict {result.verdict}, {result.latency_ms:.0f} ms)")
-    except Exception as exc:  # noqa: BLE001 - report any failure as a sentence
-        r.line(f"    smoke test on the CPU: FAILED ({type(exc).__name__}: {exc})")
-        r.problem(f"a working {name} preset ({exc})", "re-run the installer; if it persists, report this output",
-                  essential=True)
-
-
-def _check_resources(r: _Report) -> None:
-    r.section("Resources")
-    try:
-        from iadgpt.data.answers import default_templates_path
-        from iadgpt.prompt_bank import default_bank_dir
-    except Exception as exc:  # noqa: BLE001
-        r.line(f"cannot load the model library: {exc}")
-        return
-    banks = default_bank_dir()
-    count = len(list(banks.glob("*.json"))) if banks.is_dir() else 0
-    r.line(f"prompt banks: {banks} ({count} file(s))")
-    if not (banks / "generic.json").is_file():
-        r.problem(f"prompt banks (generic.json) in {banks}",
-                  "reinstall IAD-GPT, or set IADGPT_RESOURCES to the folder holding apg/", essential=True)
-    templates = default_templates_path()
-    r.line(f"answer templates: {templates} ({'found' if templates.is_file() else 'MISSING'})")
-    if not templates.is_file():
-        r.problem(f"answer templates {templates}",
-                  "reinstall IAD-GPT, or set IADGPT_RESOURCES to the folder holding answer_templates.json",
-                  essential=True)
-
-
-def _existing_parent(path: Path) -> Path:
-    path = path.expanduser().absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def _check_data(r: _Report) -> None:
-    r.section("Data folder and database")
-    try:
-        settings_mod = importlib.import_module("iadgpt_desktop.settings")
-    except Exception as exc:  # noqa: BLE001 - the library may be installed without the app
-        r.line(f"the desktop app's settings are not importable ({type(exc).__name__}: {exc})")
-        r.problem("the desktop app (iadgpt_desktop)", "install the whole project (installer/install-linux.sh)",
-                  essential=False)
-        return
-    try:
-        settings = settings_mod.load_settings()
-    except Exception as exc:  # noqa: BLE001
-        r.line(f"settings unreadable ({exc}); using defaults")
-        settings = settings_mod.Settings()
-    data = settings.data_path
-    r.line(f"settings file: {settings_mod.config_dir() / 'settings.json'}")
-    r.line(f"data folder: {data} ({'exists' if data.is_dir() else 'will be created'})")
-    if settings.database_url:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(settings.database_url)
-        shown = settings.database_url.replace(f":{parts.password}@", ":***@") if parts.password else \
-            settings.database_url
-        r.line(f"database: {shown}")
-    else:
-        r.line(f"database: SQLite file {data / 'iadgpt.sqlite3'}")
-    base = _existing_parent(data)
-    if not os.access(base, os.W_OK):
-        r.problem(f"write access to the data folder {data}",
-                  "choose another folder in Settings > Storage or fix the folder's permissions", essential=True)
-    usage = shutil.disk_usage(base)
-    r.line(f"free disk space there: {_gib(usage.free)} of {_gib(usage.total)}")
-    if usage.free < 1 << 30:
-        r.problem(f"free disk space in {base} (only {_gib(usage.free)})",
-                  "free some space or move the data folder (Settings > Storage)", essential=False)
-
-
-_QT_PROBE = ("import sys\nfrom PySide6.QtGui import QGuiApplication\n"
-             "app = QGuiApplication(sys.argv[:1])\nprint(app.platformName())\n")
-
-
-def _probe_qt(platform_name: str | None) -> tuple[bool, str]:
-    env = dict(os.environ)
-    if platform_name:
-        env["QT_QPA_PLATFORM"] = platform_name
-    try:
-        proc = subprocess.run([sys.executable, "-c", _QT_PROBE], env=env, capture_output=True, text=True,
-                              timeout=60)
-    except subprocess.TimeoutExpired:
-        return False, "timed out"
-    if proc.returncode == 0:
-        return True, proc.stdout.strip()
-    lines = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
-    return False, (lines[-1] if lines else f"exit status {proc.returncode}")
-
-
-def _check_qt(r: _Report) -> None:
-    r.section("Qt")
-    spec = importlib.util.find_spec("PySide6")
-    if spec is None or not spec.submodule_search_locations:
-        r.line("PySide6 is missing")
-        return
-    plugins = Path(next(iter(spec.submodule_search_locations))) / "Qt" / "plugins" / "platforms"
-    names = sorted(p.name.removeprefix("libq").split(".")[0] for p in plugins.glob("*")) if plugins.is_dir() else []
-    r.line(f"platform plugins: {', '.join(names) or 'none found'}")
-    display = os.environ.get("WAYLAND_DISPLAY") or os.environ.get("DISPLAY")
-    r.line(f"QT_QPA_PLATFORM={os.environ.get('QT_QPA_PLATFORM', '(unset)')}, display: {display or 'none'}")
-    ok, detail = _probe_qt("offscreen")
-    r.line(f"offscreen (headless, --screenshot): {'ok' if ok else 'FAILED: ' + detail}")
-    if not ok:
-        fix = f"sudo apt-get install {' '.join(QT_DEBS)}" if sys.platform.startswith("linux") else \
-            "reinstall PySide6 (pip install --force-reinstall PySide6-Essentials)"
-        r.problem(f"Qt libraries ({detail})", fix, essential=True)
-    if os.environ.get("QT_QPA_PLATFORM", "") == "offscreen":
-        return
-    if sys.platform.startswith("linux") and not display:
-        r.line("window platform: no display (start the app from a desktop session to see its window)")
-        r.problem("a display for the window (no DISPLAY/WAYLAND_DISPLAY)",
-                  "run from a desktop session, or QT_QPA_PLATFORM=offscreen for headless batches", essential=False)
-        return
-    ok, detail = _probe_qt(None)
-    r.line(f"window platform: {detail if ok else 'FAILED: ' + detail}")
-    if not ok:
-        r.problem(f"the Qt window platform ({detail})",
-                  f"sudo apt-get install {' '.join(QT_DEBS)} libxcb-cursor0" if sys.platform.startswith("linux")
-                  else "update the graphics driver", essential=False)
-
-
-def doctor(*, smoke: bool = True, out: Callable[[str], None] = print) -> int:
-    """Print the installation report; 0 when the no-download presets work, 1 if something essential is missing."""
-    r = _Report(out)
-    out("IAD-GPT doctor")
-    torch = _check_libraries(r)
-    _check_gpu(r, torch)
-    _check_resources(r)
-    _check_presets(r, smoke=smoke and torch is not None)
-    _check_data(r)
-    _check_qt(r)
-    r.section("Summary")
-    if not r.missing:
-        out("missing: nothing")
-    else:
-        out("missing:")
-        for what, fix, essential in r.missing:
-            out(f"  - {'[essential] ' if essential else ''}{what}\n      fix: {fix}")
-    essential = [m for m in r.missing if m[2]]
-    out("result: " + ("NOT READY (essential parts missing)" if essential else "ready"))
-    return 1 if essential else 0
 
 
 def format_found(found: Iterable[tuple[str, Path]]) -> list[str]:

@@ -31,12 +31,14 @@ def input_shape(height: int, width: int, spec: ImageInput) -> tuple[int, int]:
     return h, w
 
 
-def resize_rgb(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """rgb (H, W, 3) uint8 -> (shape[0], shape[1], 3): INTER_AREA to shrink, INTER_CUBIC to enlarge."""
+def resize_rgb(rgb: np.ndarray, shape: tuple[int, int], interpolation: str = "bicubic") -> np.ndarray:
+    """rgb (H, W, 3) uint8 -> (shape[0], shape[1], 3): INTER_AREA to shrink (antialiased), the checkpoint's
+    interpolation (bicubic or bilinear) to enlarge."""
     h, w = shape
     if rgb.shape[:2] == (h, w):
         return rgb
-    interp = cv2.INTER_AREA if h * w <= rgb.shape[0] * rgb.shape[1] else cv2.INTER_CUBIC
+    enlarge = cv2.INTER_LINEAR if interpolation == "bilinear" else cv2.INTER_CUBIC
+    interp = cv2.INTER_AREA if h * w <= rgb.shape[0] * rgb.shape[1] else enlarge
     return cv2.resize(rgb, (w, h), interpolation=interp)
 
 
@@ -51,5 +53,5 @@ def normalise(resized: np.ndarray, spec: ImageInput) -> torch.Tensor:
 def preprocess(rgb: np.ndarray, spec: ImageInput, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """RGB uint8 (H, W, 3) -> the tower's input batch of one (1, 3, H', W')."""
-    x = normalise(resize_rgb(rgb, input_shape(rgb.shape[0], rgb.shape[1], spec)), spec)
+    x = normalise(resize_rgb(rgb, input_shape(rgb.shape[0], rgb.shape[1], spec), spec.interpolation), spec)
     return x.unsqueeze(0).to(device=device, dtype=dtype)

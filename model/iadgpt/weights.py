@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from iadgpt.config import HF_PREFIX
 from iadgpt.errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
-HF_PREFIX = "hf-hub:"
 
 _TRAINED_FIX = "point Settings > Model at a trained weights folder or train one with `iadgpt train`"
 _COPY_FIX = "copy the weights folder again or retrain"
@@ -95,9 +95,48 @@ def _check_file_present(source: Path) -> None:
         )
 
 
-def _torch_load_weights_only(source: Path) -> Any:
+def tensor_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
+    """{name: shape} of a weights file without reading its data: the safetensors header, or a PyTorch
+    file memory-mapped with ``weights_only`` unpickling (its tensors are not read into memory)."""
+    from safetensors import safe_open
+
+    source = Path(path)
+    _check_file_present(source)
+    if source.suffix.lower() == ".safetensors":
+        try:
+            with safe_open(str(source), "pt") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as exc:  # safetensors raises its own error types
+            raise WeightsError(f"weights file {source} is truncated or corrupt ({type(exc).__name__}: {exc}); "
+                               "download or copy it again") from exc
+    if source.suffix.lower() in PICKLE_SUFFIXES:
+        state = _as_state_dict(source, _torch_load_weights_only(source, mmap=True))
+        return {k: tuple(v.shape) for k, v in state.items()}
+    raise WeightsError(f"weights file {source} has the unsupported extension '{source.suffix}'; use a "
+                       f".safetensors file (or {', '.join(PICKLE_SUFFIXES)} holding a plain state dict)")
+
+
+def convert_to_safetensors(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Write the PyTorch weights file `source` (read with ``weights_only``) as the safetensors file `target`.
+
+    Tensors that share memory (tied embeddings) are stored once each as their own copy, as
+    safetensors requires."""
+    state = load_state_dict_file(source)
+    seen: set[int] = set()
+    tensors = {}
+    for name, tensor in state.items():
+        ptr = tensor.untyped_storage().data_ptr()
+        tensors[name] = tensor.contiguous() if ptr not in seen else tensor.clone().contiguous()
+        seen.add(ptr)
+    out = Path(target)
+    with _atomic_path(out) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    return out
+
+
+def _torch_load_weights_only(source: Path, mmap: bool = False) -> Any:
     try:
-        return torch.load(source, map_location="cpu", weights_only=True)
+        return torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "weights only load failed" not in text.lower():
@@ -367,14 +406,14 @@ def _fsync(path: Path) -> None:
 def hf_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The Hugging Face hub cache folder, read from the environment now (not at import time)."""
     if cache_dir is not None:
-        return _expand(str(cache_dir))
+        return expand_path(str(cache_dir))
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
         if os.environ.get(var):
-            return _expand(os.environ[var])
+            return expand_path(os.environ[var])
     if os.environ.get("HF_HOME"):
-        return _expand(os.environ["HF_HOME"]) / "hub"
+        return expand_path(os.environ["HF_HOME"]) / "hub"
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return _expand(xdg) / "huggingface" / "hub"
+    return expand_path(xdg) / "huggingface" / "hub"
 
 
 def resolve_hf_file(
@@ -422,7 +461,7 @@ def resolve_checkpoint(
             f"{what} weights not found: looked in the Hugging Face cache {repo_dir} for "
             f"{', '.join(filenames)}; {fix}"
         )
-    path = _expand(spec)
+    path = expand_path(spec)
     if path.is_file():
         return path
     if path.is_dir():
@@ -449,7 +488,7 @@ def resolve_model_folder(
     repo_id = spec[len(HF_PREFIX) :] if spec.startswith(HF_PREFIX) else None
     places = []
     if repo_id is None:
-        path = _expand(spec)
+        path = expand_path(spec)
         if path.is_dir():
             if (path / "config.json").is_file():
                 return path
@@ -472,5 +511,17 @@ def resolve_model_folder(
     raise WeightsError(f"{what} not found: looked in {' and '.join(places)}; {fix}")
 
 
-def _expand(text: str) -> Path:
+def expand_path(text: str) -> Path:
+    """A setting's path with ~ and $VARIABLES expanded."""
     return Path(os.path.expandvars(os.path.expanduser(text)))
+
+
+def hub_repo(spec: str) -> tuple[str, str] | None:
+    """(repo_id, revision) when a weights setting names a Hugging Face hub repo (``hf-hub:org/name[@rev]``,
+    or ``org/name`` that is not a local folder); None for a local path."""
+    if spec.startswith(HF_PREFIX):
+        repo, _, rev = spec[len(HF_PREFIX):].partition("@")
+        return repo, rev or "main"
+    if _REPO_ID.match(spec) and not expand_path(spec).exists():
+        return spec, "main"
+    return None

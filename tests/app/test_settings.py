@@ -190,3 +190,36 @@ def test_dev_setup_installs_what_a_real_x_display_needs() -> None:
     for package in ("libxcb-icccm4", "libxcb-keysyms1", "libxcb-cursor0", "libxcb-image0", "libxcb-randr0",
                     "libxcb-render-util0", "libxcb-shape0", "libxcb-xinerama0", "libxcb-xkb1", "libxkbcommon-x11-0"):
         assert package in script, package
+
+
+def test_clip_weights_are_a_setting_that_reloads_the_model(qtbot, tmp_path: Path) -> None:
+    """Settings > Model > CLIP weights: kept, saved, part of the model key; a path that is not there is refused."""
+    checkpoint = tmp_path / "open_clip_model.safetensors"
+    checkpoint.write_bytes(b"x")
+    dialog = make_dialog(qtbot)
+    dialog.clip_weights.setText(str(checkpoint))
+    assert dialog.validate() is None and dialog.settings().clip_weights == str(checkpoint)
+    assert dialog.settings().model_key() != Settings().model_key()
+    path = save_settings(dialog.settings(), tmp_path / "settings.json")
+    assert load_settings(path).clip_weights == str(checkpoint)
+    dialog.clip_weights.setText(str(tmp_path / "absent.safetensors"))
+    assert "CLIP weights" in dialog.validate() and "do not exist" in dialog.validate()
+
+
+def test_the_worker_passes_the_clip_weights_to_the_inspector(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from iadgpt_desktop.workers import inference
+
+    seen = {}
+
+    class Refused(Exception):
+        pass
+
+    def inspector(*args, **kwargs):
+        seen.update(kwargs)
+        raise Refused("stop here")
+
+    monkeypatch.setattr(inference, "Inspector", inspector)
+    worker = inference.InferenceWorker(Settings(preset="tiny-test", clip_weights="/weights/clip", llm_dir="/llm",
+                                                data_dir=str(tmp_path)))
+    worker._load_model()
+    assert seen["clip_weights"] == "/weights/clip" and seen["llm_path"] == "/llm"

@@ -335,7 +335,7 @@ def _run_adapter(tokenizer, model):
     reply = hf_chat_fn(model, recording, max_new_tokens=6)(MESSAGES)
     assert isinstance(reply, str)
     assert reply == reply.strip()
-    assert len(recording.texts) == 1 and len(seen_ids) == 1
+    assert len(seen_ids) == 1  # one generate call; the tokenizer also sees a probe of whether it adds BOS
     reaching_model = tokenizer.decode(seen_ids[0][0], skip_special_tokens=True)
     return recording.texts[0], reaching_model
 
@@ -344,9 +344,9 @@ def test_hf_chat_fn_plain_transcript() -> None:
     model, tokenizer = _tiny_model_and_tokenizer(CORPUS)
     assert not getattr(tokenizer, "chat_template", None)
     prompt, reaching_model = _run_adapter(tokenizer, model)
-    assert prompt.startswith("### System: You are an inspection expert.")
-    assert "### Human: List the defect keywords of the nut." in prompt
-    assert prompt.rstrip().endswith("### Assistant:")
+    # the Vicuna v1.1 transcript: system text, then USER:/ASSISTANT: turns, each answer closed by </s>
+    assert prompt == ("You are an inspection expert. USER: Describe an abnormal metal nut. ASSISTANT: It may have "
+                      "scratches.</s>USER: List the defect keywords of the nut. ASSISTANT:")
     for word in "List the defect keywords of the nut".split():
         assert word in reaching_model.split()
 

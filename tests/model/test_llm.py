@@ -212,14 +212,12 @@ def test_prompt_text_with_chat_template(lm):
     assert text == without + "### Assistant:"
 
 
-def test_prompt_text_without_chat_template(lm, monkeypatch):
+def test_prompt_text_without_chat_template_is_the_vicuna_transcript(lm, monkeypatch):
     monkeypatch.setattr(lm.tokenizer, "chat_template", None)
     msgs = _messages(user="U?") + [{"role": "assistant", "content": "A."}, {"role": "user", "content": "V?"}]
     assert lm.prompt_text(msgs) == plain_transcript(msgs)
-    assert lm.prompt_text(msgs) == (f"### System: {SYSTEM}\n### Human: U?\n### Assistant: A.\n"
-                                    f"### Human: V?\n### Assistant:")
-    assert lm.prompt_text(msgs, add_generation_prompt=False) == (
-        f"### System: {SYSTEM}\n### Human: U?\n### Assistant: A.\n### Human: V?")
+    assert lm.prompt_text(msgs) == f"{SYSTEM} USER: U? ASSISTANT: A.</s>USER: V? ASSISTANT:"
+    assert lm.prompt_text(msgs, add_generation_prompt=False) == f"{SYSTEM} USER: U? ASSISTANT: A.</s>USER: V?"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ def _stage(value: str) -> int | str:
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     """Add the `train` sub-command to an argparse sub-parsers object; returns its parser."""
+    from iadgpt.cli import add_precision_arg, add_weights_args
+
     p = subparsers.add_parser("train", help="train the decoder/TGE/MMF heads on normal images (three stages)")
     p.add_argument("--preset", default="tiny-test", help="built-in preset name or preset .json")
     p.add_argument("--data", required=True, type=Path,
@@ -59,6 +61,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="cap on optimiser steps per stage")
     p.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_precision_arg(p)
+    add_weights_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
     return p
@@ -73,6 +77,8 @@ def config_from_args(args: argparse.Namespace):
                        synthesis=args.synthesis, anomaly_ratio=args.anomaly_ratio, out_dir=args.out,
                        resume=args.resume, max_steps=args.max_steps, num_workers=args.num_workers,
                        device=args.device, progress=not args.no_progress,
+                       precision=getattr(args, "precision", "auto"), llm_path=getattr(args, "llm", None),
+                       clip_weights=getattr(args, "clip_weights", None),
                        stage0_epochs=getattr(args, "stage0_epochs", None), stage0_lr=getattr(args, "stage0_lr", 1e-3),
                        text_batch_size=getattr(args, "text_batch_size", 16),
                        lm_loss=getattr(args, "lm_loss", "answers"),

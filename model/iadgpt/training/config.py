@@ -45,6 +45,9 @@ class TrainConfig:
     max_steps: int | None = None  # per stage
     num_workers: int = 0
     device: str = "auto"  # "auto", "cpu" or "cuda"
+    precision: str = "auto"  # frozen towers and LLM: auto (fp32 on the CPU; bf16 or fp16 on a GPU), fp32, fp16, bf16
+    llm_path: str | None = None  # --llm: the LLM folder instead of the preset's
+    clip_weights: str | None = None  # --clip: the open_clip checkpoint instead of the preset's
     progress: bool = True  # tqdm bar (only shown on a terminal)
     log_every: int = 1  # metrics.jsonl: one step line every n steps
 

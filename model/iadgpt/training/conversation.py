@@ -13,7 +13,7 @@ def build_training_batch(llm: LanguageModel, messages_per_sample: Sequence[Seque
                          answers: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Token ids (B, T), attention mask (B, T) and labels (B, T) of prompt + answer + end of sequence.
 
-    The prompt is `llm.prompt_text(messages, add_generation_prompt=True)`; the answer follows it
+    The prompt is `llm.prompt_ids(messages, add_generation_prompt=True)`; the answer follows it
     directly (inference generates from the same prompt, so its first token is "Yes"/"No"), then the
     tokenizer's eos token. Prompt and answer are tokenized separately, so the label boundary is exact.
     Labels are IGNORE_INDEX on the prompt and on the right padding (pad id, attention mask 0).
@@ -24,7 +24,7 @@ def build_training_batch(llm: LanguageModel, messages_per_sample: Sequence[Seque
     assert eos is not None, "the tokenizer has no eos token to end the answer with"
     rows: list[tuple[list[int], list[int]]] = []
     for messages, answer in zip(messages_per_sample, answers, strict=True):
-        prompt = tok(llm.prompt_text(messages, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+        prompt = llm.prompt_ids(messages, add_generation_prompt=True)  # BOS as at inference
         reply = tok(answer, add_special_tokens=False)["input_ids"] + [eos]
         rows.append((list(prompt), reply))
     length = max(len(p) + len(r) for p, r in rows)

@@ -66,7 +66,8 @@ class SyntheticAnomalyDataset(Dataset):
         """The RGB image of sample `index` at its class's input shape (cached; callers must not modify it)."""
         if index not in self._images:
             sample = self.samples[index]
-            self._images[index] = resize_rgb(load_sample(sample)[0], self.shapes[sample.class_name])
+            self._images[index] = resize_rgb(load_sample(sample)[0], self.shapes[sample.class_name],
+                                              self.spec.interpolation)
         return self._images[index]
 
     def normalise(self, rgb: np.ndarray) -> torch.Tensor:

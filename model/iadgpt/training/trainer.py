@@ -46,8 +46,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from iadgpt.builder import build_model, vision_module
-from iadgpt.config import load_preset
+from iadgpt.builder import build_model, preset_dtype, vision_module
+from iadgpt.config import load_preset, with_overrides
 from iadgpt.data.answers import load_answer_templates
 from iadgpt.data.datasets import mvtec_samples, product_for
 from iadgpt.errors import ConfigError, DatasetError
@@ -92,6 +92,15 @@ class StageResult:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
+def _release_accelerator_state(mixed_precision: str) -> None:
+    """accelerate keeps one process-wide state and refuses a second Accelerator with another mixed
+    precision; a process that trains twice (tests, benchmarks, fp16 then bf16) starts it afresh."""
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=True)  # accelerate's own way (its test utilities)
+
+
 class Trainer:
     """Builds everything for a TrainConfig; `run()` trains and returns the weights folder."""
 
@@ -103,17 +112,19 @@ class Trainer:
         self.run_dir = Path(cfg.out_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cuda = torch.cuda.is_available() and cfg.device != "cpu"
-        self.accelerator = Accelerator(mixed_precision="fp16" if cuda else "no", cpu=not cuda)
-        self.preset = load_preset(cfg.preset)
-        torch.manual_seed(cfg.seed)  # the heads' initial weights
         device = "cuda" if cuda else "cpu"
-        # Towers and LLM in fp16 on a GPU (frozen); the trained heads always in fp32.
+        self.preset = with_overrides(load_preset(cfg.preset), llm_path=cfg.llm_path, clip_weights=cfg.clip_weights)
         self.stages = cfg.stages_for(self.preset)
         scratch = 0 in self.stages
-        # Towers and LLM in fp16 on a GPU (frozen); the trained heads always in fp32. Stage 0 trains
-        # the towers and LLM themselves, so they stay in fp32 (autocast handles fp16 on a GPU).
-        precision = "fp16" if cuda and not scratch else "fp32"
-        dtype = torch.float16 if precision == "fp16" else torch.float32
+        # Frozen towers and LLM in the chosen precision (auto: bf16 or fp16 on a GPU, as the LLM was
+        # trained); the trained heads always in fp32, under autocast. Stage 0 trains the towers and
+        # LLM themselves, so they stay in fp32 (autocast runs them in the chosen precision).
+        chosen = preset_dtype(self.preset, cfg.precision, torch.device(device))
+        mixed = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(chosen, "no")
+        _release_accelerator_state(mixed)
+        self.accelerator = Accelerator(mixed_precision=mixed, cpu=not cuda)
+        torch.manual_seed(cfg.seed)  # the heads' initial weights
+        dtype = torch.float32 if scratch else chosen
         self.model, self.llm = build_model(self.preset, device, dtype)
         self.vision = vision_module(self.model)  # None: a pretrained image tower that is never trained
         self.towers_trained = False  # whether vision/LLM weights are this run's (stage 0 or init_weights)
