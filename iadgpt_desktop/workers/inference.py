@@ -13,17 +13,20 @@ import os
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
 
-from iadgpt.errors import CancelledError, IADGPTError, ImageLoadError
+from iadgpt.errors import CancelledError, IADGPTError, ImageLoadError, MemoryBankError
 from iadgpt.imageio import load_image
 from iadgpt.inspector import InspectionResult, Inspector
 from iadgpt.memory_bank import MemoryBank
 from iadgpt.prompt_bank import PromptBank
+from iadgpt.references import NearestReference, ReferenceSet, load_beside, references_path
 from iadgpt_desktop.settings import Settings
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
@@ -57,6 +60,8 @@ class ProductInfo:
     prompt_bank_json: str | None = None
 
 
+REFERENCE_MAX_SIDE = 1024  # the nearest reference is shown, not inspected: a display-sized copy is enough
+REFERENCE_CACHE = 16  # decoded reference images kept by the worker (a line shows the same few again and again)
 INTERRUPTED = "[interrupted]"  # marks an answer cut short by Pause or Stop, as stored and shown
 
 
@@ -78,6 +83,12 @@ class InspectionOutcome:
     image_path: str = ""  # the stored image (absolute), for chat and the detail view; "" until stored
     mask_path: str = ""  # the stored anomaly map (absolute), "" until stored
     interrupted: bool = False  # the answer was cut short (Pause/Stop while it was generated)
+    reference_image: np.ndarray | None = field(default=None, repr=False)  # the nearest good reference, RGB
+
+    @property
+    def nearest_reference(self) -> NearestReference | None:
+        """Few-shot: the good reference image most like this part (None otherwise, or for an old bank)."""
+        return self.result.nearest_reference
 
     @property
     def verdict(self) -> Verdict:
@@ -134,6 +145,7 @@ class InferenceWorker(QObject):
         self._cancel_bank = threading.Event()  # a memory bank being built (its own Cancel button)
         self._timer: QTimer | None = None
         self._saves = SaveQueue()  # shown, not yet stored: retried with back-off or set aside
+        self._reference_images: OrderedDict[str, np.ndarray | None] = OrderedDict()  # path -> display copy
         self.inspected = 0
 
     # -- life cycle (runs in the worker thread) -----------------------------------------------
@@ -258,10 +270,12 @@ class InferenceWorker(QObject):
         bank = PromptBank.from_json(json.loads(product.prompt_bank_json), origin=f"product '{product.name}'") \
             if product.prompt_bank_json else None
         inspector.set_product(product.class_name, bank)
-        memory = None
+        memory = references = None
         if product.mode == ProductMode.FEW_SHOT and product.memory_bank_path:
             memory = MemoryBank.load(product.memory_bank_path, expect_meta=inspector.memory_bank_meta())
-        inspector.set_memory_bank(memory)
+            references = _references_of(product.memory_bank_path, memory)
+        inspector.set_memory_bank(memory, references)
+        self._reference_images.clear()
 
     @Slot(object, object)
     def build_memory_bank(self, product: ProductInfo, references: list) -> None:
@@ -276,7 +290,7 @@ class InferenceWorker(QObject):
             self.bank_failed.emit(pid or -1, "the model is not loaded yet; wait for it, then try again")
             return
         self._cancel_bank.clear()
-        previous = self.inspector.memory_bank
+        previous = self.inspector.memory_bank, self.inspector.references
 
         def report(phase: BankPhase):
             return lambda done, total: self.bank_progress.emit(BankProgress(pid, phase, done, total))
@@ -288,7 +302,11 @@ class InferenceWorker(QObject):
             self.bank_progress.emit(BankProgress(pid, BankPhase.SAVING, 0, 1))
             folder = self.settings.data_path / "memory_banks"
             folder.mkdir(parents=True, exist_ok=True)
-            path = bank.save(folder / f"product-{pid}.safetensors")
+            target = folder / f"product-{pid}.safetensors"
+            if self.inspector.references is not None:  # first: a bank is never saved without its own index
+                self.inspector.references.save(references_path(target))
+            path = bank.save(target)
+            self._reference_images.clear()
             if self.db:
                 with self.db.Session.begin() as s:
                     repository.update_product(s, pid, memory_bank_path=str(path), mode=ProductMode.FEW_SHOT.value)
@@ -300,12 +318,12 @@ class InferenceWorker(QObject):
             if not same_prompts:  # another product: its prompts too (the new bank is already set)
                 self._apply_product(self.product)
         except CancelledError as exc:
-            self.inspector.set_memory_bank(previous)
+            self.inspector.set_memory_bank(*previous)
             self.bank_failed.emit(pid, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the boundary
             log.exception("building the memory bank failed")
-            self.inspector.set_memory_bank(previous)
+            self.inspector.set_memory_bank(*previous)
             self.bank_failed.emit(pid, _user_message(exc))
             return
         self.bank_progress.emit(BankProgress(pid, BankPhase.SAVING, 1, 1))
@@ -370,11 +388,33 @@ class InferenceWorker(QObject):
             result.image = str(frame.path)
         outcome = InspectionOutcome(result, image, frame.source, frame.index, None,
                                     self.product.id if self.product else None, file_name=_frame_name(frame),
-                                    interrupted=interrupted)
+                                    interrupted=interrupted, reference_image=self._reference_image(result))
         outcome.inspection_id = self._store(outcome, frame)
         self.inspected += 1
         self.result.emit(outcome)
         return outcome
+
+    def _reference_image(self, result: InspectionResult) -> np.ndarray | None:
+        """A display copy of the nearest reference's file (None when there is none or it is unreadable)."""
+        nearest = result.nearest_reference
+        if nearest is None or nearest.path is None:
+            return None
+        if nearest.path in self._reference_images:
+            self._reference_images.move_to_end(nearest.path)
+            return self._reference_images[nearest.path]
+        try:
+            rgb = load_image(nearest.path, max_pixels=self.settings.max_pixels)
+        except ImageLoadError as exc:  # moved or deleted since the bank was built: the name is still shown
+            log.warning("the nearest reference %s cannot be shown: %s", nearest.path, exc)
+            rgb = None
+        if rgb is not None and max(rgb.shape[:2]) > REFERENCE_MAX_SIDE:
+            scale = REFERENCE_MAX_SIDE / max(rgb.shape[:2])
+            rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
+                             interpolation=cv2.INTER_AREA)
+        self._reference_images[nearest.path] = rgb
+        while len(self._reference_images) > REFERENCE_CACHE:
+            self._reference_images.popitem(last=False)
+        return rgb
 
     def _store(self, outcome: InspectionOutcome, frame) -> int | None:
         """Save a shown result; any storage failure is caught here, so nothing shown is lost."""
@@ -504,6 +544,16 @@ class InferenceWorker(QObject):
                 log.exception("storing the conversation failed")
                 self.storage_message.emit(f"the answer is shown but was NOT saved: {_user_message(exc)}")
         self.chat_finished.emit(inspection_id, answer, cancelled)
+
+
+def _references_of(bank_path: str, bank: MemoryBank) -> ReferenceSet | None:
+    """The reference index saved with a bank; None (logged) for a bank from before them or a damaged one:
+    the bank still inspects, only the nearest reference is not shown."""
+    try:
+        return load_beside(bank_path, bank.meta)
+    except MemoryBankError as exc:
+        log.warning("%s", exc)
+        return None
 
 
 def _trained_classes(inspector: Inspector) -> tuple[str, ...]:
