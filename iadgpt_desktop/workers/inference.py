@@ -3,12 +3,18 @@
 The GUI talks to it only through queued signals/slots and reads plain dataclasses back; nothing heavy
 runs on the GUI thread. Cancellation is cooperative: `cancel()` may be called from any thread and is
 checked between frames and inside generation.
+
+Nothing polls: the attached source queue announces each frame (a queued signal to this thread, at most
+one waiting), one frame is inspected per event so requests in between (pause, chat, settings) are
+served between frames, and results that could not be stored are retried by a single-shot timer set
+to the earliest back-off.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -131,6 +137,7 @@ class InferenceWorker(QObject):
     product_failed = Signal(str)  # a sentence
     storage_message = Signal(str)  # storage trouble, or that it is back
     saved_later = Signal(object)  # an InspectionOutcome stored after a storage failure
+    _frames_waiting = Signal()  # from a source's thread (or this one): the attached queue holds a frame
 
     def __init__(self, settings: Settings, db: Database | None = None) -> None:
         super().__init__()
@@ -143,7 +150,9 @@ class InferenceWorker(QObject):
         self._source_name = ""
         self._cancel = threading.Event()  # an answer being generated (Pause, Stop, the chat's Stop)
         self._cancel_bank = threading.Event()  # a memory bank being built (its own Cancel button)
-        self._timer: QTimer | None = None
+        self._wake_posted = threading.Event()  # a `_frames_waiting` is on its way: do not send another
+        self._frames_waiting.connect(self._next_frame, Qt.ConnectionType.QueuedConnection)
+        self._retry_timer: QTimer | None = None  # made in the worker's thread by `initialise`
         self._saves = SaveQueue()  # shown, not yet stored: retried with back-off or set aside
         self._reference_images: OrderedDict[str, np.ndarray | None] = OrderedDict()  # path -> display copy
         self.inspected = 0
@@ -151,19 +160,19 @@ class InferenceWorker(QObject):
     # -- life cycle (runs in the worker thread) -----------------------------------------------
     @Slot()
     def initialise(self) -> None:
-        self._timer = QTimer(self)
-        self._timer.setInterval(5)
-        self._timer.timeout.connect(self._tick)
+        self._retry_timer = QTimer(self)
+        self._retry_timer.setSingleShot(True)
+        self._retry_timer.timeout.connect(self._retry_unsaved)
         if self.db is None:
             self._open_storage()
         self._replay_journal()
         self._load_model()
-        self._timer.start()
 
     @Slot()
     def shutdown(self) -> None:
-        if self._timer:
-            self._timer.stop()
+        if self._retry_timer:
+            self._retry_timer.stop()
+        self.detach_queue()
         if self._saves:
             log.warning("closing with unsaved results: %s", self._saves.summary())
         if self.db and self._owns_db:
@@ -240,6 +249,7 @@ class InferenceWorker(QObject):
             return message
         self.inspector = inspector
         self._report_ready()
+        self._announce_frame()  # frames that came while no model was loaded
         return None
 
     def _report_ready(self, prefix: str = "") -> None:
@@ -348,19 +358,35 @@ class InferenceWorker(QObject):
     def attach_queue(self, queue, source_name: str) -> None:
         """Inspect frames from a source queue (NewestFrameQueue or OrderedQueue) as they come."""
         self._cancel.clear()
+        self.detach_queue()
         self._queue, self._source_name = queue, source_name
+        queue.set_listener(self._announce_frame)
+        self._announce_frame()  # what it already holds (after a pause, or put before it was attached)
 
     @Slot()
     def detach_queue(self) -> None:
+        if self._queue is not None:
+            self._queue.set_listener(None)
         self._queue = None
 
-    def _tick(self) -> None:
-        self._retry_unsaved()
-        if self._queue is None or self.inspector is None:
-            return
-        frame = self._queue.get(timeout=0)
+    def _announce_frame(self) -> None:
+        """Any thread: ask this worker's thread to take the next frame (one request in flight at most)."""
+        if not self._wake_posted.is_set():
+            self._wake_posted.set()
+            self._frames_waiting.emit()
+
+    @Slot()
+    def _next_frame(self) -> None:
+        """Inspect one waiting frame; ask again for the next, so requests queued meanwhile run between."""
+        self._wake_posted.clear()  # before reading the queue: a frame put from now on asks again
+        queue = self._queue
+        if queue is None or self.inspector is None:
+            return  # attached again, or the model loaded, asks again
+        frame = queue.get(timeout=0)
         if frame is not None:
             self.inspect_frame(frame)
+        if self._queue is queue and len(queue):
+            self._announce_frame()
 
     def inspect_frame(self, frame) -> InspectionOutcome | None:
         """Inspect one Frame, store it, and emit the outcome (or a failure sentence)."""
@@ -454,6 +480,7 @@ class InferenceWorker(QObject):
             except OSError as exc:
                 log.error("cannot keep the unsaved result in %s either: %s", journal.path, exc)
         newly_set_aside = self._saves.failed(item, error)
+        self._schedule_retry()
         if newly_set_aside:
             self.storage_message.emit(f"not saved: {error} (set aside; the other results are still saved)")
         elif first:
@@ -475,6 +502,7 @@ class InferenceWorker(QObject):
                                             mask_path=mask_rel, product_id=outcome.product_id,
                                             file_name=outcome.file_name or None)
 
+    @Slot()
     def _retry_unsaved(self) -> None:
         """Try every result whose back-off has passed; one that still fails never holds the others back."""
         saved = 0
@@ -484,6 +512,18 @@ class InferenceWorker(QObject):
                 self.saved_later.emit(item.outcome)
         if saved:
             self.storage_message.emit(f"storage is back: {saved} delayed result(s) saved")
+        self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        """Set the single-shot retry timer to the earliest back-off (stopped when nothing waits). Without
+        a timer (a worker not started on its thread, as in tests) retries run only when asked."""
+        if self._retry_timer is None:
+            return
+        wait = self._saves.seconds_to_next()
+        if wait is None:
+            self._retry_timer.stop()
+        else:
+            self._retry_timer.start(math.ceil(wait * 1000))
 
     def unsaved_summary(self) -> str | None:
         """A sentence about results that are shown but not saved (for closing the window), or None."""
