@@ -87,8 +87,16 @@ class LiveView(QWidget):
         self.view = ImageView("Open files, a folder or a camera to start inspecting")
         self.reference = ReferencePanel()  # few-shot: the nearest good reference, beside the part
         self.reference.setVisible(False)
+        self.part_title = _plain(QLabel(""))  # over the part while the reference is beside it: both captioned
+        self.part_title.setStyleSheet("font-weight:bold;")
+        self.part_title.setVisible(False)
+        part = QWidget()
+        part_layout = QVBoxLayout(part)
+        part_layout.setContentsMargins(0, 0, 0, 0)
+        part_layout.addWidget(self.part_title)
+        part_layout.addWidget(self.view, 1)
         self.images = QSplitter(Qt.Orientation.Horizontal)
-        self.images.addWidget(self.view)
+        self.images.addWidget(part)
         self.images.addWidget(self.reference)
         self.images.setChildrenCollapsible(False)
         self.images.setSizes([1, 1])
@@ -394,6 +402,8 @@ class LiveView(QWidget):
         has_one = self.reference.show_outcome(self.outcome) if self.reference_toggle.isChecked() else False
         appears = has_one and self.reference.isHidden()
         self.reference.setVisible(has_one)
+        self.part_title.setVisible(has_one)
+        self.part_title.setText(f"Inspected: {outcome_label(self.outcome)}" if has_one else "")
         if appears:  # side by side at the same size, however the splitter was left (sizes count once shown)
             half = max(1, self.images.width() // 2)
             self.images.setSizes([half, half])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PySide6.QtCore import QPoint, QRect
 
 from iadgpt.imageio import load_image
 from iadgpt.references import references_path
@@ -88,9 +89,12 @@ def test_the_nearest_reference_of_a_changed_copy_of_b_is_b_shown_beside_it(built
     shown = live.reference.view.image()
     ref = load_image(sample_dir() / "reference" / REFERENCE_B)
     assert shown is not None and (shown.height(), shown.width()) == ref.shape[:2]
-    # Beside the part, not over it: both images are on screen at once, side by side.
-    part, beside = live.view.geometry(), live.reference.geometry()
-    assert live.view.isVisibleTo(w) and beside.left() >= part.right() and beside.width() > 100
+    # Beside the part, not over it: both images on screen at once, side by side, at the same height.
+    part = QRect(live.view.mapTo(w, QPoint(0, 0)), live.view.size())
+    beside = QRect(live.reference.view.mapTo(w, QPoint(0, 0)), live.reference.view.size())
+    assert live.view.isVisibleTo(w) and beside.left() > part.right() and beside.width() > 100
+    assert (beside.top(), beside.height()) == (part.top(), part.height())
+    assert live.part_title.text() == f"Inspected: #{outcome.inspection_id} part_b.png"
 
     live.reference_toggle.setChecked(False)  # the operator wants the part alone
     assert not live.reference.isVisibleTo(w)
