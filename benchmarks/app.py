@@ -5,6 +5,8 @@
 1. GUI event-loop latency while the worker inspects continuously (a looping 30 fps video source):
    a 10 ms GUI timer records how late each tick fires. Target: p99 < 50 ms.
 2. Displayed frame rate from that 30 fps source while inference runs slower. Target: >= 25 fps.
+   The sample product runs few-shot (the preset is untrained), so each result also shows its nearest
+   good reference beside it.
 3. History database: insert rate, and a filtered page query (+ count) with N inspections.
    Target: < 100 ms for a filtered page.
 """
@@ -66,11 +68,18 @@ def gui_benchmark(preset: str, seconds: float) -> dict:
     shown, results = [], []
     window.session.frame.connect(lambda _f: shown.append(time.perf_counter()))
     window.worker.result.connect(lambda o: results.append(o.result.latency_ms))
+    references = []
+    window.worker.result.connect(lambda o: references.append(o.nearest_reference is not None))
     from iadgpt_desktop.workers import session as session_mod
 
     queue = session_mod.TeeQueue(1, on_frame=window.session._on_camera_frame)
     source = session_mod.CameraSource(str(video), queue, loop=True, on_state=window.session._on_source_state)
     window.session._attach(source, queue, "camera:bench", None)
+    # Measure only once the worker inspects: on first start it builds the sample product's memory bank
+    # first (an untrained preset), which on a busy CPU can outlast the whole measurement.
+    waited = time.perf_counter()
+    while not results and time.perf_counter() - waited < 600:
+        run_loop(250)
     run_loop(2000)  # warm-up
     shown.clear()
     results.clear()
@@ -104,6 +113,7 @@ def gui_benchmark(preset: str, seconds: float) -> dict:
         "inference_fps": len(results) / elapsed,
         "inference_ms": statistics.median(results) if results else float("nan"),
         "dropped": dropped,
+        "with_reference": sum(references) / len(references) if references else 0.0,
     }
 
 
@@ -167,6 +177,7 @@ def main() -> None:
     print(f"| inference rate (worker) | {gui['inference_fps']:.1f} /s ({gui['inference_ms']:.0f} ms each) | "
           f"slower than the source |")
     print(f"| frames dropped for inference | {gui['dropped']} | counted |")
+    print(f"| results shown with their nearest reference | {gui['with_reference']:.0%} | few-shot |")
     print(f"| history insert rate ({args.rows} rows) | {db['insert_per_s']:.0f} rows/s | |")
     print(f"| filtered page + count, {args.rows} rows | {db['page_ms']:.1f} ms | < 100 ms |")
     print(f"| page sorted by score, {args.rows} rows | {db['sorted_page_ms']:.1f} ms | |")

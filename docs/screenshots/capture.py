@@ -1,5 +1,8 @@
 """Regenerate the README screenshots: run the station offscreen on the shipped samples and grab each view.
 
+The samples are inspected zero-shot (the sample product), then a new product is onboarded few-shot from
+the shipped good references: Live shows a part of it with its nearest good reference beside it.
+
     QT_QPA_PLATFORM=offscreen .venv/bin/python docs/screenshots/capture.py [--preset NAME] [--weights DIR]
     xvfb-run -s "-screen 0 1366x768x24" env QT_QPA_PLATFORM=xcb .venv/bin/python docs/screenshots/capture.py \
         --size 1366x768          # a real X window; writes live-1366x768.png, ...
@@ -60,6 +63,12 @@ def main() -> None:
         w.show()
     w.open_folder(sample_dir() / "inspect", watch=False)
     wait_for(w.batch_done)
+    # A new product onboarded few-shot from the good references, so Live shows the nearest one beside the part.
+    w.products.create_product("Spindle housings", "generic")
+    w.products.add_references(sorted((sample_dir() / "reference").glob("*.png")))
+    w.products.build_bank()
+    wait_for(w.worker.bank_ready)
+    pause(300)
     # Show a defective sample in the live view and ask about it in the chat.
     w.open_paths([sorted((sample_dir() / "inspect").glob("pitting_*.png"))[-1]])
     wait_for(w.batch_done)

@@ -34,6 +34,11 @@ class ImageView(QWidget):
     def image(self) -> QImage | None:
         return self._image
 
+    def set_placeholder(self, text: str) -> None:
+        """What is said (as plain text) while there is no image."""
+        self._placeholder = text
+        self.update()
+
     @property
     def zoom(self) -> float:
         return self._zoom

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSlider,
+    QSplitter,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -36,6 +37,7 @@ from iadgpt_desktop.ui.image_view import ImageView
 from iadgpt_desktop.ui.legend import OverlayLegend
 from iadgpt_desktop.ui.overlay import render, to_qimage
 from iadgpt_desktop.ui.recent_strip import RecentStrip, outcome_label
+from iadgpt_desktop.ui.reference_panel import ReferencePanel, describe_reference
 from iadgpt_desktop.workers.contract import ModelState, ModelStatus, Verdict
 from iadgpt_desktop.workers.frames import SourceState
 from iadgpt_desktop.workers.inference import InspectionOutcome
@@ -83,6 +85,21 @@ class LiveView(QWidget):
         self._flash_timer = QTimer(self, interval=180)
         self._flash_timer.timeout.connect(self._flash)
         self.view = ImageView("Open files, a folder or a camera to start inspecting")
+        self.reference = ReferencePanel()  # few-shot: the nearest good reference, beside the part
+        self.reference.setVisible(False)
+        self.part_title = _plain(QLabel(""))  # over the part while the reference is beside it: both captioned
+        self.part_title.setStyleSheet("font-weight:bold;")
+        self.part_title.setVisible(False)
+        part = QWidget()
+        part_layout = QVBoxLayout(part)
+        part_layout.setContentsMargins(0, 0, 0, 0)
+        part_layout.addWidget(self.part_title)
+        part_layout.addWidget(self.view, 1)
+        self.images = QSplitter(Qt.Orientation.Horizontal)
+        self.images.addWidget(part)
+        self.images.addWidget(self.reference)
+        self.images.setChildrenCollapsible(False)
+        self.images.setSizes([1, 1])
 
         bar = QHBoxLayout()
         for text, slot in (("Open files…", self._choose_files), ("Open folder…", self._choose_folder),
@@ -111,8 +128,14 @@ class LiveView(QWidget):
         zoom_in.clicked.connect(self.view.zoom_in)
         zoom_out = QToolButton(text="−", toolTip="Zoom out (wheel down)")
         zoom_out.clicked.connect(self.view.zoom_out)
+        self.reference_toggle = QCheckBox("Nearest reference")
+        self.reference_toggle.setToolTip("In few-shot mode, show the good reference image most like the part "
+                                         "beside it")
+        self.reference_toggle.setChecked(True)
+        self.reference_toggle.toggled.connect(lambda _on: self._show_reference())
         under = QHBoxLayout()
         under.addWidget(self.legend, 1)
+        under.addWidget(self.reference_toggle)
         under.addWidget(zoom_out)
         under.addWidget(zoom_in)
         under.addWidget(self.fit_button)
@@ -158,10 +181,13 @@ class LiveView(QWidget):
         self.timing = QLabel("–")
         self.mode = _plain(QLabel("–"))
         self.mode.setWordWrap(True)
+        self.reference_name = _plain(QLabel("–"))
+        self.reference_name.setWordWrap(True)
         self.counts = _plain(QLabel("–"))
         self.counts.setWordWrap(True)
         for name, label in (("Score", self.score), ("Position", self.position), ("Likely defect", self.types),
-                            ("Time", self.timing), ("Mode", self.mode), ("Stream", self.counts)):
+                            ("Time", self.timing), ("Mode", self.mode), ("Reference", self.reference_name),
+                            ("Stream", self.counts)):
             details.addRow(name + ":", label)
 
         overlay = QGroupBox("Overlay")
@@ -212,7 +238,7 @@ class LiveView(QWidget):
         scroll.setFixedWidth(340)
 
         left = QVBoxLayout()
-        left.addWidget(self.view, 1)
+        left.addWidget(self.images, 1)
         left.addLayout(under)
         left.addLayout(strip_row)
         body = QHBoxLayout()
@@ -356,6 +382,9 @@ class LiveView(QWidget):
         self.types.setText(", ".join(f"{n.replace('_', ' ')} ({p:.0%})" for n, p in r.defect_types) or "–")
         self.timing.setText(f"{r.latency_ms:.0f} ms")
         self.mode.setText(f"{r.mode} · {r.model_id}")
+        self.reference_name.setText(describe_reference(outcome))
+        nearest = outcome.nearest_reference
+        self.reference_name.setToolTip((nearest.path or "") if nearest is not None else "")
         self.confirm_button.setText(f"Confirm: {verdict.value}")
         other = Verdict.GOOD if verdict is Verdict.DEFECTIVE else Verdict.DEFECTIVE
         self.override_button.setText(f"Override: {other.value}")
@@ -365,7 +394,20 @@ class LiveView(QWidget):
         self._show_decision()
         self._update_navigation()
         self._redraw()
+        self._show_reference()
         self.selection_changed.emit(outcome)
+
+    def _show_reference(self) -> None:
+        """The nearest good reference beside the part, when there is one and the operator wants it."""
+        has_one = self.reference.show_outcome(self.outcome) if self.reference_toggle.isChecked() else False
+        appears = has_one and self.reference.isHidden()
+        self.reference.setVisible(has_one)
+        self.part_title.setVisible(has_one)
+        self.part_title.setText(f"Inspected: {outcome_label(self.outcome)}" if has_one else "")
+        if appears:  # side by side at the same size, however the splitter was left (sizes count once shown)
+            half = max(1, self.images.width() // 2)
+            self.images.setSizes([half, half])
+        self.reference_toggle.setEnabled(self.outcome is not None and self.outcome.nearest_reference is not None)
 
     def _show_decision(self) -> None:
         outcome = self.outcome
@@ -397,12 +439,14 @@ class LiveView(QWidget):
             self.banner.setStyleSheet(BANNER_STYLES[verdict or "waiting"] + BANNER_FONT)
             self.banner.setToolTip("")
             self.view.setEnabled(True)
+            self.reference.setEnabled(True)
             return
         loading = status is not None and status.state is ModelState.LOADING
         self.banner.setText("LOADING MODEL…" if loading else "NO MODEL")
         self.banner.setStyleSheet(BANNER_STYLES["no model"] + BANNER_FONT)
         self.banner.setToolTip("" if status is None else status.message)
         self.view.setEnabled(False)  # the previous part's picture is greyed: it is not a verdict on anything new
+        self.reference.setEnabled(False)
 
     def show_frame(self, rgb: np.ndarray) -> None:
         """A newer camera frame than the last inspected one: draw it with the latest map over it."""

@@ -17,13 +17,14 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from iadgpt.imageio import iter_image_files
+from iadgpt.inspector import shipped_weights
 from iadgpt.prompt_bank import default_bank_dir
 from iadgpt.weights import sha256_file
 from iadgpt_desktop.qt_compat import guard_signal_refcounts
 from iadgpt_desktop.settings import Settings, save_settings
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
-from iadgpt_desktop.ui.about import about_text
+from iadgpt_desktop.ui.about import AboutDialog, about_text
 from iadgpt_desktop.ui.chat_pane import ChatPane
 from iadgpt_desktop.ui.history_view import HistoryView
 from iadgpt_desktop.ui.live_view import LiveView
@@ -232,9 +233,9 @@ class MainWindow(QMainWindow):
         self._shortcuts_box = box
 
     def show_about(self) -> None:
-        box = QMessageBox(QMessageBox.Icon.NoIcon, "About IAD-GPT Desktop", about_text(self.model_status),
-                          parent=self)
-        box.setTextFormat(Qt.TextFormat.PlainText)
+        s = self.settings
+        model_folder = Path(s.weights_dir) if s.weights_dir else shipped_weights(s.preset)
+        box = AboutDialog(about_text(self.model_status, model_folder, sample_dir()), parent=self)
         box.open()
         self._about_box = box
 

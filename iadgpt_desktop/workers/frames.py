@@ -6,6 +6,10 @@
   bounded and `put` blocks, so a slow worker throttles the folder scan instead of the scan piling
   every path up in memory.
 
+Both announce each frame they take to a listener (`set_listener`), called on the putting thread after
+the frame is in: the inference worker turns that into a queued Qt signal and so waits for frames
+without polling.
+
 `SourceState` is what every source reports; the sources themselves live in `camera` and `folder`
 (`iadgpt_desktop.workers.sources` gathers the public names).
 """
@@ -66,7 +70,26 @@ def _should_stop(stop: StopCondition) -> bool:
     return bool(stop())
 
 
-class NewestFrameQueue:
+Listener = Callable[[], object]
+
+
+class _Announcing:
+    """The listener part shared by both queues."""
+
+    _listener: Listener | None = None
+
+    def set_listener(self, listener: Listener | None) -> None:
+        """Call `listener()` after every frame put from now on (None: stop); it runs on the putting
+        thread and must not block."""
+        self._listener = listener
+
+    def _announce(self) -> None:
+        listener = self._listener
+        if listener is not None:
+            listener()
+
+
+class NewestFrameQueue(_Announcing):
     """A thread-safe queue that keeps only the newest `capacity` frames.
 
     `put` never blocks: when the queue is full the OLDEST frame is discarded and counted in
@@ -90,6 +113,7 @@ class NewestFrameQueue:
                 self._dropped += 1
             self._frames.append(frame)
             self._cond.notify()
+        self._announce()
 
     def get(self, timeout: float | None = None) -> Frame | None:
         """The oldest frame kept, waiting up to `timeout` seconds (None: forever; 0: no wait)."""
@@ -120,7 +144,7 @@ class NewestFrameQueue:
             return len(self._frames)
 
 
-class OrderedQueue:
+class OrderedQueue(_Announcing):
     """A thread-safe, bounded FIFO that never drops: `put` waits while the queue is full.
 
     The wait re-checks a stop condition (an Event or a callable) every few tens of milliseconds,
@@ -160,7 +184,8 @@ class OrderedQueue:
             self._frames.append(frame)
             self._enqueued += 1
             self._cond.notify_all()
-            return True
+        self._announce()
+        return True
 
     def get(self, timeout: float | None = None) -> Frame | None:
         """The oldest frame, waiting up to `timeout` seconds (None: forever; 0: no wait)."""

@@ -3,27 +3,36 @@
 The GUI talks to it only through queued signals/slots and reads plain dataclasses back; nothing heavy
 runs on the GUI thread. Cancellation is cooperative: `cancel()` may be called from any thread and is
 checked between frames and inside generation.
+
+Nothing polls: the attached source queue announces each frame (a queued signal to this thread, at most
+one waiting), one frame is inspected per event so requests in between (pause, chat, settings) are
+served between frames, and results that could not be stored are retried by a single-shot timer set
+to the earliest back-off.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
 
-from iadgpt.errors import CancelledError, IADGPTError, ImageLoadError
+from iadgpt.errors import CancelledError, IADGPTError, ImageLoadError, MemoryBankError
 from iadgpt.imageio import load_image
 from iadgpt.inspector import InspectionResult, Inspector
 from iadgpt.memory_bank import MemoryBank
 from iadgpt.prompt_bank import PromptBank
+from iadgpt.references import NearestReference, ReferenceSet, load_beside, references_path
 from iadgpt_desktop.settings import Settings
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
@@ -57,6 +66,8 @@ class ProductInfo:
     prompt_bank_json: str | None = None
 
 
+REFERENCE_MAX_SIDE = 1024  # the nearest reference is shown, not inspected: a display-sized copy is enough
+REFERENCE_CACHE = 16  # decoded reference images kept by the worker (a line shows the same few again and again)
 INTERRUPTED = "[interrupted]"  # marks an answer cut short by Pause or Stop, as stored and shown
 
 
@@ -78,6 +89,12 @@ class InspectionOutcome:
     image_path: str = ""  # the stored image (absolute), for chat and the detail view; "" until stored
     mask_path: str = ""  # the stored anomaly map (absolute), "" until stored
     interrupted: bool = False  # the answer was cut short (Pause/Stop while it was generated)
+    reference_image: np.ndarray | None = field(default=None, repr=False)  # the nearest good reference, RGB
+
+    @property
+    def nearest_reference(self) -> NearestReference | None:
+        """Few-shot: the good reference image most like this part (None otherwise, or for an old bank)."""
+        return self.result.nearest_reference
 
     @property
     def verdict(self) -> Verdict:
@@ -120,6 +137,7 @@ class InferenceWorker(QObject):
     product_failed = Signal(str)  # a sentence
     storage_message = Signal(str)  # storage trouble, or that it is back
     saved_later = Signal(object)  # an InspectionOutcome stored after a storage failure
+    _frames_waiting = Signal()  # from a source's thread (or this one): the attached queue holds a frame
 
     def __init__(self, settings: Settings, db: Database | None = None) -> None:
         super().__init__()
@@ -132,26 +150,29 @@ class InferenceWorker(QObject):
         self._source_name = ""
         self._cancel = threading.Event()  # an answer being generated (Pause, Stop, the chat's Stop)
         self._cancel_bank = threading.Event()  # a memory bank being built (its own Cancel button)
-        self._timer: QTimer | None = None
+        self._wake_posted = threading.Event()  # a `_frames_waiting` is on its way: do not send another
+        self._frames_waiting.connect(self._next_frame, Qt.ConnectionType.QueuedConnection)
+        self._retry_timer: QTimer | None = None  # made in the worker's thread by `initialise`
         self._saves = SaveQueue()  # shown, not yet stored: retried with back-off or set aside
+        self._reference_images: OrderedDict[str, np.ndarray | None] = OrderedDict()  # path -> display copy
         self.inspected = 0
 
     # -- life cycle (runs in the worker thread) -----------------------------------------------
     @Slot()
     def initialise(self) -> None:
-        self._timer = QTimer(self)
-        self._timer.setInterval(5)
-        self._timer.timeout.connect(self._tick)
+        self._retry_timer = QTimer(self)
+        self._retry_timer.setSingleShot(True)
+        self._retry_timer.timeout.connect(self._retry_unsaved)
         if self.db is None:
             self._open_storage()
         self._replay_journal()
         self._load_model()
-        self._timer.start()
 
     @Slot()
     def shutdown(self) -> None:
-        if self._timer:
-            self._timer.stop()
+        if self._retry_timer:
+            self._retry_timer.stop()
+        self.detach_queue()
         if self._saves:
             log.warning("closing with unsaved results: %s", self._saves.summary())
         if self.db and self._owns_db:
@@ -229,6 +250,7 @@ class InferenceWorker(QObject):
             return message
         self.inspector = inspector
         self._report_ready()
+        self._announce_frame()  # frames that came while no model was loaded
         return None
 
     def _report_ready(self, prefix: str = "") -> None:
@@ -259,10 +281,12 @@ class InferenceWorker(QObject):
         bank = PromptBank.from_json(json.loads(product.prompt_bank_json), origin=f"product '{product.name}'") \
             if product.prompt_bank_json else None
         inspector.set_product(product.class_name, bank)
-        memory = None
+        memory = references = None
         if product.mode == ProductMode.FEW_SHOT and product.memory_bank_path:
             memory = MemoryBank.load(product.memory_bank_path, expect_meta=inspector.memory_bank_meta())
-        inspector.set_memory_bank(memory)
+            references = _references_of(product.memory_bank_path, memory)
+        inspector.set_memory_bank(memory, references)
+        self._reference_images.clear()
 
     @Slot(object, object)
     def build_memory_bank(self, product: ProductInfo, references: list) -> None:
@@ -277,7 +301,7 @@ class InferenceWorker(QObject):
             self.bank_failed.emit(pid or -1, "the model is not loaded yet; wait for it, then try again")
             return
         self._cancel_bank.clear()
-        previous = self.inspector.memory_bank
+        previous = self.inspector.memory_bank, self.inspector.references
 
         def report(phase: BankPhase):
             return lambda done, total: self.bank_progress.emit(BankProgress(pid, phase, done, total))
@@ -289,7 +313,11 @@ class InferenceWorker(QObject):
             self.bank_progress.emit(BankProgress(pid, BankPhase.SAVING, 0, 1))
             folder = self.settings.data_path / "memory_banks"
             folder.mkdir(parents=True, exist_ok=True)
-            path = bank.save(folder / f"product-{pid}.safetensors")
+            target = folder / f"product-{pid}.safetensors"
+            if self.inspector.references is not None:  # first: a bank is never saved without its own index
+                self.inspector.references.save(references_path(target))
+            path = bank.save(target)
+            self._reference_images.clear()
             if self.db:
                 with self.db.Session.begin() as s:
                     repository.update_product(s, pid, memory_bank_path=str(path), mode=ProductMode.FEW_SHOT.value)
@@ -301,12 +329,12 @@ class InferenceWorker(QObject):
             if not same_prompts:  # another product: its prompts too (the new bank is already set)
                 self._apply_product(self.product)
         except CancelledError as exc:
-            self.inspector.set_memory_bank(previous)
+            self.inspector.set_memory_bank(*previous)
             self.bank_failed.emit(pid, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the boundary
             log.exception("building the memory bank failed")
-            self.inspector.set_memory_bank(previous)
+            self.inspector.set_memory_bank(*previous)
             self.bank_failed.emit(pid, _user_message(exc))
             return
         self.bank_progress.emit(BankProgress(pid, BankPhase.SAVING, 1, 1))
@@ -331,19 +359,35 @@ class InferenceWorker(QObject):
     def attach_queue(self, queue, source_name: str) -> None:
         """Inspect frames from a source queue (NewestFrameQueue or OrderedQueue) as they come."""
         self._cancel.clear()
+        self.detach_queue()
         self._queue, self._source_name = queue, source_name
+        queue.set_listener(self._announce_frame)
+        self._announce_frame()  # what it already holds (after a pause, or put before it was attached)
 
     @Slot()
     def detach_queue(self) -> None:
+        if self._queue is not None:
+            self._queue.set_listener(None)
         self._queue = None
 
-    def _tick(self) -> None:
-        self._retry_unsaved()
-        if self._queue is None or self.inspector is None:
-            return
-        frame = self._queue.get(timeout=0)
+    def _announce_frame(self) -> None:
+        """Any thread: ask this worker's thread to take the next frame (one request in flight at most)."""
+        if not self._wake_posted.is_set():
+            self._wake_posted.set()
+            self._frames_waiting.emit()
+
+    @Slot()
+    def _next_frame(self) -> None:
+        """Inspect one waiting frame; ask again for the next, so requests queued meanwhile run between."""
+        self._wake_posted.clear()  # before reading the queue: a frame put from now on asks again
+        queue = self._queue
+        if queue is None or self.inspector is None:
+            return  # attached again, or the model loaded, asks again
+        frame = queue.get(timeout=0)
         if frame is not None:
             self.inspect_frame(frame)
+        if self._queue is queue and len(queue):
+            self._announce_frame()
 
     def inspect_frame(self, frame) -> InspectionOutcome | None:
         """Inspect one Frame, store it, and emit the outcome (or a failure sentence)."""
@@ -371,11 +415,33 @@ class InferenceWorker(QObject):
             result.image = str(frame.path)
         outcome = InspectionOutcome(result, image, frame.source, frame.index, None,
                                     self.product.id if self.product else None, file_name=_frame_name(frame),
-                                    interrupted=interrupted)
+                                    interrupted=interrupted, reference_image=self._reference_image(result))
         outcome.inspection_id = self._store(outcome, frame)
         self.inspected += 1
         self.result.emit(outcome)
         return outcome
+
+    def _reference_image(self, result: InspectionResult) -> np.ndarray | None:
+        """A display copy of the nearest reference's file (None when there is none or it is unreadable)."""
+        nearest = result.nearest_reference
+        if nearest is None or nearest.path is None:
+            return None
+        if nearest.path in self._reference_images:
+            self._reference_images.move_to_end(nearest.path)
+            return self._reference_images[nearest.path]
+        try:
+            rgb = load_image(nearest.path, max_pixels=self.settings.max_pixels)
+        except ImageLoadError as exc:  # moved or deleted since the bank was built: the name is still shown
+            log.warning("the nearest reference %s cannot be shown: %s", nearest.path, exc)
+            rgb = None
+        if rgb is not None and max(rgb.shape[:2]) > REFERENCE_MAX_SIDE:
+            scale = REFERENCE_MAX_SIDE / max(rgb.shape[:2])
+            rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
+                             interpolation=cv2.INTER_AREA)
+        self._reference_images[nearest.path] = rgb
+        while len(self._reference_images) > REFERENCE_CACHE:
+            self._reference_images.popitem(last=False)
+        return rgb
 
     def _store(self, outcome: InspectionOutcome, frame) -> int | None:
         """Save a shown result; any storage failure is caught here, so nothing shown is lost."""
@@ -415,6 +481,7 @@ class InferenceWorker(QObject):
             except OSError as exc:
                 log.error("cannot keep the unsaved result in %s either: %s", journal.path, exc)
         newly_set_aside = self._saves.failed(item, error)
+        self._schedule_retry()
         if newly_set_aside:
             self.storage_message.emit(f"not saved: {error} (set aside; the other results are still saved)")
         elif first:
@@ -436,6 +503,7 @@ class InferenceWorker(QObject):
                                             mask_path=mask_rel, product_id=outcome.product_id,
                                             file_name=outcome.file_name or None)
 
+    @Slot()
     def _retry_unsaved(self) -> None:
         """Try every result whose back-off has passed; one that still fails never holds the others back."""
         saved = 0
@@ -445,6 +513,18 @@ class InferenceWorker(QObject):
                 self.saved_later.emit(item.outcome)
         if saved:
             self.storage_message.emit(f"storage is back: {saved} delayed result(s) saved")
+        self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        """Set the single-shot retry timer to the earliest back-off (stopped when nothing waits). Without
+        a timer (a worker not started on its thread, as in tests) retries run only when asked."""
+        if self._retry_timer is None:
+            return
+        wait = self._saves.seconds_to_next()
+        if wait is None:
+            self._retry_timer.stop()
+        else:
+            self._retry_timer.start(math.ceil(wait * 1000))
 
     def unsaved_summary(self) -> str | None:
         """A sentence about results that are shown but not saved (for closing the window), or None."""
@@ -505,6 +585,16 @@ class InferenceWorker(QObject):
                 log.exception("storing the conversation failed")
                 self.storage_message.emit(f"the answer is shown but was NOT saved: {_user_message(exc)}")
         self.chat_finished.emit(inspection_id, answer, cancelled)
+
+
+def _references_of(bank_path: str, bank: MemoryBank) -> ReferenceSet | None:
+    """The reference index saved with a bank; None (logged) for a bank from before them or a damaged one:
+    the bank still inspects, only the nearest reference is not shown."""
+    try:
+        return load_beside(bank_path, bank.meta)
+    except MemoryBankError as exc:
+        log.warning("%s", exc)
+        return None
 
 
 def _trained_classes(inspector: Inspector) -> tuple[str, ...]:

@@ -60,6 +60,12 @@ class SaveQueue:
         now = self.clock()
         return [item for item in self.waiting if item.next_at <= now]
 
+    def seconds_to_next(self) -> float | None:
+        """How long until the next retry is due (0 when one is due now); None when nothing waits."""
+        if not self.waiting:
+            return None
+        return max(0.0, min(item.next_at for item in self.waiting) - self.clock())
+
     def saved(self, item: PendingSave) -> None:
         if item in self.waiting:
             self.waiting.remove(item)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +34,7 @@ from iadgpt.precision import pick_device
 from iadgpt.preprocess import preprocess
 from iadgpt.prompt_bank import PromptBank, default_bank_dir, load_bank
 from iadgpt.prompts import TextPrompts, build_text_prompts, defect_type_probabilities
+from iadgpt.references import BUILD_KEY, NearestReference, ReferenceSet
 from iadgpt.tiny import tokenizer_fingerprint
 from iadgpt.weights import load_trainable
 
@@ -70,6 +72,7 @@ class InspectionResult:
     evidence: Evidence | None = None  # what the map shows (the evidence line the LLM read)
     model_id: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    nearest_reference: NearestReference | None = None  # few-shot: the good reference most like this part
 
     @property
     def latency_ms(self) -> float:
@@ -169,6 +172,7 @@ class Inspector:
             self.load_weights(weights)
         self.model.to(self.device, self.dtype).eval()
         self.memory_bank: MemoryBank | None = None
+        self.references: ReferenceSet | None = None  # the bank's reference images by F_img, when known
         self._embed_cache: OrderedDict[str, tuple[torch.Tensor, str]] = OrderedDict()
         self.set_product(class_name, prompt_bank)
         log.info("inspector ready: preset %s on %s/%s in %.1f s", self.preset.name, self.device,
@@ -247,25 +251,32 @@ class Inspector:
         long phase of a large bank); ``should_stop`` is checked in both."""
         references = list(references)
         per_image: list[list[torch.Tensor]] = []
+        global_embeddings: list[torch.Tensor] = []  # F_img per reference, for the nearest reference
         level = None
         dims = self.model.towers.layer_dims
         for i, ref in enumerate(references):
             if should_stop():
                 raise CancelledError("building the memory bank was cancelled; the previous bank is kept")
             rgb = load_image(ref, max_pixels=self.max_pixels)
-            per_image.append(self._encode(rgb).patch_tokens)
+            features = self._encode(rgb)
+            per_image.append(features.patch_tokens)
+            global_embeddings.append(features.global_embedding[0])  # (C,)
             if len(references) == 1:  # nothing to leave out: calibrate on moved views of the one image
                 views = [self._encode(v).patch_tokens for v in moved_views(rgb)]
                 level = single_reference_level(dims, per_image[0], views)
             if progress:
                 progress(i + 1, len(references))
-        bank = bank_from_tokens(dims, per_image, self.memory_bank_meta(), self.preset.inference.max_memory_patches,
+        meta = {**self.memory_bank_meta(), BUILD_KEY: secrets.token_hex(8)}  # ties the bank to its references
+        bank = bank_from_tokens(dims, per_image, meta, self.preset.inference.max_memory_patches,
                                 level=level, progress=select_progress, should_stop=should_stop)
-        self.set_memory_bank(bank)
+        sources = [None if isinstance(ref, np.ndarray) else str(ref) for ref in references]
+        self.set_memory_bank(bank, ReferenceSet(torch.stack(global_embeddings), sources, meta))
         return bank
 
-    def set_memory_bank(self, bank: MemoryBank | None) -> None:
+    def set_memory_bank(self, bank: MemoryBank | None, references: ReferenceSet | None = None) -> None:
+        """Use `bank` (None: no few-shot); `references` name the nearest good reference of each part."""
         self.memory_bank = bank
+        self.references = references if bank is not None else None
         self._embed_cache.clear()
 
     # -- inspection --------------------------------------------------------------------------
@@ -338,6 +349,7 @@ class Inspector:
             regions = [r.scaled(rgb.shape[0] / small.shape[0], rgb.shape[1] / small.shape[1])
                        for r in small_regions]
             defect_types = self._defect_types(features, evidence)
+            nearest = self.references.nearest(features.global_embedding) if self.references is not None else None
         messages = self._conversation(evidence.text())
         with stage("llm_verdict"):
             embeds, mask = self.llm.embed_prompt(messages, image_embeds)
@@ -359,7 +371,7 @@ class Inspector:
                      for r in regions[:5]],
             defect_types=defect_types if verdict.defective else [],
             anomaly_map=anomaly_map, mode=self.mode, model_id=self.model_id, timings_ms=timings,
-            evidence=evidence,
+            evidence=evidence, nearest_reference=nearest,
         )
 
     def _postprocess(self, layer_maps: torch.Tensor, size: tuple[int, int], encoder_size: tuple[int, int],

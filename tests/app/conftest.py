@@ -15,16 +15,31 @@ def model_ready(status) -> bool:
     return status.state.value == "ready"
 
 
-@pytest.fixture
-def station(qtbot, tmp_path, monkeypatch):
-    """A started station whose model is loaded; settings are kept in tmp_path."""
-    monkeypatch.setenv("IADGPT_DESKTOP_CONFIG", str(tmp_path / "config"))
-    settings = Settings(preset="tiny-test", data_dir=str(tmp_path / "data"), device="cpu")
+def start_station(qtbot, settings: Settings) -> MainWindow:
+    """A station shown and its model loaded."""
     w = MainWindow(settings, persist_settings=False)
     qtbot.addWidget(w)
     w.show()
     with qtbot.waitSignal(w.worker.model_state, timeout=60000, check_params_cb=model_ready):
         pass
+    return w
+
+
+@pytest.fixture
+def station(qtbot, tmp_path, monkeypatch):
+    """A started station whose model is loaded; settings are kept in tmp_path."""
+    monkeypatch.setenv("IADGPT_DESKTOP_CONFIG", str(tmp_path / "config"))
+    w = start_station(qtbot, Settings(preset="tiny-test", data_dir=str(tmp_path / "data"), device="cpu"))
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def builtin_station(qtbot, tmp_path, monkeypatch):
+    """The same with the built-in model (a pretrained image tower: image similarity means something)."""
+    monkeypatch.setenv("IADGPT_DESKTOP_CONFIG", str(tmp_path / "config"))
+    w = start_station(qtbot, Settings(preset="unified-lite0", data_dir=str(tmp_path / "data"), device="cpu",
+                                      generate_answers=False))
     yield w
     w.close()
 
