@@ -61,18 +61,53 @@ def augmented(rgb: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
     return [rgb] + [np.ascontiguousarray(ops[n](rgb)) for n in names]
 
 
-def evaluate(tower, refs, val, shots: int, side: int, keep_aspect: bool, sigma: float = 4.0, augment: str = "none"):
-    bank = MemoryBank(tower.layer_dims)
+SCORINGS = ("eq2", "joint-cos", "joint-l2")
+
+
+class JointBank:
+    """The PatchCore-style alternative to Eq. 2 (for comparison only): one nearest neighbour over the
+    concatenated taps, by cosine of the per-tap normalised tokens or by L2 of the raw tokens."""
+
+    def __init__(self, taps: list[int], metric: str) -> None:
+        self.taps, self.metric, self.rows = taps, metric, []
+
+    def _joint(self, tokens: list[torch.Tensor]) -> torch.Tensor:
+        picked = [tokens[i][0] for i in self.taps]  # (N, C_l) each
+        if self.metric == "cos":
+            picked = [torch.nn.functional.normalize(t, dim=-1) for t in picked]
+        return torch.cat(picked, dim=-1)  # (N, sum C_l)
+
+    def add(self, tokens: list[torch.Tensor]) -> None:
+        self.rows.append(self._joint(tokens))
+
+    def score(self, tokens: list[torch.Tensor]) -> torch.Tensor:
+        query, bank = self._joint(tokens), torch.cat(self.rows)
+        if self.metric == "cos":
+            dist = 1 - (query @ bank.T).max(dim=1).values / len(self.taps)
+        else:
+            dist = torch.cdist(query, bank).min(dim=1).values
+        return dist[None, None]  # (1, 1, N), as MemoryBank.score's (B, L, N)
+
+
+def evaluate(tower, refs, val, shots: int, side: int, keep_aspect: bool, sigma: float = 4.0, augment: str = "none",
+             scoring: str = "eq2", bank_taps: list[int] | None = None):
+    taps = bank_taps if bank_taps is not None else list(range(len(tower.layer_dims)))
+    if scoring == "eq2":
+        bank = MemoryBank([tower.layer_dims[i] for i in taps])
+    else:
+        bank = JointBank(taps, scoring.split("-")[1])
     for rgb in refs[:shots]:
         for view in augmented(rgb, AUGMENTS[augment]):
-            bank.add(tower.encode_image(preprocess(view, side, keep_aspect)).patch_tokens)
+            tokens = tower.encode_image(preprocess(view, side, keep_aspect)).patch_tokens
+            bank.add(tokens if scoring != "eq2" else [tokens[i] for i in taps])
     labels, scores, masks, maps, times = [], [], [], [], []
     for rgb, mask in val:
         x = preprocess(rgb, side, keep_aspect)
         t0 = time.perf_counter()
         feats = tower.encode_image(x)
         times.append(time.perf_counter() - t0)
-        grid = bank.score(feats.patch_tokens).mean(dim=1)[0].unflatten(0, feats.grid).numpy()  # (h, w)
+        tokens = feats.patch_tokens if scoring != "eq2" else [feats.patch_tokens[i] for i in taps]
+        grid = bank.score(tokens).mean(dim=1)[0].unflatten(0, feats.grid).numpy()  # (h, w)
         small = cv2.resize(grid, (x.shape[-1], x.shape[-2]), interpolation=cv2.INTER_LINEAR)
         small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma)
         full = cv2.resize(small, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -93,25 +128,34 @@ def main() -> int:
     ap.add_argument("--aspect", nargs="+", default=["keep", "squash"])
     ap.add_argument("--augment", nargs="+", default=["none"], choices=list(AUGMENTS),
                     help="views of each reference added to the bank")
+    ap.add_argument("--scoring", nargs="+", default=["eq2"], choices=SCORINGS,
+                    help="eq2: the product's per-layer cosine, layers averaged; joint-*: one nearest neighbour "
+                         "over the concatenated taps (PatchCore style)")
+    ap.add_argument("--bank-taps", nargs="+", default=["all"],
+                    help="which of the tower's taps the bank reads, as positions in --taps (e.g. 1,2)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     sets = {d.name: validation_set(d) for d in args.data}
-    print("| variant | taps | side | aspect | bank views | " + " | ".join(
+    print("| variant | taps | side | aspect | bank views | scoring | bank taps | " + " | ".join(
         f"{n} {k}-shot I / P" for n in sets for k in args.shots) + " | encode ms |")
-    print("|" + " --- |" * (6 + len(sets) * len(args.shots)))
+    print("|" + " --- |" * (8 + len(sets) * len(args.shots)))
     for variant in args.variants:
         towers = {}
-        for taps, side, aspect, augment in itertools.product(args.taps, args.sides, args.aspect, args.augment):
+        for taps, side, aspect, augment, scoring, bank_taps in itertools.product(
+                args.taps, args.sides, args.aspect, args.augment, args.scoring, args.bank_taps):
             key = tuple(int(t) for t in taps.split(","))
             tower = towers.setdefault(key, build_efficientnet(variant, key))
+            chosen = None if bank_taps == "all" else [int(t) for t in bank_taps.split(",")]
             cells, enc = [], []
             with torch.no_grad():
                 for refs, val in sets.values():
                     for k in args.shots:
-                        i, p, ms = evaluate(tower, refs, val, k, side, aspect == "keep", augment=augment)
+                        i, p, ms = evaluate(tower, refs, val, k, side, aspect == "keep", augment=augment,
+                                            scoring=scoring, bank_taps=chosen)
                         cells.append(f"{100 * i:.1f} / {100 * p:.1f}")
                         enc.append(ms)
-            print(f"| {variant} | {taps} | {side} | {aspect} | {augment} | " + " | ".join(cells)
+            shown = taps if chosen is None else ",".join(str(key[i]) for i in chosen)
+            print(f"| {variant} | {taps} | {side} | {aspect} | {augment} | {scoring} | {shown} | " + " | ".join(cells)
                   + f" | {statistics.median(enc):.1f} |", flush=True)
     return 0
 

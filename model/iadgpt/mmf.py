@@ -17,7 +17,14 @@ def _groups(channels: int) -> int:
 
 
 class MaskConvBlock(nn.Module):
-    """One layer mask (B, 1, S, S) -> tokens (B, grid*grid, C)."""
+    """One layer mask (B, 1, S, S) -> tokens (B, grid*grid, C).
+
+    The convolutions' GroupNorm divides the mask's magnitude out, so they see its pattern only; the
+    magnitude is the evidence (a good part's map reads near 0, a defect's near 1), so each grid cell's
+    token also gets a learned projection of the mask's maximum and mean in that cell (`level`, zero at
+    initialisation). Without it a new product's good parts read "Yes" whatever their map's strength
+    (magnetic_tile, 8 references: p(Yes) 0.99 with the map scaled to a maximum of 0.06).
+    """
 
     def __init__(self, channels: int, grid: int) -> None:
         super().__init__()
@@ -32,12 +39,23 @@ class MaskConvBlock(nn.Module):
         self.depthwise = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
         self.pointwise = nn.Conv2d(channels, channels, 1)
         self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.max_pool = nn.AdaptiveMaxPool2d(grid)
+        self.level = nn.Linear(2, channels)
+        nn.init.zeros_(self.level.weight)
+        nn.init.zeros_(self.level.bias)
+        self._register_load_state_dict_pre_hook(self._without_level_path)
+
+    def _without_level_path(self, state_dict, prefix, *args) -> None:
+        """Weights trained before the level path existed load with it at zero: they read as they did."""
+        for name, tensor in (("weight", self.level.weight), ("bias", self.level.bias)):
+            state_dict.setdefault(f"{prefix}level.{name}", torch.zeros_like(tensor))
 
     def forward(self, mask: torch.Tensor) -> torch.Tensor:
         x = self.convs(mask)  # (B, C, S/8, S/8)
         x = self.pointwise(self.depthwise(x))  # (B, C, S/8, S/8)
         x = self.pool(x)  # (B, C, g, g)
-        return x.flatten(2).transpose(1, 2)  # (B, g*g, C)
+        stats = torch.cat([self.max_pool(mask), self.pool(mask)], dim=1)  # (B, 2, g, g): per-cell max, mean
+        return x.flatten(2).transpose(1, 2) + self.level(stats.flatten(2).transpose(1, 2))  # (B, g*g, C)
 
 
 class MultiMaskFusion(nn.Module):

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from iadgpt.config import DEFAULT_PRESET
+from iadgpt.imageio import load_image
 from iadgpt_desktop.settings import Settings
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.records import InspectionFilter
 from iadgpt_desktop.ui.main_window import MainWindow, sample_dir
+from iadgpt_desktop.ui.overlay import heatmap_overlay
 from iadgpt_desktop.workers.inference import ProductInfo
 from tests.app.conftest import model_ready
 
@@ -64,8 +66,13 @@ def test_folder_results_are_shown_stored_and_overlaid(window, qtbot, tmp_path) -
     amap = outcome.result.anomaly_map
     hot = np.unravel_index(int(amap.argmax()), amap.shape)
     cold = np.unravel_index(int(amap.argmin()), amap.shape)
-    red_minus_blue = drawn[..., 0] - drawn[..., 2]
-    assert red_minus_blue[hot] > red_minus_blue[cold]
+    # The view shows this result's map over this part, in place: each pixel has the legend's colour
+    # for the map's value there (the values themselves depend on the model and its calibration).
+    expected = heatmap_overlay(load_image(outcome.result.image), amap, 1.0).astype(int)
+    assert drawn.shape == expected.shape
+    for point in (hot, cold):
+        assert np.abs(drawn[point] - expected[point]).max() <= 3, (point, drawn[point], expected[point])
+    assert amap[hot] - amap[cold] > 0.05 and np.abs(drawn[hot] - drawn[cold]).max() > 20
     # History shows the batch when the user looks at it.
     window.tabs.setCurrentWidget(window.history)
     qtbot.waitUntil(lambda: window.history.model.rowCount() == 3, timeout=5000)

@@ -106,6 +106,34 @@ def test_blob_location_shows_in_the_matching_grid_token(mmf):
     assert d_br[last] > d_tl[last]
 
 
+def test_the_maps_magnitude_reaches_the_tokens_through_the_level_path(mmf):
+    """The convolutions' GroupNorm makes them blind to the map's strength; the per-cell level path is
+    what tells a faint map from a strong one with the same pattern (zero at initialisation, learned)."""
+    pattern = blob(10, 20, r=6).expand(1, LAYERS, S, S)
+    blank = run(mmf, torch.zeros(1, LAYERS, S, S))[:, :GRID * GRID]
+    def faint_over_strong() -> float:  # how far a tenth of the map moves the tokens, vs the whole map
+        strong, faint = (run(mmf, k * pattern)[:, :GRID * GRID] for k in (1.0, 0.1))
+        return float((faint - blank).norm() / (strong - blank).norm())
+
+    assert faint_over_strong() > 0.7  # the convolutions alone: a tenth of the map reads almost alike
+    with torch.no_grad():
+        for block in mmf.blocks:
+            block.level.weight.fill_(1.0)
+    assert faint_over_strong() < 0.5
+
+
+def test_weights_from_before_the_level_path_load_and_read_as_before(mmf):
+    old = {k: v for k, v in mmf.state_dict().items() if ".level." not in k}
+    torch.manual_seed(5)
+    fresh = MultiMaskFusion(LAYERS, OUT, grid=GRID, base_prompts=BASE).eval()
+    with torch.no_grad():
+        for block in fresh.blocks:
+            block.level.weight.fill_(1.0)
+    fresh.load_state_dict(old, strict=True)
+    masks = torch.rand(2, LAYERS, S, S)
+    torch.testing.assert_close(run(fresh, masks), run(mmf, masks))
+
+
 # --------------------------------------------------------------------------------------------------
 # Errors
 

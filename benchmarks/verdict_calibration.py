@@ -1,0 +1,66 @@
+"""How often the LLM's verdict is right in few-shot mode, on VALIDATION data only.
+
+The split is tower_choice.py's: train/good cut into references (the rest) and 24 held-out images,
+each scored as it is (good) and with a synthetic anomaly. The references are drawn at random (seeded)
+from the rest, as `iadgpt eval` draws them. Printed per weights folder, dataset and K: good parts
+answered "No", defective ones answered "Yes", their mean (balanced accuracy) and the AUROC of
+p(Yes). The memory-bank level and the training banks (decision 0005) were chosen with this table.
+
+    .venv/bin/python benchmarks/verdict_calibration.py --data ../shared/datasets/bsdata \\
+        --weights shipped runs/unified-s3/weights --shots 4 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import iadgpt.inspector
+from iadgpt.inspector import Inspector
+from iadgpt.metrics import auroc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tower_choice import validation_set  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", nargs="+", type=Path, required=True)
+    ap.add_argument("--weights", nargs="+", default=["shipped"], help="weights folders; 'shipped' = resources/")
+    ap.add_argument("--shots", nargs="+", type=int, default=[4, 16])
+    ap.add_argument("--preset", default="unified-lite0")
+    ap.add_argument("--level", default="upper",
+                    help="the bank's normal level: 'upper' (the product's, inspector.upper_level), or for "
+                         "comparison 'median' (the median of the leave-one-out maxima, before 2026-12-01) or "
+                         "'xF' (F times that median, e.g. x2)")
+    args = ap.parse_args()
+    if args.level != "upper":
+        factor = 1.0 if args.level == "median" else float(args.level.lstrip("x"))
+        iadgpt.inspector.upper_level = lambda maxima: max(factor * float(np.median(maxima)), 1e-6)
+    print(f"level: {args.level}")
+    print("| weights | dataset | K | good answered No | defective answered Yes | balanced | AUROC p(Yes) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for data in args.data:
+        refs, val = validation_set(data)
+        order = np.random.default_rng(0).permutation(len(refs))
+        labels = np.array([int(mask.any()) for _, mask in val])
+        for weights in args.weights:
+            inspector = Inspector(args.preset, class_name=data.name)
+            if weights != "shipped":
+                inspector.load_weights(weights)
+            for k in args.shots:
+                inspector.build_memory_bank([refs[i] for i in order[:k]])
+                with torch.no_grad():
+                    p_yes = np.array([inspector.inspect(rgb, generate_answer=False).p_yes for rgb, _ in val])
+                good_no, bad_yes = (p_yes[labels == 0] < 0.5).mean(), (p_yes[labels == 1] >= 0.5).mean()
+                print(f"| {weights} | {data.name} | {k} | {100 * good_no:.0f} % | {100 * bad_yes:.0f} % | "
+                      f"{50 * (good_no + bad_yes):.0f} % | {100 * auroc(labels, p_yes):.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
