@@ -88,3 +88,60 @@ def test_bank_maps_need_four_good_images_per_class(tmp_path: Path) -> None:
     assert not held[0] & held[1] and all(len(h) == 3 for h in held)
     batch = trainer.batch(sorted(held[0]))
     assert torch.isfinite(trainer.forward(batch, source="bank")["loss"])
+
+
+# --------------------------------------------------------------------------------------------
+# Other products' normal variation: textures shown as memory-bank maps only (--bank-only)
+
+
+def test_texture_dataset_is_non_overlapping_good_tiles(tmp_path: Path) -> None:
+    from iadgpt.data import mvtec_samples
+    from iadgpt.data.textures import TEXTURES, write_texture_dataset
+
+    counts = write_texture_dataset(tmp_path / "tex", crop=128)
+    classes = {n for name in TEXTURES for n in (name, f"{name}_r90")}
+    assert counts == {name: 16 for name in classes}  # 512 x 512 cut into 4 x 4, as it is and turned
+    samples = mvtec_samples(tmp_path / "tex", "train")
+    assert {s.class_name for s in samples} == classes and all(s.label == 0 for s in samples)
+    import cv2
+
+    tiles = [cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE) for s in samples if s.class_name == "brick"]
+    assert all(t.shape == (128, 128) for t in tiles)
+    assert len({t.tobytes() for t in tiles}) == 16  # no tile repeats another
+
+
+def test_missing_texture_wheel_names_the_package(monkeypatch) -> None:
+    import importlib.util
+
+    from iadgpt.data import textures
+    from iadgpt.errors import DatasetError
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DatasetError, match=r"pip install scikit-image==0\.25\.2"):
+        textures.texture_file("brick")
+
+
+def test_bank_only_classes_always_read_bank_maps_and_are_not_products(tmp_path: Path) -> None:
+    data = _texture_dataset(tmp_path / "data", {"carpet": 4})
+    extra = _texture_dataset(tmp_path / "extra", {"wood": 4})
+    with pytest.raises(ConfigError, match="needs --bank-maps"):
+        TrainConfig(data=data, out_dir=tmp_path / "r0", stage=3, bank_only=extra).check()
+    with pytest.raises(ConfigError, match="stage 1 or 3"):
+        TrainConfig(data=data, out_dir=tmp_path / "r0", stage=2, bank_maps=True, bank_only=extra).check()
+    cfg = TrainConfig(data=data / "carpet", product="carpet", out_dir=tmp_path / "run", stage=3, batch_size=2,
+                      max_steps=1, bank_maps=True, bank_only=extra, progress=False)
+    trainer = Trainer(cfg)
+    assert trainer.bank_only == {"wood"} and set(trainer.class_banks) == {"carpet", "wood"}
+    assert "wood" not in trainer.products.values() and "wood" not in trainer.products
+    wood = [i for i in trainer.dataset.by_class["wood"]][:2]
+    batch = trainer.batch(wood)
+    seen = {}
+    original = trainer.step_module.forward
+
+    def spy(*args):
+        seen["bank"], seen["use_decoder"] = args[7], args[8]
+        return original(*args)
+
+    trainer.step_module.forward = spy
+    trainer.forward(batch, source="decoder")  # a decoder step: the bank-only class still reads its bank
+    assert seen["bank"] is not None and seen["use_decoder"] is False

@@ -51,6 +51,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--anomaly-ratio", type=float, default=0.5, help="share of items given a synthetic anomaly")
     p.add_argument("--decoder-only", action="store_true",
                    help="stage 2 trains the decoder alone on focal + dice, without the LLM (fast; MMF kept)")
+    p.add_argument("--bank-only", type=Path, default=None, metavar="DIR",
+                   help="more good images (MVTec layout, e.g. from `python -m iadgpt.data.textures DIR`) that "
+                        "stages 1 and 3 show as memory-bank maps only: other products' normal variation for the "
+                        "verdict; never shown to the decoder, not recorded as products (needs --bank-maps)")
     p.add_argument("--bank-maps", action="store_true",
                    help="stages 1 and 3 also feed the LLM memory-bank maps (and their mean with the decoder's), "
                         "so it answers alike for trained products and for new ones served by their references")
@@ -85,7 +89,7 @@ def config_from_args(args: argparse.Namespace):
                        init_weights=getattr(args, "init_weights", None),
                        checkpoint_every=getattr(args, "checkpoint_every", 1),
                        patch_frac=tuple(getattr(args, "patch_frac", (0.05, 0.3))),
-                       bank_maps=getattr(args, "bank_maps", False),
+                       bank_maps=getattr(args, "bank_maps", False), bank_only=getattr(args, "bank_only", None),
                        decoder_only=getattr(args, "decoder_only", False))
 
 

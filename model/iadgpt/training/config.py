@@ -37,6 +37,7 @@ class TrainConfig:
     seed: int = 0
     synthesis: str = "nsa"  # "nsa", "cutpaste" or "mix"
     bank_maps: bool = False  # stages 1 and 3 also feed the LLM memory-bank maps (unified model)
+    bank_only: Path | None = None  # more good images (MVTec layout) shown as memory-bank maps only
     decoder_only: bool = False  # stage 2 trains the decoder alone on focal + dice (no LLM pass, MMF frozen)
     patch_frac: tuple[float, float] = (0.05, 0.3)  # synthetic patch side / image side (min, max)
     anomaly_ratio: float = 0.5
@@ -93,9 +94,13 @@ class TrainConfig:
             raise ConfigError("checkpoint_every must be at least 1 epoch")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("max_steps must be at least 1")
+        if self.bank_only is not None and (not self.bank_maps or set(self.stages) - {1, 3}):
+            raise ConfigError("--bank-only images are read through memory-bank maps: it needs --bank-maps and "
+                              "stage 1 or 3 (the decoder of stage 2 never sees them)")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["data"], data["out_dir"] = str(self.data), str(self.out_dir)
         data["init_weights"] = None if self.init_weights is None else str(self.init_weights)
+        data["bank_only"] = None if self.bank_only is None else str(self.bank_only)
         return data

@@ -156,6 +156,14 @@ class Trainer:
         if cfg.product:
             self.products = product_for(cfg.data, sorted({s.class_name for s in samples}), cfg.product)
             samples = [replace(s, class_name=cfg.product) for s in samples]
+        self.bank_only: set[str] = set()  # classes shown through memory-bank maps only (--bank-only)
+        if cfg.bank_only is not None:
+            extra = [s for s in mvtec_samples(Path(cfg.bank_only), "train") if s.label == 0]
+            self.bank_only = {s.class_name for s in extra}
+            clash = self.bank_only & {s.class_name for s in samples}
+            if clash:
+                raise ConfigError(f"--bank-only {cfg.bank_only} has classes {sorted(clash)} that --data has too")
+            samples += extra
         banks = {name: load_bank(name) for name in sorted({s.class_name for s in samples})}
         self.banks = banks
         self.templates = load_answer_templates()
@@ -217,6 +225,8 @@ class Trainer:
                     for c, e in zip(batch["class_name"], batch["evidence"], strict=True)]
         device = self.accelerator.device
         ids, mask, labels = build_training_batch(self.llm, messages, batch["answer"])
+        if name in self.bank_only:
+            source = "bank"  # the decoder was never trained on these images: their map is the bank's
         banks = self.class_banks.get(name) if source in ("bank", "both") else None
         bank = banks.for_items(batch["index"].tolist()) if banks is not None else None
         return (module or self.step_module)(batch["image"].to(device), batch["mask"].to(device), ids.to(device),
