@@ -5,8 +5,9 @@ images alone, the LLM read a texture's normal map (faint responses everywhere) a
 CC0 textures that scikit-image ships in its wheel (brick, grass, gravel: 512 x 512 grey images, see
 `skimage.data`) are cut into non-overlapping crops, each crop a good part of its texture class, in
 MVTec-AD layout (<class>/train/good/NNN.png). Each texture turned by 90 degrees is a class of its
-own (`<name>_r90`): the CNN's features are not rotation-invariant, so it is another product to them. Training shows them as bank maps only (`iadgpt train
---bank-only DIR`), never to the decoder, and they are not recorded as products.
+own (`<name>_r90`): the CNN's features are not rotation-invariant, so it is another product to them.
+Training shows them as bank maps only (`iadgpt train --bank-only DIR`), never to the decoder, and
+they are not recorded as products.
 
 The PNG files are read from the installed package's folder; scikit-image's code is not imported.
 
