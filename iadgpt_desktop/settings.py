@@ -49,6 +49,7 @@ class Settings:
     operator: str = ""
     generate_answers: bool = True
     alert_on_defective: bool = False  # beep and flash the verdict when a new part is defective
+    last_product_id: int = 0  # the product inspected last, chosen again at start (0: none yet)
 
     @property
     def data_path(self) -> Path:

@@ -28,7 +28,7 @@ from iadgpt_desktop.ui.about import AboutDialog, about_text
 from iadgpt_desktop.ui.chat_pane import ChatPane
 from iadgpt_desktop.ui.history_view import HistoryView
 from iadgpt_desktop.ui.live_view import LiveView
-from iadgpt_desktop.ui.products_view import ProductsView
+from iadgpt_desktop.ui.products_view import ProductsView, can_inspect, product_info
 from iadgpt_desktop.ui.recent_strip import outcome_label
 from iadgpt_desktop.ui.settings_dialog import SettingsDialog
 from iadgpt_desktop.workers.contract import (
@@ -280,7 +280,9 @@ class MainWindow(QMainWindow):
             return
         try:
             with self.db.Session.begin() as s:
-                if repository.list_products(s):
+                stored = repository.list_products(s)
+                if stored:
+                    self._resume_product(stored)
                     return
                 pid = repository.get_or_create_product(s, SAMPLE_PRODUCT, SAMPLE_CLASS)
         except Exception as exc:  # noqa: BLE001 - the boundary
@@ -291,6 +293,17 @@ class MainWindow(QMainWindow):
         self.request_product.emit(product)
         self.request_sample_bank.emit(product, references)  # the worker knows whether its model is trained
         self.products.refresh()
+
+    def _resume_product(self, stored: list[dict]) -> None:
+        """Inspect the product of the last session again (Settings.last_product_id), when it still can."""
+        row = next((p for p in stored if p["id"] == self.settings.last_product_id), None)
+        if row is None:
+            return
+        if not can_inspect(row):
+            self.statusBar().showMessage(f"Product '{row['name']}', inspected last time, has lost its memory bank: "
+                                         "build it again in Products, or choose another product", 15000)
+            return
+        self.request_product.emit(product_info(row))
 
     # -- sources ---------------------------------------------------------------------------------
     @staticmethod
@@ -390,6 +403,9 @@ class MainWindow(QMainWindow):
 
     def _product_changed(self, product: ProductInfo) -> None:
         self.products.set_active(product)
+        if product.id and product.id != self.settings.last_product_id:
+            self.settings = dataclasses.replace(self.settings, last_product_id=product.id)
+            self._persist(self._without_overrides(self.settings))
         self.statusBar().showMessage(f"Inspecting product '{product.name}' ({ProductMode(product.mode).value})",
                                      8000)
 
@@ -477,6 +493,8 @@ class MainWindow(QMainWindow):
         self.request_settings.emit(updated)
 
     def _settings_applied(self, applied: Settings) -> None:
+        # The window alone writes last_product_id: a product switched while the settings loaded stays.
+        applied = dataclasses.replace(applied, last_product_id=self.settings.last_product_id)
         previous, self.settings = self.settings, applied
         self.live.alert_on_defective = applied.alert_on_defective
         if applied.storage_key() != previous.storage_key():

@@ -628,15 +628,24 @@ class ProductsView(QWidget):
         row = self._rows.get(product_id)
         if row is None:
             return
-        bank_path = row.get("memory_bank_path")
-        if row["mode"] == FEW_SHOT and not (bank_path and Path(bank_path).is_file()):
+        if not can_inspect(row):
             self._error("Few-shot mode needs a memory bank: add reference images of good parts and press "
                         "“Build memory bank” first, or choose Trained model.")
             return
-        info = ProductInfo(id=row["id"], name=row["name"], class_name=row["class_name"], mode=ProductMode(row["mode"]),
-                           memory_bank_path=bank_path, prompt_bank_json=row.get("prompt_bank_json"))
         self._info(f"Switching inspection to '{row['name']}' ({row['mode']}) …")
-        self.product_activated.emit(info)
+        self.product_activated.emit(product_info(row))
+
+
+def product_info(row: dict[str, Any]) -> ProductInfo:
+    """What the inspection worker needs of a stored product (a repository.list_products row)."""
+    return ProductInfo(id=row["id"], name=row["name"], class_name=row["class_name"], mode=ProductMode(row["mode"]),
+                       memory_bank_path=row.get("memory_bank_path"), prompt_bank_json=row.get("prompt_bank_json"))
+
+
+def can_inspect(row: dict[str, Any]) -> bool:
+    """A trained-mode product always can; a few-shot one needs its memory bank file."""
+    bank_path = row.get("memory_bank_path")
+    return row["mode"] != FEW_SHOT or bool(bank_path and Path(bank_path).is_file())
 
 
 def _stored_references(row: dict[str, Any]) -> list[str]:

@@ -105,7 +105,8 @@ def test_a_broken_model_setting_keeps_the_working_model_and_is_not_saved(qtbot, 
         with qtbot.waitSignal(w.worker.settings_rejected, timeout=60000) as rejected:
             w.apply_settings(dataclasses.replace(good, weights_dir=str(broken)))
         assert rejected.args[0] == good
-        assert w.settings == good and w.model_status.state is ModelState.READY
+        kept = dataclasses.replace(w.settings, last_product_id=good.last_product_id)  # the sample product was used
+        assert kept == good and w.model_status.state is ModelState.READY
         saved = tmp_path / "config" / "settings.json"
         assert not saved.exists() or json.loads(saved.read_text())["weights_dir"] == ""
         copy_samples(tmp_path / "in", "good_000.png")
