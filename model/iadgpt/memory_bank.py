@@ -32,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from iadgpt.atomic import atomic_path, fsync
 from iadgpt.errors import CancelledError, MemoryBankError
 
 log = logging.getLogger(__name__)
@@ -190,19 +191,15 @@ class MemoryBank:
             "meta": json.dumps(self._meta, sort_keys=True),
         }
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         try:
-            save_file(tensors, str(tmp), metadata=metadata)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            with atomic_path(target) as tmp:
+                save_file(tensors, str(tmp), metadata=metadata)
+                fsync(tmp)
         except OSError as exc:
             raise MemoryBankError(
                 f"could not write memory bank {target}: {exc.strerror or exc}; check that the folder is "
                 "writable and the disk is not full"
             ) from exc
-        finally:
-            tmp.unlink(missing_ok=True)
         log.info("saved memory bank %s (%d patches, %d layers)", target, self._count, self.num_layers)
         return target
 

@@ -30,6 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from iadgpt.atomic import atomic_path
 from iadgpt.errors import MemoryBankError
 
 log = logging.getLogger(__name__)
@@ -96,15 +97,12 @@ class ReferenceSet:
                     "sources": json.dumps([s or "" for s in self.sources]),
                     "meta": json.dumps(self.meta, sort_keys=True)}
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         try:
-            save_file({"embeddings": self.embeddings}, str(tmp), metadata=metadata)
-            os.replace(tmp, target)
+            with atomic_path(target) as tmp:
+                save_file({"embeddings": self.embeddings}, str(tmp), metadata=metadata)
         except OSError as exc:
             raise MemoryBankError(f"could not write the reference index {target}: {exc.strerror or exc}; check "
                                   f"that the folder is writable and the disk is not full") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
         return target
 
     @classmethod

@@ -16,7 +16,6 @@ import os
 import pickle
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from iadgpt.atomic import atomic_path, fsync
 from iadgpt.config import HF_PREFIX
 from iadgpt.errors import WeightsError
 
@@ -129,7 +129,7 @@ def convert_to_safetensors(source: str | os.PathLike[str], target: str | os.Path
         tensors[name] = tensor.contiguous() if ptr not in seen else tensor.clone().contiguous()
         seen.add(ptr)
     out = Path(target)
-    with _atomic_path(out) as tmp:
+    with atomic_path(out) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
     return out
 
@@ -222,9 +222,9 @@ def save_trainable(
         tensors = {str(k): v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
         file_name = f"{name}.safetensors"
         metadata = {"part": name, "preset": preset, "format_version": str(FORMAT_VERSION)}
-        with _atomic_path(target / file_name) as tmp:
+        with atomic_path(target / file_name) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
-            _fsync(tmp)
+            fsync(tmp)
             files[file_name] = {"sha256": sha256_file(tmp), "bytes": tmp.stat().st_size, "part": name}
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -234,9 +234,9 @@ def save_trainable(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "extra": extra_json,
     }
-    with _atomic_path(target / MANIFEST_NAME) as tmp:
+    with atomic_path(target / MANIFEST_NAME) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _fsync(tmp)
+        fsync(tmp)
     log.info("saved trained weights %s (parts %s, preset %s)", target, sorted(parts), preset)
     return target
 
@@ -381,22 +381,6 @@ def _file_problem(source: Path, file_name: str, entry: Mapping[str, Any], *, ver
             f"{_COPY_FIX}"
         )
     return None
-
-
-@contextmanager
-def _atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling path that is moved onto ``target`` when the block succeeds."""
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
 
 
 # ---------------------------------------------------------------------------------------------
