@@ -92,7 +92,7 @@ def normal_level(layer_dims: list[int], per_image: list[list[torch.Tensor]], max
         for j, tokens in enumerate(per_image):
             if j != i:
                 others.add(tokens)
-        levels.append(float(others.score(per_image[i]).mean(dim=1).float().max()))  # layers averaged
+        levels.append(map_max(others, per_image[i]))
     return upper_level(levels)
 
 
@@ -104,7 +104,12 @@ def single_reference_level(layer_dims: list[int], reference: list[torch.Tensor],
         return None
     bank = MemoryBank(layer_dims)
     bank.add(reference)
-    return upper_level([float(bank.score(v).mean(dim=1).float().max()) for v in views])
+    return upper_level([map_max(bank, v) for v in views])
+
+
+def map_max(bank: MemoryBank, tokens: list[torch.Tensor]) -> float:
+    """The largest value of one image's raw memory-bank map, layers averaged (before calibration)."""
+    return float(bank.score(tokens).mean(dim=1).float().max())
 
 
 def upper_level(maxima: list[float]) -> float:
