@@ -5,6 +5,10 @@ each scored as it is (good) and with a synthetic anomaly. The references are dra
 from the rest, as `iadgpt eval` draws them. Printed per weights folder, dataset and K: good parts
 answered "No", defective ones answered "Yes", their mean (balanced accuracy) and the AUROC of
 p(Yes). The memory-bank level and the training banks (decision 0005) were chosen with this table.
+K = 0 inspects without a memory bank (the decoder's map). With --answers, the answers are generated
+too, and of the parts answered "Yes" it prints how many name exactly the Position row's place and
+how many contradict their own verdict ("Yes, there are no abnormalities"); the image-token scale
+(decision 0009) was chosen with these columns.
 
     .venv/bin/python benchmarks/verdict_calibration.py --data ../shared/datasets/bsdata \\
         --weights shipped runs/unified-s3/weights --shots 4 16
@@ -20,6 +24,7 @@ import numpy as np
 import torch
 
 import iadgpt.inspector
+from iadgpt.grounding import position_agrees, says_negative
 from iadgpt.inspector import Inspector
 from iadgpt.metrics import auroc
 
@@ -37,13 +42,16 @@ def main() -> int:
                     help="the bank's normal level: 'upper' (the product's, inspector.upper_level), or for "
                          "comparison 'median' (the median of the leave-one-out maxima, before 2026-12-01) or "
                          "'xF' (F times that median, e.g. x2)")
+    ap.add_argument("--answers", action="store_true",
+                    help="generate the answers and report position agreement and self-contradictions")
     args = ap.parse_args()
     if args.level != "upper":
         factor = 1.0 if args.level == "median" else float(args.level.lstrip("x"))
         iadgpt.inspector.upper_level = lambda maxima: max(factor * float(np.median(maxima)), 1e-6)
     print(f"level: {args.level}")
-    print("| weights | dataset | K | good answered No | defective answered Yes | balanced | AUROC p(Yes) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    extra = " position agrees | contradicts verdict |" if args.answers else ""
+    print("| weights | dataset | K | good answered No | defective answered Yes | balanced | AUROC p(Yes) |" + extra)
+    print("| --- | --- | --- | --- | --- | --- | --- |" + " --- | --- |" * args.answers)
     for data in args.data:
         refs, val = validation_set(data)
         order = np.random.default_rng(0).permutation(len(refs))
@@ -53,12 +61,22 @@ def main() -> int:
             if weights != "shipped":
                 inspector.load_weights(weights)
             for k in args.shots:
-                inspector.build_memory_bank([refs[i] for i in order[:k]])
+                if k:
+                    inspector.build_memory_bank([refs[i] for i in order[:k]])
+                else:
+                    inspector.set_memory_bank(None)
                 with torch.no_grad():
-                    p_yes = np.array([inspector.inspect(rgb, generate_answer=False).p_yes for rgb, _ in val])
+                    results = [inspector.inspect(rgb, generate_answer=args.answers) for rgb, _ in val]
+                p_yes = np.array([r.p_yes for r in results])
                 good_no, bad_yes = (p_yes[labels == 0] < 0.5).mean(), (p_yes[labels == 1] >= 0.5).mean()
-                print(f"| {weights} | {data.name} | {k} | {100 * good_no:.0f} % | {100 * bad_yes:.0f} % | "
-                      f"{50 * (good_no + bad_yes):.0f} % | {100 * auroc(labels, p_yes):.1f} |", flush=True)
+                row = (f"| {weights} | {data.name} | {k} | {100 * good_no:.0f} % | {100 * bad_yes:.0f} % | "
+                       f"{50 * (good_no + bad_yes):.0f} % | {100 * auroc(labels, p_yes):.1f} |")
+                if args.answers:
+                    said = [r for r in results if r.verdict == "defective" and r.evidence is not None]
+                    agree = sum(position_agrees(r.answer, r.evidence) for r in said)
+                    contra = sum(says_negative(r.answer) for r in said)
+                    row += f" {agree} of {len(said)} | {contra} of {len(said)} |"
+                print(row, flush=True)
     return 0
 
 

@@ -9,7 +9,7 @@ import torch
 from iadgpt.config import Preset
 from iadgpt.encoders import ClipTowers, build_clip
 from iadgpt.llm import LanguageModel
-from iadgpt.model import IADGPT
+from iadgpt.model import IADGPT, llm_token_norm
 from iadgpt.precision import checkpoint_dtype, pick_dtype
 
 ImageTower = ClipTowers  # or efficientnet.EfficientNetTower: the same encode_image/encode_text/layer_dims
@@ -56,7 +56,8 @@ def build_model(preset: Preset, device: torch.device | str = "cpu", dtype: torch
                 ) -> tuple[IADGPT, LanguageModel]:
     """The untrained IAD-GPT network (towers + fresh heads) and its LLM, on device in dtype."""
     llm = load_llm(preset, device, dtype)
-    model = IADGPT(preset, build_towers(preset), llm.hidden_size)
+    norm = llm_token_norm(llm.model) if preset.heads.token_norm else None
+    model = IADGPT(preset, build_towers(preset), llm.hidden_size, token_norm=norm)
     return model.to(device, dtype), llm
 
 

@@ -108,6 +108,10 @@ class HeadsConfig:
     tge_heads: int = 4
     tge_ffn_ratio: float = 2.0
     logit_scale: float = 100.0  # CLIP's similarity scale in the decoder softmax (Eq. 1)
+    # Each image token [E_img; E_expert] rescaled to the LLM's typical token-embedding norm (the median
+    # row norm of its input embeddings), so a frozen LLM reads the image among text on text's scale
+    # (docs/decisions/0009). Off: the heads' raw outputs, as weights trained without it expect.
+    token_norm: bool = False
 
 
 @dataclass(frozen=True)

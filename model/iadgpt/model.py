@@ -28,10 +28,18 @@ class VisionOutput:
     image_embeds: torch.Tensor  # [E_img; E_expert] for the LLM (B, 1 + L1 + L3, D)
 
 
+def llm_token_norm(llm_model) -> float:
+    """The median norm of an LLM's input token embeddings: the scale its layers were trained to read."""
+    weight = llm_model.get_input_embeddings().weight.detach()
+    return float(weight.float().norm(dim=-1).median())
+
+
 class IADGPT(nn.Module):
     """The frozen image/text towers plus the trainable heads, for an LLM of width llm_dim."""
 
-    def __init__(self, preset: Preset, towers: ClipTowers, llm_dim: int) -> None:
+    def __init__(self, preset: Preset, towers: ClipTowers, llm_dim: int, token_norm: float | None = None) -> None:
+        """token_norm: the norm every image token is rescaled to (preset.heads.token_norm; see
+        `llm_token_norm`); None keeps the heads' raw outputs."""
         super().__init__()
         heads = preset.heads
         self.preset = preset
@@ -41,6 +49,7 @@ class IADGPT(nn.Module):
         self.tge = TextGuidedEnhancer(towers.embed_dim, towers.embed_dim, llm_dim, n_experts=2,
                                       heads=heads.tge_heads, ffn_ratio=heads.tge_ffn_ratio)
         self.mmf = MultiMaskFusion(n_layers, llm_dim, grid=heads.fusion_grid, base_prompts=heads.base_prompts)
+        self.token_norm = token_norm
 
     def trainable_state(self) -> dict[str, dict[str, torch.Tensor]]:
         return {name: getattr(self, name).state_dict() for name in TRAINABLE_PARTS}
@@ -67,7 +76,10 @@ class IADGPT(nn.Module):
                               align_corners=False)  # (B, L, S, S)
         e_img = self.tge(features.global_embedding, prompts.win)  # (B, 1, D)
         e_expert = self.mmf(masks.to(e_img.dtype))  # (B, L1 + L3, D)
-        return torch.cat([e_img, e_expert], dim=1)
+        tokens = torch.cat([e_img, e_expert], dim=1)
+        if self.token_norm is None:
+            return tokens
+        return (F.normalize(tokens.float(), dim=-1) * self.token_norm).to(tokens.dtype)
 
     def forward(self, images: torch.Tensor, prompts: TextPrompts, memory_bank: BankMaps | None = None,
                 use_decoder: bool = True) -> VisionOutput:

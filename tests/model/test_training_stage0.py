@@ -55,6 +55,45 @@ def test_corpus_is_deterministic_and_consistent() -> None:
     assert talk.anomalous and cells_tensor([talk.cells]).sum() == len(talk.cells)
 
 
+def test_slot_cells_say_how_many_cells_are_lit_but_not_where() -> None:
+    """The place an answer names must be copied from the evidence line: the slots light as many cells
+    as the defect covers, at random places, drawn without changing the text of the corpus."""
+    from dataclasses import replace
+
+    from iadgpt.data import load_answer_templates
+
+    banks = {"carpet": load_bank("carpet")}
+    templates = load_answer_templates()
+    batch = conversation_batch(3, 10, 64, banks, templates, "sys")
+    anomalous = [t for t in batch if t.anomalous]
+    assert anomalous and all(len(t.slot_cells) == len(t.cells) for t in batch)
+    assert sum(set(t.slot_cells) != set(t.cells) for t in anomalous) > len(anomalous) // 2
+    assert [replace(t, slot_cells=()) for t in batch] == _redrawn(banks, templates)
+
+
+def _redrawn(banks, templates):
+    """conversation_batch(3, 10, 64) as it drew before slot cells existed."""
+    rng = np.random.default_rng([3, 7919, 10])
+    names = sorted(banks)
+    out = []
+    for _ in range(64):
+        name = names[int(rng.integers(len(names)))]
+        out.append(sample_conversation(rng, name, banks[name], templates, "sys"))
+    return out
+
+
+def test_a_stage0_checkpoint_given_as_init_continues_with_its_slots(data_root, tmp_path) -> None:
+    common = dict(data=data_root, stage=0, stage0_epochs=1, batch_size=2, text_batch_size=2, seed=4, progress=False)
+    first = Trainer(TrainConfig(out_dir=tmp_path / "first", **common))
+    first.run()
+    checkpoint = tmp_path / "first" / "checkpoints" / "last"
+    fresh = Trainer(TrainConfig(out_dir=tmp_path / "fresh", **common))
+    assert not _same(_snapshot(fresh.pretext), _snapshot(first.pretext)), "stage 0 trained the slots"
+    continued = Trainer(TrainConfig(out_dir=tmp_path / "continued", init_weights=checkpoint, **common))
+    assert _same(_snapshot(continued.pretext), _snapshot(first.pretext))
+    assert _same(_snapshot(continued.llm.model), _snapshot(first.llm.model))
+
+
 def test_stage0_lowers_its_loss_on_a_fixed_batch(data_root, tmp_path) -> None:
     trainer = Trainer(TrainConfig(data=data_root, out_dir=tmp_path, stage=0, batch_size=2, anomaly_ratio=1.0,
                                   text_batch_size=4, progress=False))

@@ -6,15 +6,18 @@ turn: "Where is the defect?" -> a position answer, or "What kind of defect is it
 from the class's prompt bank.
 
 No image is needed: the image placeholder is later replaced by *pretext slots*, learned
-embeddings that carry the conversation's state (normal or anomalous, and which 3x3 cells hold the
-defect) in the same token layout as [E_img; E_fusion; E_base]. The LLM thus learns to read the
-verdict and the position from the image slots, which the TGE and MMF learn to write in stages 1-3.
+embeddings that carry the conversation's state (normal or anomalous, and as many lit 3x3 cells as
+the defect covers) in the same token layout as [E_img; E_fusion; E_base]. The LLM learns to read the
+verdict from the image slots, which the TGE and MMF learn to write in stages 1-3. Which cells are
+lit is drawn apart from the evidence line (`Conversation.slot_cells`), so the place an answer names
+can only be copied from the evidence line: at inspection that line and the Position row come from
+the same map regions (decision 0009).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,6 +45,7 @@ class Conversation:
     answer: str
     anomalous: bool
     cells: tuple[int, ...]  # indices into position.POSITIONS (row-major 3x3) of the defect, may be empty
+    slot_cells: tuple[int, ...] = ()  # the cells the pretext slots light: as many, at random places
 
 
 # Every kind of question users ask, with the answer for a defective and for a good part. The
@@ -136,11 +140,15 @@ def sample_conversation(rng: np.random.Generator, class_name: str, bank: PromptB
 
 def conversation_batch(seed: int, step: int, size: int, banks: dict[str, PromptBank],
                        templates: AnswerTemplates, system_prompt: str) -> list[Conversation]:
-    """`size` conversations, a pure function of (seed, step): resumed runs see the same text."""
+    """`size` conversations, a pure function of (seed, step): resumed runs see the same text. Their
+    slot cells come from a generator of their own, so they never change the text drawn."""
     rng = np.random.default_rng([seed, 7919, step])
+    slot_rng = np.random.default_rng([seed, 104729, step])
     names: Sequence[str] = sorted(banks)
     out = []
     for _ in range(size):
         name = names[int(rng.integers(len(names)))]
-        out.append(sample_conversation(rng, name, banks[name], templates, system_prompt))
+        talk = sample_conversation(rng, name, banks[name], templates, system_prompt)
+        lit = slot_rng.permutation(len(POSITIONS))[:len(talk.cells)]
+        out.append(replace(talk, slot_cells=tuple(int(c) for c in lit)))
     return out

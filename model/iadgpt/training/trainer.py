@@ -128,8 +128,6 @@ class Trainer:
         self.model, self.llm = build_model(self.preset, device, dtype)
         self.vision = vision_module(self.model)  # None: a pretrained image tower that is never trained
         self.towers_trained = False  # whether vision/LLM weights are this run's (stage 0 or init_weights)
-        if cfg.init_weights is not None:
-            self.towers_trained = self._load_parts(cfg.init_weights, trainable=True)
         for name in TRAINABLE_PARTS:
             getattr(self.model, name).float()
         self.model.towers.requires_grad_(False)
@@ -148,6 +146,8 @@ class Trainer:
             self.pretext_step = PretextStep(towers, self.model.decoder, self.pretext, self.llm.model,
                                             self.llm.image_token_id, self.llm.tokenizer.pad_token_id,
                                             train_vision=self.vision is not None)
+        if cfg.init_weights is not None:  # after the pretext heads: a stage-0 checkpoint continues with its slots
+            self.towers_trained = self._load_parts(cfg.init_weights)
 
         samples = [s for s in mvtec_samples(Path(cfg.data), "train", cfg.classes) if s.label == 0]
         if not samples:
@@ -283,7 +283,7 @@ class Trainer:
         device = self.accelerator.device
         answer_labels = labels.to(device) if self.cfg.lm_loss == "answers" else None
         anomalous = torch.tensor([t.anomalous for t in talks], device=device)
-        cells = cells_tensor([t.cells for t in talks]).to(device)
+        cells = cells_tensor([t.slot_cells for t in talks]).to(device)
         if batch is None:  # a pretrained image tower: the LM alone
             classes = next(iter(self.prompts.values())).decoder_classes
             return module(None, None, classes, ids.to(device), mask.to(device), anomalous, cells, answer_labels)
@@ -342,7 +342,7 @@ class Trainer:
         log.info("checkpoint %s: stage %d epoch %d batch %d step %d", folder, progress["stage"],
                  progress["epoch"], progress["batch"], progress["global_step"])
 
-    def _load_parts(self, folder: Path, trainable: bool = False) -> bool:
+    def _load_parts(self, folder: Path) -> bool:
         """Load a weights folder's heads, and its image tower and LLM when it holds them (a stage-0 run);
         True when it held an LLM trained by this project."""
         from iadgpt.weights import load_trainable
@@ -363,7 +363,7 @@ class Trainer:
             self.vision.load_state_dict(parts["vision"], strict=True)
         if "llm" in parts:
             self.llm.model.load_state_dict(parts["llm"], strict=True)
-        if PRETEXT_PART in parts and self.pretext is not None and not trainable:
+        if PRETEXT_PART in parts and self.pretext is not None:  # a checkpoint, or --init to continue stage 0
             self.pretext.load_state_dict(parts[PRETEXT_PART], strict=True)
         return "llm" in parts
 
