@@ -33,7 +33,7 @@ def main() -> int:
     ap.add_argument("--weights", default="shipped", help="weights folder; 'shipped' = resources/")
     ap.add_argument("--slots", required=True, help="pretext.safetensors of a stage-0 checkpoint")
     ap.add_argument("--preset", default="unified-lite0")
-    ap.add_argument("--classes", nargs="+", default=["ball_screw_drive", "bsdata", "magnetic_tile", "widget"])
+    ap.add_argument("--classes", nargs="+", default=["bsdata", "ball_screw_drive", "magnetic_tile", "widget"])
     args = ap.parse_args()
     torch.manual_seed(0)
     inspector = Inspector(args.preset)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from iadgpt.config import DEFAULT_PRESET
-from iadgpt.grounding import consistent
+from iadgpt.grounding import consistent, position_agrees
 from iadgpt.inspector import Inspector, shipped_weights
 from iadgpt.prompt_bank import default_bank_dir
 from iadgpt.weights import load_trainable
@@ -55,8 +55,19 @@ def test_chat_about_a_pitted_part_is_grounded_in_what_the_screen_shows(inspector
                {"role": "assistant", "content": result.answer}]
     ship = "".join(inspector.chat(image, history, "Is it safe to ship?")).strip()
     assert consistent("ship", ship, True, result.evidence), ship
-    # "Where is it?" names the Position row's place on 93 % of bsdata's scripted chats (model card), not
-    # on every part (here it says "left" for "right"), so it is measured by `iadgpt eval --chat-images`.
+
+
+@pytest.mark.parametrize("name", PITTED)
+def test_the_answer_and_the_chat_name_the_place_the_position_row_shows(inspector, name):
+    """The place is copied from the evidence line, never read from the image tokens (decision 0009)."""
+    inspector.set_memory_bank(None)
+    image = SAMPLES / "inspect" / name
+    result = inspector.inspect(image)
+    assert result.position and position_agrees(result.answer, result.evidence), (result.position, result.answer)
+    history = [{"role": "user", "content": "Is there any anomaly in the image?"},
+               {"role": "assistant", "content": result.answer}]
+    where = "".join(inspector.chat(image, history, "Where is it?")).strip()
+    assert consistent("where", where, True, result.evidence), (result.position, where)
 
 
 def test_a_new_product_is_served_by_its_references_alone(inspector):
