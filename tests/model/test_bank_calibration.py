@@ -145,3 +145,34 @@ def test_bank_only_classes_always_read_bank_maps_and_are_not_products(tmp_path: 
     trainer.step_module.forward = spy
     trainer.forward(batch, source="decoder")  # a decoder step: the bank-only class still reads its bank
     assert seen["bank"] is not None and seen["use_decoder"] is False
+
+
+def test_one_command_trains_every_stage_with_bank_only_classes_left_out_of_stages_0_and_2(tmp_path: Path) -> None:
+    """`iadgpt train --stage all --bank-only DIR --stage-epochs 2=2`: the decoder (stage 2) and stage 0
+    never see the bank-only textures; stages 1 and 3 read them through memory-bank maps."""
+    data = _texture_dataset(tmp_path / "data", {"carpet": 4})
+    extra = _texture_dataset(tmp_path / "extra", {"wood": 4})
+    cfg = TrainConfig(data=data, out_dir=tmp_path / "run", stage="all", batch_size=2, bank_maps=True,
+                      bank_only=extra, epochs_by_stage={2: 2}, progress=False)
+    cfg.check()
+    trainer = Trainer(cfg)
+    seen: list[tuple[int, str]] = []
+    original = trainer._step
+
+    def spy(module, batch, optimizer, scheduler, params, stage, step):
+        seen.append((stage, batch["class_name"][0] if batch is not None else "text"))
+        return original(module, batch, optimizer, scheduler, params, stage, step)
+
+    trainer._step = spy
+    trainer.run()
+    by_stage = {s: [c for t, c in seen if t == s] for s in (0, 1, 2, 3)}
+    assert set(by_stage[0]) <= {"carpet", "text"} and len(by_stage[0]) == 2  # 4 carpet images, batches of 2
+    assert set(by_stage[2]) == {"carpet"} and len(by_stage[2]) == 2 * 2  # 2 epochs (--stage-epochs 2=2)
+    assert set(by_stage[1]) == set(by_stage[3]) == {"carpet", "wood"} and len(by_stage[3]) == 4
+
+
+def test_stage_epochs_are_checked() -> None:
+    with pytest.raises(ConfigError, match="stage epochs 5=3"):
+        TrainConfig(epochs_by_stage={5: 3}).check()
+    with pytest.raises(ConfigError, match="stage epochs 2=0"):
+        TrainConfig(epochs_by_stage={2: 0}).check()

@@ -287,14 +287,18 @@ def test_train_cli_arguments(tmp_path) -> None:
     args = parser.parse_args(["train", "--data", str(tmp_path), "--stage", "2", "--epochs", "3", "--lr", "2e-4",
                               "--batch-size", "4", "--seed", "1", "--out", str(tmp_path / "run"), "--resume",
                               "--max-steps", "7", "--synthesis", "mix", "--classes", "a", "b",
-                              "--patch-frac", "0.02", "0.1", "--checkpoint-every", "5", "--product", "tile"])
+                              "--patch-frac", "0.02", "0.1", "--checkpoint-every", "5", "--product", "tile",
+                              "--stage-epochs", "2=23", "3=24"])
     cfg = config_from_args(args)
+    assert cfg.epochs_by_stage == {2: 23, 3: 24} and cfg.stage_epochs(2) == 23 and cfg.stage_epochs(1) == 3
     assert (cfg.stage, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed) == (2, 3, 2e-4, 4, 1)
     assert cfg.resume and cfg.max_steps == 7 and cfg.synthesis == "mix" and cfg.classes == ["a", "b"]
     assert cfg.patch_frac == (0.02, 0.1) and cfg.checkpoint_every == 5 and cfg.product == "tile"
     assert cfg.out_dir == tmp_path / "run" and callable(args.func)
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--data", "x", "--stage", "4"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--data", "x", "--stage-epochs", "2:23"])
 
 
 def test_checkpoint_every_saves_fewer_epochs_and_resumes_exactly(tmp_path, monkeypatch) -> None:

@@ -17,6 +17,13 @@ def _stage(value: str) -> int | str:
     raise argparse.ArgumentTypeError(f"stage must be 0, 1, 2, 3 or all, not {value!r}")
 
 
+def _stage_epochs(value: str) -> tuple[int, int]:
+    stage, _, epochs = value.partition("=")
+    if stage not in ("0", "1", "2", "3") or not epochs.isdigit() or int(epochs) < 1:
+        raise argparse.ArgumentTypeError(f"stage epochs must read STAGE=EPOCHS, e.g. 2=23, not {value!r}")
+    return int(stage), int(epochs)
+
+
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     """Add the `train` sub-command to an argparse sub-parsers object; returns its parser."""
     from iadgpt.cli import add_precision_arg, add_weights_args
@@ -34,6 +41,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=1, help="epochs per stage (default: 1)")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--stage0-epochs", type=int, help="epochs of stage 0 (default: --epochs)")
+    p.add_argument("--stage-epochs", type=_stage_epochs, nargs="+", metavar="S=N",
+                   help="epochs of single stages instead, e.g. 2=23 3=24 (one command for every stage)")
     p.add_argument("--stage0-lr", type=float, default=1e-3, help="learning rate of stage 0 (default: 1e-3)")
     p.add_argument("--text-batch-size", type=int, default=16, help="conversations per stage-0 step")
     p.add_argument("--lm-loss", choices=["answers", "all"], default="answers",
@@ -83,7 +92,8 @@ def config_from_args(args: argparse.Namespace):
                        device=args.device, progress=not args.no_progress,
                        precision=getattr(args, "precision", "auto"), llm_path=getattr(args, "llm", None),
                        clip_weights=getattr(args, "clip_weights", None),
-                       stage0_epochs=getattr(args, "stage0_epochs", None), stage0_lr=getattr(args, "stage0_lr", 1e-3),
+                       stage0_epochs=getattr(args, "stage0_epochs", None),
+                       epochs_by_stage=dict(getattr(args, "stage_epochs", None) or []) or None, stage0_lr=getattr(args, "stage0_lr", 1e-3),
                        text_batch_size=getattr(args, "text_batch_size", 16),
                        lm_loss=getattr(args, "lm_loss", "answers"),
                        init_weights=getattr(args, "init_weights", None),

@@ -25,6 +25,7 @@ class TrainConfig:
     epochs: int = 1  # per stage
     lr: float = 1e-4
     stage0_epochs: int | None = None  # None: `epochs`
+    epochs_by_stage: dict[int, int] | None = None  # e.g. {2: 23}: these stages' epochs instead (--stage-epochs)
     stage0_lr: float = 1e-3  # towers and LLM from scratch need a larger rate than the heads
     text_batch_size: int = 16  # conversations per stage-0 step
     lm_loss: str = "answers"  # stage-0 LM loss on the last answer ("answers") or on every text token ("all")
@@ -72,6 +73,8 @@ class TrainConfig:
         return self.stages
 
     def stage_epochs(self, stage: int) -> int:
+        if self.epochs_by_stage and stage in self.epochs_by_stage:
+            return self.epochs_by_stage[stage]
         return self.stage0_epochs if stage == 0 and self.stage0_epochs else self.epochs
 
     def stage_lr(self, stage: int) -> float:
@@ -90,13 +93,16 @@ class TrainConfig:
             raise ConfigError(f"anomaly_ratio {self.anomaly_ratio} must lie in [0, 1]")
         if self.epochs < 1 or self.batch_size < 1 or (self.stage0_epochs is not None and self.stage0_epochs < 1):
             raise ConfigError("epochs and batch_size must be at least 1")
+        for stage, epochs in (self.epochs_by_stage or {}).items():
+            if stage not in STAGE_PARTS or epochs < 1:
+                raise ConfigError(f"stage epochs {stage}={epochs}: the stage must be 0-3 and the epochs at least 1")
         if self.checkpoint_every < 1:
             raise ConfigError("checkpoint_every must be at least 1 epoch")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("max_steps must be at least 1")
-        if self.bank_only is not None and (not self.bank_maps or set(self.stages) - {1, 3}):
+        if self.bank_only is not None and (not self.bank_maps or not set(self.stages) & {1, 3}):
             raise ConfigError("--bank-only images are read through memory-bank maps: it needs --bank-maps and "
-                              "stage 1 or 3 (the decoder of stage 2 never sees them)")
+                              "stage 1 or 3 (stages 0 and 2 leave them out: the decoder never sees them)")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -102,7 +102,8 @@ class ClassBatchSampler(Sampler[list[int]]):
 
     Within each class the indices are shuffled and cut into batches (the last one may be short);
     the batches of all classes are then shuffled together. `skip` drops the first batches of the
-    next iteration (resuming inside an epoch).
+    next iteration (resuming inside an epoch); classes in `exclude` are left out (the --bank-only
+    ones in stages 0 and 2).
     """
 
     def __init__(self, by_class: dict[str, list[int]], batch_size: int, seed: int) -> None:
@@ -112,6 +113,10 @@ class ClassBatchSampler(Sampler[list[int]]):
         self.stage = 0
         self.epoch = 0
         self.skip = 0
+        self.exclude: frozenset[str] = frozenset()
+
+    def _classes(self) -> list[list[int]]:
+        return [ids for name, ids in self.by_class.items() if name not in self.exclude]
 
     def set_epoch(self, epoch: int, stage: int | None = None) -> None:
         self.epoch = epoch
@@ -121,7 +126,7 @@ class ClassBatchSampler(Sampler[list[int]]):
     def batches(self) -> list[list[int]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.stage * 10_007 + self.epoch)
         batches: list[list[int]] = []
-        for indices in self.by_class.values():
+        for indices in self._classes():
             order = [indices[i] for i in torch.randperm(len(indices), generator=g).tolist()]
             batches += [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
@@ -131,7 +136,7 @@ class ClassBatchSampler(Sampler[list[int]]):
         yield from self.batches()[skip:]
 
     def __len__(self) -> int:
-        return sum(math.ceil(len(v) / self.batch_size) for v in self.by_class.values())
+        return sum(math.ceil(len(v) / self.batch_size) for v in self._classes())
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:

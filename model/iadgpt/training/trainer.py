@@ -418,6 +418,8 @@ class Trainer:
                    resumed: tuple[dict[str, Any], dict, dict] | None) -> int:
         cfg, acc = self.cfg, self.accelerator
         params = self.set_stage(stage)
+        # The --bank-only classes are read through memory-bank maps: never by stage 0 or the decoder.
+        self.sampler.exclude = frozenset(self.bank_only) if stage in (0, 2) else frozenset()
         total = self.stage_steps(stage)
         epochs, lr = cfg.stage_epochs(stage), cfg.stage_lr(stage)
         warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(cfg.warmup_ratio * total)
