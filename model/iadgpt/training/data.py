@@ -102,21 +102,23 @@ class ClassBatchSampler(Sampler[list[int]]):
 
     Within each class the indices are shuffled and cut into batches (the last one may be short);
     the batches of all classes are then shuffled together. `skip` drops the first batches of the
-    next iteration (resuming inside an epoch); classes in `exclude` are left out (the --bank-only
-    ones in stages 0 and 2).
+    next iteration (resuming inside an epoch). The `bank_only` classes (--bank-only) are read through
+    memory-bank maps only, so stages 0 and 2 (the LM's and the decoder's) leave them out.
     """
 
-    def __init__(self, by_class: dict[str, list[int]], batch_size: int, seed: int) -> None:
+    def __init__(self, by_class: dict[str, list[int]], batch_size: int, seed: int,
+                 bank_only: frozenset[str] = frozenset()) -> None:
         self.by_class = {k: list(v) for k, v in sorted(by_class.items())}
         self.batch_size = batch_size
         self.seed = seed
         self.stage = 0
         self.epoch = 0
         self.skip = 0
-        self.exclude: frozenset[str] = frozenset()
+        self.bank_only = bank_only
 
     def _classes(self) -> list[list[int]]:
-        return [ids for name, ids in self.by_class.items() if name not in self.exclude]
+        left_out = self.bank_only if self.stage in (0, 2) else frozenset()
+        return [ids for name, ids in self.by_class.items() if name not in left_out]
 
     def set_epoch(self, epoch: int, stage: int | None = None) -> None:
         self.epoch = epoch

@@ -175,7 +175,7 @@ class Trainer:
             anomaly_ratio=cfg.anomaly_ratio, seed=cfg.seed, patch_frac=tuple(cfg.patch_frac),
             object_classes=[n for n, b in banks.items() if b.is_object], banks=banks)
         self.class_banks: dict[str, LeaveOutBanks] = self._class_banks() if cfg.bank_maps else {}
-        self.sampler = ClassBatchSampler(self.dataset.by_class, cfg.batch_size, cfg.seed)
+        self.sampler = ClassBatchSampler(self.dataset.by_class, cfg.batch_size, cfg.seed, frozenset(self.bank_only))
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
                             num_workers=cfg.num_workers)
         self.loader = self.accelerator.prepare(loader)
@@ -418,8 +418,7 @@ class Trainer:
                    resumed: tuple[dict[str, Any], dict, dict] | None) -> int:
         cfg, acc = self.cfg, self.accelerator
         params = self.set_stage(stage)
-        # The --bank-only classes are read through memory-bank maps: never by stage 0 or the decoder.
-        self.sampler.exclude = frozenset(self.bank_only) if stage in (0, 2) else frozenset()
+        self.sampler.set_epoch(0, stage)  # the stage decides which classes its batches hold (--bank-only)
         total = self.stage_steps(stage)
         epochs, lr = cfg.stage_epochs(stage), cfg.stage_lr(stage)
         warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(cfg.warmup_ratio * total)
