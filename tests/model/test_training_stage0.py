@@ -68,15 +68,15 @@ def test_slot_cells_say_how_many_cells_are_lit_but_not_where() -> None:
     anomalous = [t for t in batch if t.anomalous]
     assert anomalous and all(len(t.slot_cells) == len(t.cells) for t in batch)
     assert sum(set(t.slot_cells) != set(t.cells) for t in anomalous) > len(anomalous) // 2
-    assert [replace(t, slot_cells=()) for t in batch] == _redrawn(banks, templates)
+    assert [replace(t, slot_cells=()) for t in batch] == _without_slot_cells(3, 10, 64, banks, templates)
 
 
-def _redrawn(banks, templates):
-    """conversation_batch(3, 10, 64) as it drew before slot cells existed."""
-    rng = np.random.default_rng([3, 7919, 10])
+def _without_slot_cells(seed, step, size, banks, templates):
+    """conversation_batch(seed, step, size) as it drew before slot cells existed."""
+    rng = np.random.default_rng([seed, 7919, step])
     names = sorted(banks)
     out = []
-    for _ in range(64):
+    for _ in range(size):
         name = names[int(rng.integers(len(names)))]
         out.append(sample_conversation(rng, name, banks[name], templates, "sys"))
     return out
