@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from sqlalchemy.orm import Session
 
+from iadgpt.imageio import shrink_to_side
 from iadgpt_desktop.storage.errors import StorageError, translate
 from iadgpt_desktop.storage.files import FileStore
 from iadgpt_desktop.storage.records import DECISIONS, UNDECIDED, InspectionFilter, InspectionRow, utc_now
@@ -191,10 +192,7 @@ def _thumbnail(files: FileStore, image_rel: str | None, mask_rel: str | None) ->
     image = _read(files, image_rel, cv2.IMREAD_COLOR)
     if image is None:
         return f'<span class="missing">missing: {html.escape(image_rel)}</span>'
-    h, w = image.shape[:2]
-    scale = THUMBNAIL_PX / max(h, w)
-    if scale < 1:
-        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    image = shrink_to_side(image, THUMBNAIL_PX)
     mask = _read(files, mask_rel, cv2.IMREAD_GRAYSCALE) if mask_rel else None
     alt = "inspected image"
     if mask is not None:

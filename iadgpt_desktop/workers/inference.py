@@ -22,13 +22,12 @@ import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
 
 from iadgpt.errors import CancelledError, IADGPTError, ImageLoadError, MemoryBankError
-from iadgpt.imageio import load_image
+from iadgpt.imageio import load_image, shrink_to_side
 from iadgpt.inspector import InspectionResult, Inspector
 from iadgpt.memory_bank import MemoryBank
 from iadgpt.prompt_bank import PromptBank
@@ -434,10 +433,8 @@ class InferenceWorker(QObject):
         except ImageLoadError as exc:  # moved or deleted since the bank was built: the name is still shown
             log.warning("the nearest reference %s cannot be shown: %s", nearest.path, exc)
             rgb = None
-        if rgb is not None and max(rgb.shape[:2]) > REFERENCE_MAX_SIDE:
-            scale = REFERENCE_MAX_SIDE / max(rgb.shape[:2])
-            rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
-                             interpolation=cv2.INTER_AREA)
+        if rgb is not None:
+            rgb = shrink_to_side(rgb, REFERENCE_MAX_SIDE)
         self._reference_images[nearest.path] = rgb
         while len(self._reference_images) > REFERENCE_CACHE:
             self._reference_images.popitem(last=False)

@@ -158,6 +158,16 @@ def iter_image_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return found
 
 
+def shrink_to_side(image: np.ndarray, max_side: int) -> np.ndarray:
+    """The image scaled down (INTER_AREA) so that its longer side is at most `max_side`; a smaller
+    image is returned as it is. For display copies and thumbnails, never for inspection."""
+    h, w = image.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
 def save_anomaly_map_png(path: str | os.PathLike[str], anomaly_map: np.ndarray) -> Path:
     """Write an anomaly map (H, W) with values in [0, 1] as an 8-bit grayscale PNG.
 

@@ -677,3 +677,12 @@ def test_load_mask_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ImageLoadError) as excinfo:
         load_mask(path)
     assert_error_names(excinfo, path, "does not exist")
+
+
+def test_shrink_to_side_keeps_the_aspect_and_leaves_small_images_alone():
+    from iadgpt.imageio import shrink_to_side
+
+    wide = np.zeros((1000, 3000, 3), np.uint8)
+    assert shrink_to_side(wide, 1024).shape == (341, 1024, 3)
+    small = np.zeros((40, 60, 3), np.uint8)
+    assert shrink_to_side(small, 1024) is small
