@@ -1,6 +1,6 @@
 """What the anomaly map shows, in words the LLM reads and the screen shows alike.
 
-The inspector finds the map's regions (position.anomaly_regions); from the same regions come the
+The inspector finds the map's regions (position.labelled_regions); from the same regions come the
 Position row on the screen, and an evidence line placed in the inspection prompt:
 
     Map evidence: strongest response at the top left; 1 region; small (0.6 % of the image);
@@ -22,10 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from iadgpt.position import Region, anomaly_regions, positions_phrase
+from iadgpt.position import Region, labelled_regions, positions_phrase
 
 # Shape families and the words in prompt-bank names that belong to each.
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -123,20 +122,8 @@ def evidence_from_regions(regions: Sequence[Region], binary: np.ndarray | None, 
 
 def map_evidence(anomaly_map: np.ndarray, names: Sequence[str]) -> tuple[Evidence, list[Region]]:
     """Evidence and regions of an anomaly map (H, W) in [0, 1]."""
-    regions = anomaly_regions(anomaly_map)
-    binary = None
-    if regions:
-        from iadgpt.position import region_threshold
-
-        above = (anomaly_map >= region_threshold(anomaly_map)).astype(np.uint8)
-        _, labels = cv2.connectedComponents(above, connectivity=8)
-        cy, cx = (int(round(v)) for v in regions[0].centroid)
-        label = labels[min(cy, labels.shape[0] - 1), min(cx, labels.shape[1] - 1)]
-        binary = labels == label if label else None
-        if binary is None:  # a ring-shaped region's centroid lies outside it: take its peak instead
-            peak = np.unravel_index(np.argmax(np.where(above > 0, anomaly_map, -1)), anomaly_map.shape)
-            binary = labels == labels[peak]
-    return evidence_from_regions(regions, binary, anomaly_map.shape, names), regions
+    regions, strongest = labelled_regions(anomaly_map)
+    return evidence_from_regions(regions, strongest, anomaly_map.shape, names), regions
 
 
 def mask_evidence(mask: np.ndarray, names: Sequence[str]) -> Evidence:

@@ -58,19 +58,31 @@ def region_threshold(anomaly_map: np.ndarray) -> float:
 
 def anomaly_regions(anomaly_map: np.ndarray, min_area_fraction: float = 0.0005) -> list[Region]:
     """Connected regions above region_threshold, strongest first."""
+    return labelled_regions(anomaly_map, min_area_fraction)[0]
+
+
+def labelled_regions(anomaly_map: np.ndarray, min_area_fraction: float = 0.0005,
+                     ) -> tuple[list[Region], np.ndarray | None]:
+    """`anomaly_regions`, and the strongest region's pixels (bool mask; None when there is none).
+
+    One threshold and one labelling serve both, so the shape read from the mask is that of the
+    region the Position row names.
+    """
     height, width = anomaly_map.shape
     binary = (anomaly_map >= region_threshold(anomaly_map)).astype(np.uint8)
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
     min_area = max(1, int(min_area_fraction * height * width))
-    regions = []
+    found = []
     for i in range(1, count):
         x, y, w, h, area = (int(v) for v in stats[i])
         if area < min_area:
             continue
         cx, cy = (float(v) for v in centroids[i])
-        peak = float(anomaly_map[labels == i].max())
-        regions.append(Region(grid_position(cy, cx, height, width), (cy, cx), (x, y, w, h), area, peak))
-    return sorted(regions, key=lambda r: r.peak, reverse=True)
+        peak = float(anomaly_map[y:y + h, x:x + w][labels[y:y + h, x:x + w] == i].max())
+        found.append((Region(grid_position(cy, cx, height, width), (cy, cx), (x, y, w, h), area, peak), i))
+    found.sort(key=lambda region_label: region_label[0].peak, reverse=True)
+    strongest = labels == found[0][1] if found else None
+    return [region for region, _ in found], strongest
 
 
 def positions_phrase(positions: list[str]) -> str:
