@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import huggingface_hub.constants as hub_constants
@@ -89,3 +93,32 @@ def standin_preset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     small towers the stand-in checkpoint holds."""
     return standins.write_preset(tmp_path_factory.mktemp("standin-preset") / "standin-workstation.json",
                                  clip_weights=f"hf-hub:{standins.LAION_L14}", llm=standins.QWEN)
+
+
+# -- file writes (iadgpt.atomic) -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask() -> Iterator[Callable[[int], None]]:
+    """Set the process umask for one test (``umask(0o022)``); the old one comes back afterwards."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.fixture
+def disk_fills_midway(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on, every `iadgpt.atomic.atomic_write_bytes` puts half of its bytes on the disk and
+    then fails with ENOSPC, as a full disk does partway through a file."""
+    import iadgpt.atomic
+
+    class FullDisk(io.FileIO):
+        def write(self, data) -> int:  # type: ignore[override]
+            super().write(bytes(memoryview(data))[: max(1, len(data) // 2)])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def open_on_a_full_disk(file, mode="r", *args, **kwargs):
+        return FullDisk(file, "w") if mode == "wb" else builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(iadgpt.atomic, "open", open_on_a_full_disk, raising=False)

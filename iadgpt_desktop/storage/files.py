@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
 
+from iadgpt.atomic import atomic_write_bytes
 from iadgpt_desktop.storage.errors import NotFoundError, StorageError, translate
 
 IMAGES = "images"
@@ -102,27 +102,13 @@ class FileStore:
             return rel, digest
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(target, data)
+            # Atomic, so a crash never leaves a half-written file under the hash name (which would
+            # otherwise be trusted as a duplicate later).
+            atomic_write_bytes(target, data)
         except OSError as exc:
             error = translate(exc, f"the data folder {self.root}")
             raise (error or StorageError(f"could not write {target}: {exc}")) from exc
         return rel, digest
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    # Write beside the target and rename over it, so a crash never leaves a half-written file under
-    # the hash name (which would otherwise be trusted as a duplicate later).
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _rgb_to_bgr(image: np.ndarray) -> np.ndarray:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -33,6 +32,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from iadgpt.atomic import atomic_write_bytes
 from iadgpt.errors import ImageLoadError
 
 logger = logging.getLogger(__name__)
@@ -202,7 +202,16 @@ def save_anomaly_map_png(path: str | os.PathLike[str], anomaly_map: np.ndarray) 
         raise ValueError(f"cannot write anomaly map {path}: OpenCV could not encode it as PNG")
     if path.suffix.lower() != ".png":
         logger.warning("anomaly map %s is written as PNG although its suffix is not .png", path)
-    _atomic_write(path, encoded.tobytes())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, encoded.tobytes())
+    except OSError as exc:
+        # OSError(errno, ...) yields the matching subclass (PermissionError, ...) for callers.
+        raise OSError(
+            exc.errno,
+            f"cannot write anomaly map {path}: {exc.strerror or exc}; check that the folder is "
+            "writable and the disk has free space",
+        ) from exc
     return path
 
 
@@ -575,29 +584,6 @@ def _identity_key(path: Path) -> str:
     except OSError:
         resolved = Path(os.path.abspath(path))
     return os.path.normcase(str(resolved))
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # "xb" creates with the usual umask-filtered permissions (mkstemp would give 0600).
-        with open(tmp, "xb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            logger.warning("could not remove temporary file %s", tmp)
-        # OSError(errno, ...) yields the matching subclass (PermissionError, ...) for callers.
-        raise OSError(
-            exc.errno,
-            f"cannot write anomaly map {path}: {exc.strerror or exc}; check that the folder is "
-            "writable and the disk has free space",
-        ) from exc
 
 
 # --------------------------------------------------------------------------------------------

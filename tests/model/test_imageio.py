@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import stat
 import struct
 import sys
 import zlib
@@ -634,6 +636,25 @@ def test_save_anomaly_map_overwrites_and_accepts_str(tmp_path: Path) -> None:
     save_anomaly_map_png(str(path), np.ones((4, 4, 1)))
     assert (load_image(path) == 255).all()
     assert load_mask(path).all()
+
+
+def test_save_anomaly_map_on_a_full_disk_names_the_file_and_keeps_the_old_map(tmp_path: Path,
+                                                                             disk_fills_midway) -> None:
+    path = tmp_path / "maps" / "map.png"
+    path.parent.mkdir()
+    path.write_bytes(b"the previous map")
+    with pytest.raises(OSError, match=rf"cannot write anomaly map {re.escape(str(path))}: No space left on "
+                                      "device; check that the folder is writable and the disk has free space"):
+        save_anomaly_map_png(path, np.ones((64, 64), np.float32))
+    assert path.read_bytes() == b"the previous map"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["map.png"]  # no temp file left
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_saved_anomaly_map_is_readable_by_other_users(tmp_path: Path, umask) -> None:
+    umask(0o022)
+    path = save_anomaly_map_png(tmp_path / "map.png", np.zeros((4, 4)))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # as a plain write gives, not mkstemp's 0o600
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+import iadgpt.memory_bank
 from iadgpt.errors import MemoryBankError
 from iadgpt.memory_bank import MemoryBank, greedy_coreset
 
@@ -272,3 +277,27 @@ def test_bank_calibration_puts_normal_variation_near_zero():
     assert out[0] == 0 and out[1] < 0.01 and abs(out[2] - 1 / 17) < 1e-6
     assert abs(out[3] - 0.5) < 1e-6 and abs(out[4] - 16 / 17) < 1e-6 and 0.99 < out[5] < 1
     assert torch.all(out[1:] > out[:-1])
+
+
+def test_a_save_that_fills_the_disk_keeps_the_previous_bank(tmp_path, monkeypatch):
+    path = _bank(_tokens(2, 20, 0), meta={"preset": "tiny-test"}).save(tmp_path / "leather.safetensors")
+    before = path.read_bytes()
+
+    def half_then_full(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(before[: len(before) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(iadgpt.memory_bank, "save_file", half_then_full)
+    with pytest.raises(MemoryBankError, match=r"could not write memory bank .*leather\.safetensors: No space left "
+                                              r"on device; check that the folder is writable and the disk is not full"):
+        _bank(_tokens(2, 30, 1), meta={"preset": "tiny-test"}).save(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["leather.safetensors"]
+    assert len(MemoryBank.load(path, expect_meta={"preset": "tiny-test"})) == 40
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_a_saved_bank_is_readable_by_other_users(tmp_path, umask):
+    umask(0o022)
+    path = _bank(_tokens(1, 4, 0)).save(tmp_path / "b.safetensors")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from collections import OrderedDict
 from pathlib import Path
 
@@ -178,6 +180,15 @@ def test_resave_overwrites_cleanly(tmp_path):
     _save(folder, preset="tiny-test")
     manifest, _ = load_trainable(folder, expect_preset="tiny-test")
     assert manifest["preset"] == "tiny-test"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_trained_weights_are_readable_by_another_account(tmp_path, umask):
+    """Trained on one account, loaded by the station's: no 0o600 parts (safetensors 0.8 creates them so)."""
+    umask(0o022)
+    folder = _save(tmp_path / "run")
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {
+        name: 0o644 for name in ("decoder.safetensors", "tge.safetensors", "mmf.safetensors", MANIFEST_NAME)}
 
 
 def test_extra_must_be_json(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -87,3 +88,23 @@ def test_full_disk_is_a_storage_error_and_leaves_no_partial_file(tmp_path: Path,
     with pytest.raises(StorageError, match="disk is full"):
         store.store_mask(np.ones((8, 8), np.float32))
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_full_disk_partway_through_a_file_is_a_storage_error_and_leaves_no_partial_file(
+        tmp_path: Path, disk_fills_midway) -> None:
+    store = FileStore(tmp_path)
+    with pytest.raises(StorageError, match="disk is full") as caught:
+        store.store_image(np.zeros((16, 16, 3), np.uint8))
+    assert caught.value.transient  # the worker tries again once space is freed
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_stored_images_and_masks_are_readable_by_other_users(tmp_path: Path, umask) -> None:
+    """A QA lead's account or a backup job reading the data folder must be able to open the files."""
+    umask(0o022)
+    store = FileStore(tmp_path)
+    rel_image, _ = store.store_image(np.zeros((8, 8, 3), np.uint8))
+    rel_mask = store.store_mask(np.ones((8, 8), np.float32))
+    for rel in (rel_image, rel_mask):
+        assert stat.S_IMODE(store.path(rel).stat().st_mode) == 0o644, rel
