@@ -465,7 +465,7 @@ class LiveView(QWidget):
             self.pause_button.setText("Pause")
             self.pause_button.blockSignals(False)
         self.source_label.setText(describe_stats(stats, model_ready=self._model_ready))
-        self.source_label.setToolTip(stats.source)
+        self.source_label.setToolTip("\n\n".join(filter(None, (stats.source, describe_skipped(stats)))))
         problem = stats.state in (SourceState.RECONNECTING, SourceState.FAILED)
         self.source_label.setStyleSheet("color:#c62828;" if problem else ("color:#e65100;" if stats.paused else ""))
         text = f"{stats.captured} in, {stats.dropped} dropped"
@@ -487,6 +487,45 @@ class LiveView(QWidget):
         self.view.set_image(to_qimage(rgb))
 
 
+# The way forward when a reopened folder skips what was inspected before: files opened one by one are
+# never skipped (MainWindow.open_paths), so choosing them inspects them again.
+INSPECT_AGAIN = "Open files… inspects them again"
+
+
+def _images(n: int) -> str:
+    return f"{n} image" + ("" if n == 1 else "s")
+
+
+def none_new(stats: SessionStats) -> bool:
+    """The source has read all it was given and every image was inspected before: nothing to do."""
+    read = stats.state is SourceState.FINISHED or (stats.watching and stats.state is SourceState.STREAMING)
+    return read and bool(stats.skipped) and not stats.total and not stats.done and not stats.waiting
+
+
+def describe_progress(stats: SessionStats) -> str:
+    """How far a batch is: "12 of 40 inspected (1 could not be read), 9 skipped (already inspected)"."""
+    if stats.source.startswith("camera"):
+        return f"{stats.inspected} frames inspected"
+    if none_new(stats):
+        where = " in this folder" if stats.source.startswith("folder") else ""
+        return f"{_images(stats.skipped)} already inspected{where}, none new"
+    n = stats.total if stats.total is not None else stats.done + stats.waiting
+    progress = f"{stats.done} of {n} inspected" if n else "nothing inspected yet"
+    if stats.failed:
+        progress += f" ({stats.failed} could not be read)"
+    if stats.skipped:
+        progress += f", {stats.skipped} skipped (already inspected)"
+    return progress
+
+
+def describe_skipped(stats: SessionStats) -> str:
+    """Why images were skipped and how to inspect them anyway (the status line's tooltip); "" if none."""
+    if not stats.skipped:
+        return ""
+    return (f"{_images(stats.skipped)} already inspected (see History) and skipped, so that a batch opened "
+            "again resumes where it stopped. To inspect them again, choose them with Open files…")
+
+
 def describe_stats(stats: SessionStats, *, model_ready: bool = True) -> str:
     """The one line that says where a source is: "folder /x — 12 of 40 inspected, 28 waiting"."""
     kind, _, where = stats.source.partition(":")
@@ -495,17 +534,17 @@ def describe_stats(stats: SessionStats, *, model_ready: bool = True) -> str:
         where = str(Path(*parts[-2:])) if len(parts) > 2 else where
         where = ("…/" if len(parts) > 2 else "") + where
     name = f"{kind} {where}".strip()
-    n = stats.total if stats.total is not None else stats.done + stats.waiting
-    progress = f"{stats.done} of {n} inspected" if n else "nothing inspected yet"
-    if stats.failed:
-        progress += f" ({stats.failed} could not be read)"
-    if stats.source.startswith("camera"):
-        progress = f"{stats.inspected} frames inspected"
+    progress = describe_progress(stats)
     if stats.state is SourceState.STOPPED:
         return f"{name} — stopped after {progress}"
     if stats.state is SourceState.FAILED:
         return f"{name} — failed after {progress}: {stats.message}"
+    if none_new(stats):
+        watching = "; watching for new images" if stats.watching else ""
+        return f"{name} — done: {progress}{watching} ({INSPECT_AGAIN})"
     if stats.state is SourceState.FINISHED and stats.waiting == 0:
+        if not stats.total and not stats.done:
+            return f"{name} — done: no images found"
         return f"{name} — done: {progress}"
     if stats.paused:
         return f"{name} — PAUSED at {progress}; press Resume to go on"

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QTabWidget
 
@@ -27,7 +27,7 @@ from iadgpt_desktop.storage.db import Database
 from iadgpt_desktop.ui.about import AboutDialog, about_text
 from iadgpt_desktop.ui.chat_pane import ChatPane
 from iadgpt_desktop.ui.history_view import HistoryView
-from iadgpt_desktop.ui.live_view import LiveView
+from iadgpt_desktop.ui.live_view import LiveView, describe_progress
 from iadgpt_desktop.ui.products_view import ProductsView, can_inspect, product_info
 from iadgpt_desktop.ui.recent_strip import outcome_label
 from iadgpt_desktop.ui.settings_dialog import SettingsDialog
@@ -313,7 +313,6 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: list[Path]) -> None:
         total = self._count_files(paths)
         self.session.open_files(paths, total=total)
-        self._empty_batch(total)
         self.tabs.setCurrentWidget(self.live)
 
     def open_folder(self, folder: Path, watch: bool = True) -> None:
@@ -323,13 +322,7 @@ class MainWindow(QMainWindow):
         skip = self._skip_inspected(f"folder:{folder}")
         total = self._count_files([folder], skip)
         self.session.open_folder(folder, watch=watch, skip=skip, total=None if watch else total)
-        if not watch:
-            self._empty_batch(total)
         self.tabs.setCurrentWidget(self.live)
-
-    def _empty_batch(self, total: int) -> None:
-        if total == 0:
-            QTimer.singleShot(0, lambda: self.batch_done.emit(0, 0))
 
     def _skip_inspected(self, source: str):
         """A thread-safe test for the folder source: is this file's content already stored for source?"""
@@ -356,9 +349,8 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.live)
 
     def _batch_finished(self, stats: SessionStats) -> None:
-        failed = f", {stats.failed} could not be read" if stats.failed else ""
-        self.statusBar().showMessage(f"Done: {stats.inspected} of {stats.total or stats.done} inspected{failed}.",
-                                     30000)
+        """Every image of a batch is done (an empty batch too, once its source has read it)."""
+        self.statusBar().showMessage(f"Done: {describe_progress(stats)}.", 30000)
         self.batch_done.emit(stats.inspected, stats.failed)
 
     # -- worker reports --------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from iadgpt_desktop.workers.sources import (
 
 log = logging.getLogger(__name__)
 
-_DONE = {SourceState.FINISHED, SourceState.STOPPED, SourceState.FAILED}
 COUNTER_REFRESH_MS = 500  # camera fps and drops: slow enough to read, cheap to send
 
 
@@ -48,7 +47,8 @@ class SessionStats:
     waiting: int = 0  # queued for the worker, not inspected yet
     inspected: int = 0  # results shown this run
     failed: int = 0  # images that could not be inspected this run
-    total: int | None = None  # a batch's size ("x of N"); None for a camera or a watched folder
+    skipped: int = 0  # files left out as inspected before (a reopened folder resumes its batch)
+    total: int | None = None  # a batch's size ("x of N"), skipped files not counted; None for a camera
     message: str = ""  # a source's problem (a camera reconnecting, a folder gone)
     watching: bool = False  # a folder that is watched for new images after its batch
 
@@ -198,16 +198,18 @@ class InspectionSession(QObject):
         waiting = len(queue) if queue is not None else 0
         if isinstance(source, FolderSource):
             waiting += source.pending
-        total = self.total
+        total = self.total  # what the window counted before the source started, if it did
         if isinstance(source, FileListSource) and source.total is not None:
             total = source.total
-        elif isinstance(source, FolderSource) and total is None:
-            total = source.enqueued + source.pending  # a watched folder: every image found so far
+        elif isinstance(source, FolderSource) and (total is None or source.state is SourceState.FINISHED):
+            # A watched folder: every image found so far. A read folder: what its scan found, which
+            # is the batch even if a file came or went since the window counted them.
+            total = source.enqueued + source.pending
         return SessionStats(
             source=self.name, state=source.state, paused=self.paused,
             captured=getattr(source, "frames_captured", getattr(source, "enqueued", 0)),
             dropped=getattr(queue, "dropped", 0), fps=getattr(source, "fps", 0.0), waiting=waiting,
-            inspected=self.inspected, failed=self.failed, total=total,
+            inspected=self.inspected, failed=self.failed, skipped=getattr(source, "skipped", 0), total=total,
             message=getattr(source, "last_error", None) or "",
             watching=isinstance(source, FolderSource) and source.watch)
 
@@ -225,8 +227,12 @@ class InspectionSession(QObject):
             self.finished.emit(stats)
 
     def _batch_complete(self, stats: SessionStats) -> bool:
-        if isinstance(self.source, CameraSource) or stats.state not in _DONE:
+        """A batch is complete once its source has finished reading (every file is queued or skipped)
+        and every file it queued is inspected; or when the source failed. Not before the scan ends,
+        even when nothing is queued yet: a folder whose files were all inspected before is a batch of
+        0 only once its scan says so. A stopped source is not complete: `stop` reports it."""
+        if isinstance(self.source, CameraSource):
             return False
         if stats.state is SourceState.FAILED:
             return True
-        return stats.waiting == 0 and stats.done >= max(stats.total or 0, stats.captured)
+        return stats.state is SourceState.FINISHED and stats.waiting == 0 and stats.done >= stats.captured
