@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from iadgpt.atomic import atomic_open
 from iadgpt.config import DEFAULT_PRESET
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,16 @@ def load_settings(path: Path | None = None) -> Settings:
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    """Write the settings file, replacing it atomically: a full disk or a crash keeps the old settings.
+
+    Raises OSError (of the errno's own subclass) whose message names the file, for the caller to show.
+    """
     path = path or config_dir() / "settings.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(settings), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(path, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write the settings file {path}: {exc.strerror or exc}; check that "
+                                 f"the folder is writable and the disk has free space") from exc
     return path

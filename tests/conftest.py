@@ -109,8 +109,9 @@ def umask() -> Iterator[Callable[[int], None]]:
 
 @pytest.fixture
 def disk_fills_midway(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From here on, every `iadgpt.atomic.atomic_write_bytes` puts half of its bytes on the disk and
-    then fails with ENOSPC, as a full disk does partway through a file."""
+    """From here on, every file written through `iadgpt.atomic.atomic_open` (text or bytes, so
+    `atomic_write_bytes` too) puts half of its bytes on the disk and then fails with ENOSPC, as a full
+    disk does partway through a file."""
     import iadgpt.atomic
 
     class FullDisk(io.FileIO):
@@ -119,6 +120,11 @@ def disk_fills_midway(monkeypatch: pytest.MonkeyPatch) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def open_on_a_full_disk(file, mode="r", *args, **kwargs):
-        return FullDisk(file, "w") if mode == "wb" else builtins.open(file, mode, *args, **kwargs)
+        if mode == "wb":
+            return FullDisk(file, "w")
+        if mode == "w":  # buffered as open() does: the bytes reach the disk when the buffer fills or closes
+            return io.TextIOWrapper(io.BufferedWriter(FullDisk(file, "w")), encoding=kwargs.get("encoding"),
+                                    newline=kwargs.get("newline"))
+        return builtins.open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr(iadgpt.atomic, "open", open_on_a_full_disk, raising=False)

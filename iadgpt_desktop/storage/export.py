@@ -6,8 +6,6 @@ import base64
 import csv
 import html
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,6 +16,7 @@ import cv2
 import numpy as np
 from sqlalchemy.orm import Session
 
+from iadgpt.atomic import atomic_open
 from iadgpt.imageio import shrink_to_side
 from iadgpt_desktop.storage.errors import StorageError, translate
 from iadgpt_desktop.storage.files import FileStore
@@ -252,23 +251,15 @@ def _iso(value: datetime | None) -> str:
 
 @contextmanager
 def _replacing(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
-    """A text file written beside `path` and renamed over it at the end, so a failed export never
-    leaves a truncated file where a good one was."""
+    """A text file written beside `path` and renamed over it at the end (`atomic_open`), so a failed
+    export never leaves a truncated file where a good one was, nor a temporary file beside it."""
+    created = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise translate(exc, f"the export folder {path.parent}") or StorageError(
-            f"could not write the export {path}: {exc}; choose another folder") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
+        with atomic_open(path, "w", encoding="utf-8", newline=newline) as f:
+            created = True
             yield f
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise translate(exc, f"the export file {path}") or StorageError(
+        where = f"the export file {path}" if created else f"the export folder {path.parent}"
+        raise translate(exc, where) or StorageError(
             f"could not write the export {path}: {exc}; choose another folder") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

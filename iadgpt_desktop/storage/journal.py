@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from iadgpt.atomic import atomic_open
 from iadgpt_desktop.storage.errors import StorageError
 from iadgpt_desktop.storage.records import InspectionRecord
 
@@ -122,10 +123,8 @@ class Journal:
         if not left:
             self.path.unlink(missing_ok=True)
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        # Replaced whole: a failure (full disk, crash) keeps the old journal, whose "saved" lines were
+        # appended before, so it still says what is pending.
+        with atomic_open(self.path, "w", encoding="utf-8") as f:
             for entry_id, record in left.items():
                 f.write(json.dumps({"op": "unsaved", "id": entry_id, "record": record_to_json(record)}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)

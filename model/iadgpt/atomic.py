@@ -1,8 +1,10 @@
 """Writing files so that a reader never sees half of one: a temporary sibling, moved into place.
 
-The one way the project replaces a file: memory banks, reference indexes and trained weights
-(`atomic_path`, for writers that take a path), anomaly-map PNGs and the desktop app's stored images
-and masks (`atomic_write_bytes`).
+The one way the project replaces a file (docs/decisions/0010-atomic-writes.md): memory banks,
+reference indexes, trained weights and trainer checkpoints (`atomic_path`, for writers that take a
+path); exports, settings, prompt banks and the unsaved-results journal's rewrite (`atomic_open`, for
+writers that take a file object); anomaly-map PNGs and the desktop app's stored images and masks
+(`atomic_write_bytes`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +24,15 @@ log = logging.getLogger(__name__)
 @contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target`` for the block to write in full; when the block
-    succeeds the file is fsynced and moved onto ``target`` with ``os.replace``.
+    succeeds the file is fsynced and moved onto ``target`` with ``os.replace``, and on POSIX the
+    folder is fsynced too, so that the move itself survives a power cut.
 
     A reader (or a restart after a crash) sees the old file or the whole new one, never part of one.
     On any failure (an exception in the block, such as a full disk halfway through the write, a
     failed fsync or move, Ctrl+C) the temporary file is removed, ``target`` is left as it was and the
-    exception goes on to the caller unchanged, for the caller to word for its user.
+    exception goes on to the caller unchanged, for the caller to word for its user. Only a process
+    that is killed outright (or a power cut) mid-write can leave the temporary file behind; it is
+    hidden, never read, and safe to delete.
 
     The file gets the mode a plain ``open()`` of ``target`` would create: 0o666 less the umask, so
     other users (another account on the station, a backup job) can read it where the umask allows.
@@ -44,7 +50,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         if stat.S_IMODE(tmp.stat().st_mode) != mode:  # the writer renamed its own file over ours
             os.chmod(tmp, mode)
-        fsync(tmp)
+        with open(tmp, "rb+") as fh:  # the data on the disk before the name points at it
+            os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -52,15 +59,40 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         except OSError as exc:  # e.g. the folder turned read-only; the first error is the one to report
             log.warning("could not remove temporary file %s: %s", tmp, exc)
         raise
+    _fsync_folder(target.parent)
+
+
+@contextmanager
+def atomic_open(target: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a file for writing (``mode`` "wb" or "w"; ``kwargs`` as for `open`, e.g. ``encoding``,
+    ``newline``) that replaces ``target`` through `atomic_path` when the block ends without an error
+    (same guarantees and permissions)."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes a whole file: mode must be 'w' or 'wb', not {mode!r}")
+    with atomic_path(target) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
     """Replace ``target`` with ``data`` through `atomic_path` (same guarantees and permissions)."""
-    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+    with atomic_open(target, "wb") as fh:
         fh.write(data)
 
 
-def fsync(path: Path) -> None:
-    """Flush a written file to the disk (`atomic_path` does this itself before the move)."""
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
+def _fsync_folder(folder: Path) -> None:
+    """Flush the folder's entry for a file just moved into it (POSIX). Windows cannot open a folder
+    as a file, and some file systems refuse to fsync one; the file is already in place, so neither
+    is an error."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        log.debug("cannot open folder %s to fsync it: %s", folder, exc)
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        log.debug("cannot fsync folder %s: %s", folder, exc)
+    finally:
+        os.close(fd)

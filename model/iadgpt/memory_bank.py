@@ -32,7 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from iadgpt.atomic import atomic_path, fsync
+from iadgpt.atomic import atomic_path
 from iadgpt.errors import CancelledError, MemoryBankError
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,6 @@ class MemoryBank:
         try:
             with atomic_path(target) as tmp:
                 save_file(tensors, str(tmp), metadata=metadata)
-                fsync(tmp)
         except OSError as exc:
             raise MemoryBankError(
                 f"could not write memory bank {target}: {exc.strerror or exc}; check that the folder is "

@@ -25,6 +25,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iadgpt.atomic import atomic_open
 from iadgpt.errors import PromptBankError
 
 GENERIC_CLASS = "generic"
@@ -90,11 +91,11 @@ class PromptBank:
         }
 
     def save(self, path: str | Path) -> Path:
+        """Write the bank as JSON, replacing ``path`` atomically (the old bank or the whole new one)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_open(path, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n")
         return path
 
     @classmethod

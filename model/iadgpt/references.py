@@ -30,7 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from iadgpt.atomic import atomic_path, fsync
+from iadgpt.atomic import atomic_path
 from iadgpt.errors import MemoryBankError
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,6 @@ class ReferenceSet:
         try:
             with atomic_path(target) as tmp:
                 save_file({"embeddings": self.embeddings}, str(tmp), metadata=metadata)
-                fsync(tmp)
         except OSError as exc:
             raise MemoryBankError(f"could not write the reference index {target}: {exc.strerror or exc}; check "
                                   f"that the folder is writable and the disk is not full") from exc

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from iadgpt.atomic import atomic_path, fsync
+from iadgpt.atomic import atomic_path
 from iadgpt.config import HF_PREFIX
 from iadgpt.errors import WeightsError
 
@@ -224,7 +224,6 @@ def save_trainable(
         metadata = {"part": name, "preset": preset, "format_version": str(FORMAT_VERSION)}
         with atomic_path(target / file_name) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
-            fsync(tmp)
             files[file_name] = {"sha256": sha256_file(tmp), "bytes": tmp.stat().st_size, "part": name}
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -236,7 +235,6 @@ def save_trainable(
     }
     with atomic_path(target / MANIFEST_NAME) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        fsync(tmp)
     log.info("saved trained weights %s (parts %s, preset %s)", target, sorted(parts), preset)
     return target
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,26 @@ def test_round_trip(tmp_path: Path) -> None:
                         max_pixels=25_000_000, operator="Ana", generate_answers=False, overlay_opacity=0.7)
     assert save_settings(settings, path) == path
     assert load_settings(path) == settings
+
+
+def test_saving_again_replaces_the_file_and_leaves_nothing_beside_it(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    save_settings(Settings(operator="Ana"), path)
+    save_settings(Settings(operator="Ben"), path)
+    assert load_settings(path) == Settings(operator="Ben")
+    assert [p.name for p in tmp_path.iterdir()] == ["settings.json"]  # no settings.tmp
+
+
+def test_a_save_that_fills_the_disk_keeps_the_old_settings_and_names_the_file(tmp_path: Path,
+                                                                              disk_fills_midway) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"operator": "Ana"}), encoding="utf-8")
+    with pytest.raises(OSError, match=rf"cannot write the settings file {re.escape(str(path))}: No space left on "
+                                      "device; check that the folder is writable") as caught:
+        save_settings(Settings(operator="Ben"), path)
+    assert caught.value.errno == errno.ENOSPC  # the window says "Settings not saved: ..." and goes on
+    assert load_settings(path) == Settings(operator="Ana")
+    assert [p.name for p in tmp_path.iterdir()] == ["settings.json"]
 
 
 def test_missing_or_corrupt_file_gives_defaults(tmp_path: Path) -> None:

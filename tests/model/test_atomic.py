@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from iadgpt import atomic
-from iadgpt.atomic import atomic_path, atomic_write_bytes
+from iadgpt.atomic import atomic_open, atomic_path, atomic_write_bytes
 from iadgpt.imageio import iter_image_files
 
 posix_modes = pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
@@ -39,6 +39,30 @@ def test_full_disk_halfway_keeps_the_old_file_and_no_temporary_file(tmp_path: Pa
     assert caught.value.errno == errno.ENOSPC  # the caller words it for its user
     assert target.read_bytes() == b"the previous, complete file"
     assert _files(tmp_path) == ["bank.bin"]
+
+
+def test_a_text_file_is_written_whole_with_its_encoding_and_newlines(tmp_path: Path) -> None:
+    target = tmp_path / "export.csv"
+    with atomic_open(target, "w", encoding="utf-8", newline="") as fh:
+        fh.write("id,answer\r\n1,Ünïcödé\r\n")
+    assert target.read_bytes() == "id,answer\r\n1,Ünïcödé\r\n".encode()
+    assert _files(tmp_path) == ["export.csv"]
+
+
+def test_a_text_file_on_a_disk_that_fills_keeps_the_old_file(tmp_path: Path, disk_fills_midway) -> None:
+    target = tmp_path / "settings.json"
+    target.write_text("{}", encoding="utf-8")
+    with pytest.raises(OSError) as caught, atomic_open(target, "w", encoding="utf-8") as fh:
+        fh.write("x" * 100)
+    assert caught.value.errno == errno.ENOSPC
+    assert target.read_text(encoding="utf-8") == "{}" and _files(tmp_path) == ["settings.json"]
+
+
+@pytest.mark.parametrize("mode", ["a", "r+", "x", "ab"])
+def test_atomic_open_only_replaces_whole_files(tmp_path: Path, mode: str) -> None:
+    with pytest.raises(ValueError, match="mode must be 'w' or 'wb'"), atomic_open(tmp_path / "j.jsonl", mode):
+        pass
+    assert _files(tmp_path) == []
 
 
 def test_a_writer_failing_halfway_through_the_block_keeps_the_old_file(tmp_path: Path) -> None:
@@ -127,3 +151,49 @@ def test_written_files_get_the_mode_a_plain_write_would(tmp_path: Path, umask, m
     for path in (plain, replaced, tmp_path / "by-path.bin", tmp_path / "bank.safetensors"):
         assert stat.S_IMODE(path.stat().st_mode) == expected, path.name
     assert len(load_file(tmp_path / "bank.safetensors")["layer_0"]) == 2
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows cannot open a folder to fsync it")
+def test_the_folder_is_fsynced_after_the_move(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """So that a power cut right after a save does not undo the rename (the file's data was fsynced
+    before it)."""
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        steps.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src: object, dst: object) -> None:
+        steps.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    atomic_write_bytes(tmp_path / "bank.safetensors", b"new")
+    assert steps == ["fsync file", "replace", "fsync folder"]
+
+
+@pytest.mark.parametrize("fails", ["open", "fsync"])
+def test_a_folder_that_cannot_be_fsynced_does_not_fail_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 fails: str) -> None:
+    """Opening a folder fails on Windows, and some network or FUSE file systems refuse to fsync one;
+    the file is in place by then, so the write has succeeded."""
+    real_open, real_fsync = os.open, os.fsync
+
+    def folder_open(path: str | os.PathLike[str], flags: int, *args: int) -> int:
+        if fails == "open" and Path(path).is_dir():
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    def folder_fsync(fd: int) -> None:
+        if fails == "fsync" and stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "open", folder_open)
+    monkeypatch.setattr(os, "fsync", folder_fsync)
+    target = tmp_path / "map.png"
+    target.write_bytes(b"old")
+    atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new" and _files(tmp_path) == ["map.png"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
 import pytest
 
 from iadgpt.errors import PromptBankError
-from iadgpt.prompt_bank import GENERIC_CLASS, PromptBank, available_banks, load_bank
+from iadgpt.prompt_bank import GENERIC_CLASS, DefectAttribute, PromptBank, available_banks, load_bank
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 BANK_DIR = RESOURCES / "apg"
@@ -137,3 +138,25 @@ def test_missing_bank_file_raises_with_path(tmp_path):
 def test_no_generic_fallback_raises(tmp_path):
     with pytest.raises(PromptBankError, match="generic"):
         load_bank("bottle", tmp_path)
+
+
+def _bank(sentence: str) -> PromptBank:
+    return PromptBank("bottle", (DefectAttribute("crack", sentence),), dataset="mvtec-ad", is_object=True)
+
+
+def test_a_saved_bank_replaces_the_old_one_and_leaves_nothing_beside_it(tmp_path):
+    path = tmp_path / "bottle.json"
+    _bank("Crack: An abnormal bottle might have a crack.").save(path)
+    _bank("Crack: An abnormal bottle might have a long crack.").save(path)
+    assert PromptBank.load(path).sentences == ["Crack: An abnormal bottle might have a long crack."]
+    assert [p.name for p in tmp_path.iterdir()] == ["bottle.json"]
+
+
+def test_a_save_that_fills_the_disk_keeps_the_previous_bank(tmp_path, disk_fills_midway):
+    path = tmp_path / "bottle.json"
+    path.write_text(json.dumps(_bank("Crack: the edited sentence.").to_json()), encoding="utf-8")
+    with pytest.raises(OSError) as caught:
+        _bank("Crack: a newer sentence.").save(path)
+    assert caught.value.errno == errno.ENOSPC
+    assert PromptBank.load(path).sentences == ["Crack: the edited sentence."]
+    assert [p.name for p in tmp_path.iterdir()] == ["bottle.json"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 from pathlib import Path
 
 import cv2
@@ -12,12 +14,14 @@ import pytest
 import torch
 from safetensors import safe_open
 
+import iadgpt.training.state
 from iadgpt.data import load_sample, mvtec_samples
 from iadgpt.errors import ConfigError
 from iadgpt.inspector import Inspector
 from iadgpt.llm import IGNORE_INDEX, IMAGE_TOKEN, NORMAL_ANSWER
 from iadgpt.training import build_training_batch, dice_loss, focal_loss, inspection_messages
 from iadgpt.training.cli import add_train_parser, config_from_args
+from iadgpt.training.state import load_trainer_state, save_trainer_state
 from iadgpt.training.trainer import (
     TRAINER_STATE,
     ClassBatchSampler,
@@ -277,6 +281,28 @@ def test_resume_gives_the_same_weights_and_they_load(tmp_path, monkeypatch) -> N
     assert inspector.trained and inspector.mode == "zero-shot"
     result = inspector.inspect(next((data / "tile" / "train" / "good").iterdir()), generate_answer=False)
     assert result.verdict in ("good", "defective") and 0.0 <= result.score <= 1.0
+
+
+def test_a_checkpoint_save_that_fills_the_disk_keeps_the_previous_trainer_state(tmp_path, monkeypatch) -> None:
+    layer = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    layer(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    path = tmp_path / TRAINER_STATE
+    save_trainer_state(path, optimizer, scheduler, {"stage": 1, "epoch": 1, "global_step": 1})
+    before = path.read_bytes()
+
+    def half_then_full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(before[: len(before) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(iadgpt.training.state, "save_file", half_then_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_trainer_state(path, optimizer, scheduler, {"stage": 1, "epoch": 2, "global_step": 2})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [TRAINER_STATE]
+    opt_state, _, progress, rng = load_trainer_state(path)  # --resume goes on from epoch 1
+    assert progress["epoch"] == 1 and opt_state["state"][0]["step"] == 1 and "rng.torch" in rng
 
 
 def test_train_cli_arguments(tmp_path) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import csv
+import os
 import re
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
-from iadgpt_desktop.storage import Database, InspectionFilter
+from iadgpt_desktop.storage import Database, InspectionFilter, StorageError
 from iadgpt_desktop.storage import repository as repo
 from iadgpt_desktop.storage.export import CSV_COLUMNS, export_csv, export_html
 from tests.storage.conftest import make_record
@@ -123,3 +126,42 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_written_as_text(db: Database
         assert row["score"] == "0.25"  # numbers stay numbers
         for value in row.values():
             assert not value.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+@pytest.mark.parametrize("kind", ["csv", "html"])
+def test_an_export_that_fills_the_disk_names_the_file_and_keeps_the_previous_export(
+        db: Database, tmp_path: Path, request: pytest.FixtureRequest, kind: str) -> None:
+    fill(db, 3)
+    out = tmp_path / "exports" / f"report.{kind}"
+    out.parent.mkdir()
+    out.write_text("the previous export\n", encoding="utf-8")
+    request.getfixturevalue("disk_fills_midway")  # after fill(): the images and masks are on the disk
+    with db.Session() as s, pytest.raises(StorageError) as caught:
+        if kind == "csv":
+            export_csv(s, InspectionFilter(), out)
+        else:
+            export_html(s, InspectionFilter(), out, db.files)
+    assert str(caught.value).startswith(f"could not write to the export file {out}: the disk is full")
+    assert "Free space on that drive" in str(caught.value)
+    assert out.read_text(encoding="utf-8") == "the previous export\n"
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file beside it
+
+
+def test_an_export_into_a_folder_that_cannot_be_made_says_to_choose_another(db: Database, tmp_path: Path) -> None:
+    (tmp_path / "not-a-folder").write_text("a file where the folder should be", encoding="utf-8")
+    out = tmp_path / "not-a-folder" / "e.csv"
+    with db.Session() as s, pytest.raises(StorageError, match=r"could not write the export .*e\.csv: .*; choose "
+                                                              r"another folder"):
+        export_csv(s, InspectionFilter(), out)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_exports_are_readable_by_other_users(db: Database, tmp_path: Path, umask) -> None:
+    """The QA lead mails the report or a colleague opens it from a shared folder: not mkstemp's 0o600."""
+    fill(db, 2)
+    umask(0o022)
+    with db.Session() as s:
+        export_csv(s, InspectionFilter(), tmp_path / "e.csv")
+        export_html(s, InspectionFilter(), tmp_path / "e.html", db.files)
+    for name in ("e.csv", "e.html"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name

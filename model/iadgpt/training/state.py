@@ -10,6 +10,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from iadgpt.atomic import atomic_path
+
 
 def _split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     """Replace every tensor in a nested dict/list with {"__tensor__": key}, collecting them."""
@@ -37,6 +39,8 @@ def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def save_trainer_state(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any,
                        progress: dict[str, Any]) -> None:
+    """Write the state file of a checkpoint (its folder exists); the file is replaced atomically, so a
+    run killed mid-save leaves the previous state file whole, never a torn one."""
     tensors: dict[str, torch.Tensor] = {}
     state = {
         "optimizer": _split_tensors(optimizer.state_dict(), "optimizer", tensors),
@@ -47,9 +51,8 @@ def save_trainer_state(path: Path, optimizer: torch.optim.Optimizer, scheduler: 
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"trainer_state": json.dumps(state)})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"trainer_state": json.dumps(state)})
 
 
 def load_trainer_state(path: Path) -> tuple[dict, dict, dict[str, Any], dict[str, torch.Tensor]]:
