@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from iadgpt.encoders import VisualFeatures
 from iadgpt.errors import ConfigError, WeightsError
@@ -135,6 +136,32 @@ class HashedTextEncoder:
         return F.normalize(out, dim=-1) if normalize else out
 
 
+# The convolution each BatchNorm follows, per timm EfficientNet module type (forward order).
+_CONV_BN = {
+    "EfficientNet": (("conv_stem", "bn1"), ("conv_head", "bn2")),
+    "DepthwiseSeparableConv": (("conv_dw", "bn1"), ("conv_pw", "bn2")),
+    "InvertedResidual": (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")),
+}
+
+
+def fold_batch_norms(net: nn.Module) -> int:
+    """Fold each frozen BatchNorm into the convolution before it (same outputs to float rounding, one
+    pass over the features fewer: about a tenth of the tower's time on a CPU). timm's BatchNormAct2d
+    keeps its dropout and activation. Returns how many were folded; the net must be in eval mode."""
+    assert not net.training, "BatchNorm statistics can only be folded in eval mode"
+    folded = 0
+    for module in list(net.modules()):
+        for conv_name, bn_name in _CONV_BN.get(type(module).__name__, ()):
+            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+            if not isinstance(bn, nn.BatchNorm2d):
+                continue  # folded already
+            setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
+            rest = (getattr(bn, "drop", nn.Identity()), getattr(bn, "act", nn.Identity()))
+            setattr(module, bn_name, nn.Sequential(*rest))
+            folded += 1
+    return folded
+
+
 class EfficientNetTower(nn.Module):
     """A frozen EfficientNet-Lite giving VisualFeatures. Always used under no_grad and eval()."""
 
@@ -156,6 +183,7 @@ class EfficientNetTower(nn.Module):
         self.text_encoder = HashedTextEncoder(self.embed_dim, seed=seed)
         self.requires_grad_(False)
         self.eval()
+        fold_batch_norms(self.net)
 
     @property
     def layer_dims(self) -> list[int]:

