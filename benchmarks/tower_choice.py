@@ -91,7 +91,7 @@ class JointBank:
 
 
 def evaluate(tower, refs, val, shots: int, side: int, keep_aspect: bool, sigma: float = 4.0, augment: str = "none",
-             scoring: str = "eq2", bank_taps: list[int] | None = None):
+             scoring: str = "eq2", bank_taps: list[int] | None = None, coreset: int = 0):
     taps = bank_taps if bank_taps is not None else list(range(len(tower.layer_dims)))
     if scoring == "eq2":
         bank = MemoryBank([tower.layer_dims[i] for i in taps])
@@ -101,6 +101,8 @@ def evaluate(tower, refs, val, shots: int, side: int, keep_aspect: bool, sigma: 
         for view in augmented(rgb, AUGMENTS[augment]):
             tokens = tower.encode_image(preprocess(view, side, keep_aspect)).patch_tokens
             bank.add(tokens if scoring != "eq2" else [tokens[i] for i in taps])
+    if coreset and scoring == "eq2":
+        bank.subsample(coreset)
     labels, scores, masks, maps, times = [], [], [], [], []
     for rgb, mask in val:
         x = preprocess(rgb, side, keep_aspect)
@@ -134,19 +136,21 @@ def main() -> int:
                          "over the concatenated taps (PatchCore style)")
     ap.add_argument("--bank-taps", nargs="+", default=["all"],
                     help="which of the tower's taps the bank reads, as positions in --taps (e.g. 1,2)")
+    ap.add_argument("--coreset", nargs="+", type=int, default=[0],
+                    help="eq2 bank shrunk to this many patches by the product's coreset (0: every patch kept)")
     ap.add_argument("--anomalies", choices=["mix", "draw"], default="mix",
                     help="validation anomalies: NSA, CutPaste and drawn marks in turn (default), or drawn marks only")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     methods = ("draw",) if args.anomalies == "draw" else ("nsa", "cutpaste", "draw")
     sets = {d.name: validation_set(d, methods=methods) for d in args.data}
-    print("| variant | taps | side | aspect | bank views | scoring | bank taps | " + " | ".join(
+    print("| variant | taps | side | aspect | bank views | scoring | bank taps | coreset | " + " | ".join(
         f"{n} {k}-shot I / P" for n in sets for k in args.shots) + " | encode ms |")
-    print("|" + " --- |" * (8 + len(sets) * len(args.shots)))
+    print("|" + " --- |" * (9 + len(sets) * len(args.shots)))
     for variant in args.variants:
         towers = {}
-        for taps, side, aspect, augment, scoring, bank_taps in itertools.product(
-                args.taps, args.sides, args.aspect, args.augment, args.scoring, args.bank_taps):
+        for taps, side, aspect, augment, scoring, bank_taps, coreset in itertools.product(
+                args.taps, args.sides, args.aspect, args.augment, args.scoring, args.bank_taps, args.coreset):
             key = tuple(int(t) for t in taps.split(","))
             tower = towers.setdefault(key, build_efficientnet(variant, key))
             chosen = None if bank_taps == "all" else [int(t) for t in bank_taps.split(",")]
@@ -155,11 +159,12 @@ def main() -> int:
                 for refs, val in sets.values():
                     for k in args.shots:
                         i, p, ms = evaluate(tower, refs, val, k, side, aspect == "keep", augment=augment,
-                                            scoring=scoring, bank_taps=chosen)
+                                            scoring=scoring, bank_taps=chosen, coreset=coreset)
                         cells.append(f"{100 * i:.1f} / {100 * p:.1f}")
                         enc.append(ms)
             shown = taps if chosen is None else ",".join(str(key[i]) for i in chosen)
-            print(f"| {variant} | {taps} | {side} | {aspect} | {augment} | {scoring} | {shown} | " + " | ".join(cells)
+            print(f"| {variant} | {taps} | {side} | {aspect} | {augment} | {scoring} | {shown} | {coreset or 'all'} | "
+                  + " | ".join(cells)
                   + f" | {statistics.median(enc):.1f} |", flush=True)
     return 0
 
