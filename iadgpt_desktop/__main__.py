@@ -60,8 +60,17 @@ def main(argv: list[str] | None = None) -> int:
         def save(done: int, failed: int) -> None:
             nonlocal exit_code
             window.history.refresh()
-            QTimer.singleShot(400, lambda: _grab_and_quit(window, args.screenshot, app))
-            print(f"inspected {done} image(s), {failed} failed; screenshot: {args.screenshot}")
+
+            def grab(*_shown) -> None:
+                QTimer.singleShot(400, lambda: _grab_and_quit(window, args.screenshot, app))
+
+            if window.reading_earlier:  # a reopened folder: its earlier results are on screen first
+                window.earlier_shown.connect(grab)
+            else:
+                grab()
+            skipped = window.last_batch.skipped if window.last_batch is not None else 0
+            print(f"inspected {done} image(s), {failed} failed, {skipped} skipped (inspected before); "
+                  f"screenshot: {args.screenshot}")
             exit_code = 1 if failed else 0
 
         def give_up() -> None:

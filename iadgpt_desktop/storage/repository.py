@@ -277,6 +277,27 @@ def processed_image_hashes(s: Session, source: str) -> set[str]:
     return set(s.scalars(select(Inspection.image_sha256).where(Inspection.source == source).distinct()))
 
 
+def latest_inspections_of(s: Session, image_sha256s: Iterable[str], limit: int,
+                          chunk: int = 500) -> list[tuple[int, str]]:
+    """(id, sha256) of the most recent inspection of each image (by content, from any source), newest
+    first, at most `limit`: what a reopened folder shows of its images inspected before.
+
+    Only ids, hashes and times are read here (in `chunk`-sized IN lists, which every database takes), so
+    that a caller reads the few full rows it shows one by one, and one damaged row spoils only itself.
+    """
+    wanted = sorted(set(image_sha256s))
+    latest: dict[str, tuple[datetime, int]] = {}
+    for start in range(0, len(wanted), chunk):
+        stmt = (select(Inspection.id, Inspection.image_sha256, Inspection.created_at)
+                .where(Inspection.image_sha256.in_(wanted[start:start + chunk])))
+        for inspection_id, sha, created_at in s.execute(stmt):
+            key = (_as_utc(created_at), inspection_id)
+            if sha not in latest or key > latest[sha]:
+                latest[sha] = key
+    newest = sorted(latest.items(), key=lambda item: item[1], reverse=True)[:max(limit, 0)]
+    return [(inspection_id, sha) for sha, (_, inspection_id) in newest]
+
+
 # ---- conversations -------------------------------------------------------------------------------
 
 

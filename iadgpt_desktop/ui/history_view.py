@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from iadgpt.imageio import load_image
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
 from iadgpt_desktop.storage.records import DECISIONS, UNDECIDED, VERDICTS, InspectionFilter, InspectionRow, MessageRow
@@ -44,6 +43,7 @@ from iadgpt_desktop.ui.history_model import (
 )
 from iadgpt_desktop.ui.inspection_detail import InspectionDetail
 from iadgpt_desktop.ui.trend_chart import TrendChart
+from iadgpt_desktop.workers.stored import read_picture
 
 log = logging.getLogger(__name__)
 
@@ -469,18 +469,11 @@ class HistoryView(QWidget):
             self.detail.show_image_problem("The image cannot be shown: no inspection database is open.")
             return
         try:
-            image = load_image(db.files.path(row.image_path))
+            image, anomaly_map, note = read_picture(db.files, row)
         except Exception as exc:  # noqa: BLE001 - a moved or deleted file must not break the view
             log.warning("image of inspection %d unavailable: %s", row.id, exc)
             self.detail.show_image_problem(f"The image of inspection #{row.id} is missing or unreadable.\n\n{exc}")
             return
-        anomaly_map, note = None, ""
-        if row.mask_path:
-            try:
-                anomaly_map = db.files.read_mask(row.mask_path)
-            except Exception as exc:  # noqa: BLE001 - the image alone is still worth showing
-                log.warning("mask of inspection %d unavailable: %s", row.id, exc)
-                note = "mask file missing"
         self.detail.set_image(image, anomaly_map, note)
 
     def detail_image(self) -> QImage | None:

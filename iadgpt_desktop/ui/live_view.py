@@ -4,6 +4,9 @@ What the operator reads is the *selected* result (`outcome`): with "Follow live"
 is selected as it comes; with it off (the operator stepped back, or is typing a question) new results
 only join the strip of recent results, and the decision buttons, the chat and the detail keep acting
 on the part on screen.
+
+A reopened folder's images inspected before are not inspected again: their stored results, read back
+from History, join the strip (`show_earlier`) and the newest goes on screen, model or no model.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from iadgpt.imageio import IMAGE_SUFFIXES
+from iadgpt_desktop.ui.history_model import local_time
 from iadgpt_desktop.ui.image_view import ImageView
 from iadgpt_desktop.ui.legend import OverlayLegend
 from iadgpt_desktop.ui.overlay import render, to_qimage
@@ -50,6 +54,7 @@ BANNER_STYLES = {
     "no model": "background:#9e9e9e;color:#212121;",
 }
 BANNER_FONT = "font-size:26px;font-weight:bold;border-radius:6px;"
+PROBLEMS_LISTED = 3  # earlier results that cannot be shown in full, named on the line (the tooltip has all)
 DECISIONS = {"confirmed": "Confirm", "overridden_good": "Override: good", "overridden_defective": "Override: defective"}
 # The override a verdict can get: the opposite verdict only.
 OVERRIDE_FOR = {Verdict.DEFECTIVE: "overridden_good", Verdict.GOOD: "overridden_defective"}
@@ -79,6 +84,7 @@ class LiveView(QWidget):
         self._decisions: dict[int, str] = {}  # inspection id -> decision recorded in this session
         self._newer = 0  # results that came while not following
         self._model_ready = False
+        self._model_status: ModelStatus | None = None
         self.alert_on_defective = False  # Settings > Station: beep and flash on a new defective part
         self.alerts = 0
         self._flashes_left = 0
@@ -119,6 +125,11 @@ class LiveView(QWidget):
         self.source_label = _plain(QLabel("No source"))
         self.source_label.setWordWrap(True)
         bar.addWidget(self.source_label, 1)
+        # Earlier results of a reopened folder that cannot be shown in full, each naming its file.
+        self.earlier_problems = _plain(QLabel(""))
+        self.earlier_problems.setWordWrap(True)
+        self.earlier_problems.setStyleSheet("background:#fdecea;color:#b71c1c;padding:4px;border-radius:4px;")
+        self.earlier_problems.setVisible(False)
 
         # Under the image: the legend and zoom, then the recent results with previous/next.
         self.legend = OverlayLegend()
@@ -169,6 +180,9 @@ class LiveView(QWidget):
         self.file_label = _plain(QLabel(""))
         self.file_label.setWordWrap(True)
         self.file_label.setStyleSheet("font-weight:bold;")
+        self.history_note = _plain(QLabel(""))  # a result read back from History: when, and what is gone
+        self.history_note.setWordWrap(True)
+        self.history_note.setVisible(False)
         self.answer = _plain(QLabel(""))
         self.answer.setWordWrap(True)
         details = QFormLayout()
@@ -223,6 +237,7 @@ class LiveView(QWidget):
         side = QVBoxLayout()
         side.addWidget(self.banner)
         side.addWidget(self.file_label)
+        side.addWidget(self.history_note)
         side.addWidget(self.answer)
         side.addLayout(details)
         side.addWidget(decide)
@@ -246,6 +261,7 @@ class LiveView(QWidget):
         body.addWidget(scroll)
         root = QVBoxLayout(self)
         root.addLayout(bar)
+        root.addWidget(self.earlier_problems)
         root.addLayout(body, 1)
         self._update_navigation()
 
@@ -332,6 +348,40 @@ class LiveView(QWidget):
         if outcome is self.outcome:
             self.show_outcome(outcome)
 
+    def show_earlier(self, outcomes: list[InspectionOutcome], after: InspectionOutcome | None) -> None:
+        """Stored results read back from History (oldest first): the images a reopened folder skipped.
+
+        They join the strip after `after`, the newest result when they were asked for, so that results
+        inspected since stay the newest; one the strip holds already is not added twice. The newest of
+        them goes on screen when nothing newer came meanwhile and the view follows live. No alert: they
+        are not new parts.
+        """
+        known = {o.inspection_id for o in self.strip.outcomes()}
+        fresh = [o for o in outcomes if o.inspection_id not in known]
+        if not fresh:
+            return
+        for outcome in fresh:
+            decided = outcome.from_history.decision if outcome.from_history is not None else None
+            if outcome.inspection_id is not None and decided in DECISIONS:
+                self._decisions.setdefault(outcome.inspection_id, decided)
+        self.strip.insert_after(after, fresh)
+        if self.strip.newest() is fresh[-1]:
+            if self.follow.isChecked() or self.outcome is None:
+                self.show_outcome(fresh[-1])
+            else:
+                self._newer += len(fresh)
+        self._update_navigation()
+
+    def show_earlier_problems(self, problems: list[str]) -> None:
+        """Say which earlier results cannot be shown in full, each by its file; none hides the line."""
+        listed = "; ".join(problems[:PROBLEMS_LISTED])
+        more = len(problems) - PROBLEMS_LISTED
+        if more > 0:
+            listed += f"; and {more} more (hover to see them all)"
+        self.earlier_problems.setText(f"Not all earlier results can be shown in full: {listed}" if problems else "")
+        self.earlier_problems.setToolTip("\n".join(problems))
+        self.earlier_problems.setVisible(bool(problems))
+
     def set_following(self, on: bool) -> None:
         self.follow.setChecked(on)
 
@@ -377,6 +427,7 @@ class LiveView(QWidget):
         self.file_label.setText(outcome_label(outcome))
         self.file_label.setToolTip(r.image or outcome.source)
         self.answer.setText(r.answer)
+        self._show_history_note(outcome)
         self.score.setText(f"{r.score:.3f}  (top 1 %: {r.score_top1:.3f}, P(yes) {r.p_yes:.2f})")
         self.position.setText(r.position or "–")
         self.types.setText(", ".join(f"{n.replace('_', ' ')} ({p:.0%})" for n, p in r.defect_types) or "–")
@@ -397,6 +448,16 @@ class LiveView(QWidget):
         self._show_reference()
         self.selection_changed.emit(outcome)
 
+    def _show_history_note(self, outcome: InspectionOutcome) -> None:
+        earlier = outcome.from_history
+        self.history_note.setVisible(earlier is not None)
+        if earlier is None:
+            self.history_note.setText("")
+            return
+        text = f"From History: inspected {local_time(earlier.inspected_at)}"
+        self.history_note.setText(text + (f". {earlier.problem}" if earlier.problem else ""))
+        self.history_note.setStyleSheet("color:#c62828;" if earlier.problem else "color:#1565c0;")
+
     def _show_reference(self) -> None:
         """The nearest good reference beside the part, when there is one and the operator wants it."""
         has_one = self.reference.show_outcome(self.outcome) if self.reference_toggle.isChecked() else False
@@ -412,7 +473,8 @@ class LiveView(QWidget):
     def _show_decision(self) -> None:
         outcome = self.outcome
         stored = outcome is not None and outcome.inspection_id is not None
-        usable = stored and self._model_ready
+        # A result from History is decided on as it is stored; one just inspected needs the model there.
+        usable = stored and (self._model_ready or outcome.from_history is not None)
         for b in (self.confirm_button, self.override_button):
             b.setEnabled(usable)
         if outcome is None:
@@ -428,16 +490,20 @@ class LiveView(QWidget):
     def set_model_status(self, status: ModelStatus) -> None:
         """No model (loading, or it failed): the shown result is greyed and cannot be decided on."""
         self._model_ready = status.state is ModelState.READY
-        self._show_model_state(status)
+        self._model_status = status
+        self._show_model_state()
         self._show_decision()
 
-    def _show_model_state(self, status: ModelStatus | None = None) -> None:
+    def _show_model_state(self) -> None:
         self.side_panel.setEnabled(True)
-        if self._model_ready:
+        status = self._model_status
+        earlier = self.outcome is not None and self.outcome.from_history is not None
+        if self._model_ready or earlier:  # a stored result from History needs no model to be read
             verdict = self.outcome.verdict if self.outcome is not None else None
             self.banner.setText({Verdict.DEFECTIVE: "DEFECTIVE", Verdict.GOOD: "GOOD"}.get(verdict, "WAITING"))
             self.banner.setStyleSheet(BANNER_STYLES[verdict or "waiting"] + BANNER_FONT)
-            self.banner.setToolTip("")
+            self.banner.setToolTip("" if self._model_ready else "The stored verdict, from History; the model is "
+                                   "not loaded yet (see the status bar)")
             self.view.setEnabled(True)
             self.reference.setEnabled(True)
             return
@@ -478,6 +544,10 @@ class LiveView(QWidget):
     def _redraw(self) -> None:
         base = self._live_frame if self._live_frame is not None else (self.outcome.image if self.outcome else None)
         if base is None:
+            earlier = self.outcome.from_history if self.outcome is not None else None
+            if earlier is not None:  # a stored result whose image is gone: say so in its place
+                self.view.set_placeholder(earlier.problem or "The stored image cannot be shown")
+                self.view.set_image(None)
             return
         amap = self.outcome.result.anomaly_map if self.outcome else None
         if amap is not None and amap.shape != base.shape[:2]:

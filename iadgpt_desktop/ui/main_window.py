@@ -3,7 +3,8 @@
 One `Database` is opened here and shared with the worker (one engine, one migration run). The worker
 reports with one typed signal per outcome (`workers.contract`); this window routes each to the view
 that shows it. What the operator reads (the Live selection, or the History row when History is in
-front) is what the chat asks about.
+front) is what the chat asks about. A folder opened again shows the stored results of the images it
+skips as inspected before (read from History on a thread of their own, `workers.stored`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QM
 from iadgpt.imageio import iter_image_files
 from iadgpt.inspector import shipped_weights
 from iadgpt.prompt_bank import default_bank_dir
-from iadgpt.weights import sha256_file
 from iadgpt_desktop.qt_compat import guard_signal_refcounts
 from iadgpt_desktop.settings import Settings, save_settings
 from iadgpt_desktop.storage import repository
@@ -29,6 +29,7 @@ from iadgpt_desktop.ui.chat_pane import ChatPane
 from iadgpt_desktop.ui.history_view import HistoryView
 from iadgpt_desktop.ui.live_view import LiveView, describe_progress
 from iadgpt_desktop.ui.products_view import ProductsView, can_inspect, product_info
+from iadgpt_desktop.ui.recent_strip import CAPACITY as STRIP_CAPACITY
 from iadgpt_desktop.ui.recent_strip import outcome_label
 from iadgpt_desktop.ui.settings_dialog import SettingsDialog
 from iadgpt_desktop.workers.contract import (
@@ -40,6 +41,8 @@ from iadgpt_desktop.workers.contract import (
 )
 from iadgpt_desktop.workers.inference import InspectionOutcome, ProductInfo, start_worker, stop_worker
 from iadgpt_desktop.workers.session import InspectionSession, SessionStats
+from iadgpt_desktop.workers.sources import SourceState
+from iadgpt_desktop.workers.stored import AlreadyInspected, EarlierResults, EarlierResultsReader
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ class MainWindow(QMainWindow):
     request_bank = Signal(object, object)  # ProductInfo, reference paths
     request_sample_bank = Signal(object, object)  # the same, built only for an untrained model
     batch_done = Signal(int, int)  # inspected, failed: every image of an --open batch is done
+    earlier_shown = Signal(int, int)  # results shown from History, problems: a reopened folder's earlier results
 
     def __init__(self, settings: Settings, *, persist_settings: bool = True,
                  saved_settings: Settings | None = None) -> None:
@@ -81,6 +85,11 @@ class MainWindow(QMainWindow):
 
         self.thread, self.worker = start_worker(settings, self.db)
         self.session = InspectionSession(self.worker, self)
+        self.last_batch: SessionStats | None = None  # the last batch that finished (what batch_done reports)
+        self.earlier_reader = EarlierResultsReader(self)
+        self._awaiting_scan: AlreadyInspected | None = None  # a reopened folder whose scan has not ended yet
+        self._earlier_request: int | None = None  # the read of its earlier results under way
+        self._earlier_after: InspectionOutcome | None = None  # the newest Live result when it was asked for
         self.live = LiveView()
         self.history = HistoryView(lambda: self.db)
         self.products = ProductsView(lambda: self.db)
@@ -136,6 +145,8 @@ class MainWindow(QMainWindow):
         self.session.frame.connect(self.live.show_frame)
         self.session.stats.connect(self.live.show_stats)
         self.session.finished.connect(self._batch_finished)
+        self.session.stats.connect(self._session_stats)
+        self.earlier_reader.ready.connect(self._earlier_results)
         self.live.open_files.connect(lambda paths: self.open_paths([Path(p) for p in paths]))
         self.live.open_folder.connect(lambda folder: self.open_folder(Path(folder), watch=True))
         self.live.open_camera.connect(self.open_camera)
@@ -311,6 +322,7 @@ class MainWindow(QMainWindow):
         return sum(1 for p in iter_image_files(paths) if not (skip and skip(p)))
 
     def open_paths(self, paths: list[Path]) -> None:
+        self._expect_earlier(None)
         total = self._count_files(paths)
         self.session.open_files(paths, total=total)
         self.tabs.setCurrentWidget(self.live)
@@ -320,11 +332,12 @@ class MainWindow(QMainWindow):
         so reopening a folder after a crash or restart resumes the batch."""
         folder = Path(folder).resolve()
         skip = self._skip_inspected(f"folder:{folder}")
+        self._expect_earlier(skip)
         total = self._count_files([folder], skip)
         self.session.open_folder(folder, watch=watch, skip=skip, total=None if watch else total)
         self.tabs.setCurrentWidget(self.live)
 
-    def _skip_inspected(self, source: str):
+    def _skip_inspected(self, source: str) -> AlreadyInspected | None:
         """A thread-safe test for the folder source: is this file's content already stored for source?"""
         if self.db is None:
             return None
@@ -334,24 +347,54 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # noqa: BLE001 - the boundary: inspect everything rather than nothing
             log.warning("cannot read which files were inspected already: %s", exc)
             return None
-        if not done:
-            return None
-
-        def skip(path: Path) -> bool:
-            try:
-                return sha256_file(path) in done
-            except OSError:
-                return False  # unreadable now: the inspection will say why
-        return skip
+        return AlreadyInspected(source, done) if done else None
 
     def open_camera(self, spec: str) -> None:
+        self._expect_earlier(None)
         self.session.open_camera(int(spec) if spec.isdigit() else spec)
         self.tabs.setCurrentWidget(self.live)
 
     def _batch_finished(self, stats: SessionStats) -> None:
         """Every image of a batch is done (an empty batch too, once its source has read it)."""
+        self.last_batch = stats
         self.statusBar().showMessage(f"Done: {describe_progress(stats)}.", 30000)
         self.batch_done.emit(stats.inspected, stats.failed)
+
+    # -- a reopened folder's earlier results --------------------------------------------------------
+    def _expect_earlier(self, skip: AlreadyInspected | None) -> None:
+        """A new source: its skipped files' earlier results are read once its scan has ended; any read
+        for the source before is answered to no one."""
+        self._awaiting_scan = skip
+        self._earlier_request = None
+        self.live.show_earlier_problems([])
+
+    @property
+    def reading_earlier(self) -> bool:
+        """The earlier results of a reopened folder are being read (`earlier_shown` follows)."""
+        return self._earlier_request is not None
+
+    def _session_stats(self, stats: SessionStats) -> None:
+        skip = self._awaiting_scan
+        if skip is None or stats.source != skip.source:
+            return
+        if stats.state is SourceState.FAILED:
+            self._awaiting_scan = None
+        # STOPPED is not an end of this scan: opening the folder again stops its run before under the same name.
+        if stats.state not in (SourceState.STREAMING, SourceState.FINISHED):
+            return
+        self._awaiting_scan = None  # the scan has ended: every file it skipped is known
+        skipped = skip.skipped()
+        if skipped and self.db is not None:
+            self._earlier_after = self.live.strip.newest()
+            self._earlier_request = self.earlier_reader.read(self.db, skipped, STRIP_CAPACITY)
+
+    def _earlier_results(self, earlier: EarlierResults) -> None:
+        if earlier.request != self._earlier_request:
+            return  # for a source replaced since
+        self._earlier_request = None
+        self.live.show_earlier(earlier.outcomes, self._earlier_after)
+        self.live.show_earlier_problems(earlier.problems)
+        self.earlier_shown.emit(len(earlier.outcomes), len(earlier.problems))
 
     # -- worker reports --------------------------------------------------------------------------
     def _model_state(self, status: ModelStatus) -> None:
@@ -533,6 +576,7 @@ class MainWindow(QMainWindow):
         self.session.stop()
         stop_worker(self.thread, self.worker)
         self.unsaved_on_close = self.worker.unsaved_summary()  # the worker has stopped: safe to read
+        self.earlier_reader.wait()  # no read of the history left running when its database closes
         if self.unsaved_on_close:
             log.warning("%s", self.unsaved_on_close)
             if QApplication.platformName() != "offscreen":

@@ -23,11 +23,16 @@ def outcome_label(outcome: InspectionOutcome) -> str:
     return f"{number} {outcome.file_name}".strip()
 
 
-def _thumbnail(rgb: np.ndarray) -> QPixmap:
-    h, w = rgb.shape[:2]
-    scale = min(THUMB_PX / w, THUMB_PX * 2 / 3 / h)
-    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return QPixmap.fromImage(to_qimage(small))
+def _thumbnail(rgb: np.ndarray | None, size: tuple[int, int]) -> QPixmap:
+    """A small copy of the image; a grey one of its shape (`size`, (H, W)) when the image is gone."""
+    h, w = rgb.shape[:2] if rgb is not None else size
+    scale = min(THUMB_PX / max(w, 1), THUMB_PX * 2 / 3 / max(h, 1))
+    shape = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if rgb is None:  # a result from History whose stored image is gone
+        blank = QPixmap(*shape)
+        blank.fill(QColor("#9e9e9e"))
+        return blank
+    return QPixmap.fromImage(to_qimage(cv2.resize(rgb, shape, interpolation=cv2.INTER_AREA)))
 
 
 class RecentStrip(QListWidget):
@@ -55,11 +60,31 @@ class RecentStrip(QListWidget):
     # -- content -----------------------------------------------------------------------------
     def add(self, outcome: InspectionOutcome) -> None:
         self._outcomes.append(outcome)
-        item = QListWidgetItem(QIcon(_thumbnail(outcome.image)), self._text(outcome))
-        item.setToolTip(f"{outcome_label(outcome)}: {outcome.verdict.value}")
+        self.addItem(self._item(outcome))
+        self._trim()
+
+    def insert_after(self, anchor: InspectionOutcome | None, outcomes: list[InspectionOutcome]) -> None:
+        """Earlier results (oldest first) placed after `anchor`, or first when it is None or gone: results
+        that came after `anchor` stay the newest. The oldest leave when the strip is full, as with `add`."""
+        row = next((i + 1 for i, o in enumerate(self._outcomes) if o is anchor), 0)
+        for outcome in outcomes:
+            self._outcomes.insert(row, outcome)
+            self.insertItem(row, self._item(outcome))
+            row += 1
+        self._trim()
+
+    def _item(self, outcome: InspectionOutcome) -> QListWidgetItem:
+        item = QListWidgetItem(QIcon(_thumbnail(outcome.image, outcome.result.image_size)), self._text(outcome))
+        tip = f"{outcome_label(outcome)}: {outcome.verdict.value}"
+        earlier = outcome.from_history
+        if earlier is not None:
+            tip += " (from History)" + (f"\n{earlier.problem}" if earlier.problem else "")
+        item.setToolTip(tip)
         item.setForeground(QBrush(VERDICT_COLOURS[outcome.verdict]))
         item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
-        self.addItem(item)
+        return item
+
+    def _trim(self) -> None:
         while len(self._outcomes) > CAPACITY:
             self._outcomes.pop(0)
             self.takeItem(0)

@@ -22,6 +22,8 @@ def describe_reference(outcome: InspectionOutcome | None) -> str:
     if outcome is None:
         return "–"
     nearest = outcome.nearest_reference
+    if nearest is None and outcome.from_history is not None:
+        return "– (not kept in History)"
     if nearest is None:
         return NO_INDEX if outcome.result.mode == "few-shot" else "–"
     return f"{nearest.name} (similarity {nearest.similarity:.3f})"

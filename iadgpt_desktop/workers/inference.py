@@ -21,6 +21,7 @@ import time
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import torch
@@ -70,15 +71,26 @@ REFERENCE_CACHE = 16  # decoded reference images kept by the worker (a line show
 INTERRUPTED = "[interrupted]"  # marks an answer cut short by Pause or Stop, as stored and shown
 
 
+@dataclass(frozen=True)
+class FromHistory:
+    """What an outcome read back from History (not inspected in this run) says beyond the result."""
+
+    inspected_at: datetime  # when it was inspected (UTC)
+    decision: str | None = None  # the operator decision stored with it
+    problem: str = ""  # what of it cannot be shown (its image or map file is gone), naming the file
+
+
 @dataclass
 class InspectionOutcome:
     """One inspected frame or file, ready to show: the result, the image, and where it was stored.
 
     Written by the worker only; once emitted the GUI reads it and never re-reads the database row.
+    Or read back from History (`from_history`, made by `workers.stored`): a reopened folder's images
+    inspected before.
     """
 
     result: InspectionResult
-    image: np.ndarray = field(repr=False)  # RGB uint8, as inspected
+    image: np.ndarray | None = field(repr=False)  # RGB uint8, as inspected; None: a stored image that is gone
     source: str
     index: int
     inspection_id: int | None  # None when storing failed (the reason went out on `storage_message`)
@@ -89,6 +101,7 @@ class InspectionOutcome:
     mask_path: str = ""  # the stored anomaly map (absolute), "" until stored
     interrupted: bool = False  # the answer was cut short (Pause/Stop while it was generated)
     reference_image: np.ndarray | None = field(default=None, repr=False)  # the nearest good reference, RGB
+    from_history: FromHistory | None = None  # read back from History, not inspected in this run
 
     @property
     def nearest_reference(self) -> NearestReference | None:

@@ -253,3 +253,21 @@ def test_record_from_an_inspection_result() -> None:
                                           mask_path="masks/m.png", product_id=3)
     assert (record.width, record.height, record.verdict, record.product_id) == (64, 48, "defective", 3)
     assert record.defect_types == [("crack", 0.7)] and record.created_at.tzinfo is not None
+
+
+def test_latest_inspections_of_images_is_the_newest_of_each_newest_first(db: Database) -> None:
+    """What a reopened folder shows: one inspection per image content (its most recent), newest first."""
+    with db.Session.begin() as s:
+        old_a = repo.add_inspection(s, make_record(image_sha256="a" * 64, created_at=T0))
+        new_a = repo.add_inspection(s, make_record(image_sha256="a" * 64, created_at=T0 + timedelta(hours=5),
+                                                   source="files"))
+        b = repo.add_inspection(s, make_record(image_sha256="b" * 64, created_at=T0 + timedelta(hours=2)))
+        repo.add_inspection(s, make_record(image_sha256="c" * 64, created_at=T0 + timedelta(hours=9)))
+    with db.Session() as s:
+        assert repo.latest_inspections_of(s, ["a" * 64, "b" * 64, "d" * 64], 10) == [(new_a, "a" * 64),
+                                                                                   (b, "b" * 64)]
+        assert repo.latest_inspections_of(s, ["a" * 64, "b" * 64], 1) == [(new_a, "a" * 64)]
+        assert repo.latest_inspections_of(s, ["b" * 64, "a" * 64], 10, chunk=1) == [(new_a, "a" * 64),
+                                                                                  (b, "b" * 64)]
+        assert repo.latest_inspections_of(s, [], 10) == []
+        assert old_a not in [i for i, _ in repo.latest_inspections_of(s, ["a" * 64], 10)]
