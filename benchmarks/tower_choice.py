@@ -91,7 +91,8 @@ class JointBank:
 
 
 def evaluate(tower, refs, val, shots: int, side: int, keep_aspect: bool, sigma: float = 4.0, augment: str = "none",
-             scoring: str = "eq2", bank_taps: list[int] | None = None, coreset: int = 0):
+             scoring: str = "eq2", bank_taps: list[int] | None = None, coreset: int = 0,
+             image_score: str = "max"):
     taps = bank_taps if bank_taps is not None else list(range(len(tower.layer_dims)))
     if scoring == "eq2":
         bank = MemoryBank([tower.layer_dims[i] for i in taps])
@@ -115,7 +116,12 @@ def evaluate(tower, refs, val, shots: int, side: int, keep_aspect: bool, sigma: 
         small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma)
         full = cv2.resize(small, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
         labels.append(int(mask.any()))
-        scores.append(float(small.max()))
+        if image_score == "max":
+            scores.append(float(small.max()))
+        else:  # the mean of the map's top 1 % (Inspector's score_top1)
+            flat = small.reshape(-1)
+            k = max(1, flat.size // 100)
+            scores.append(float(np.partition(flat, -k)[-k:].mean()))
         masks.append(mask)
         maps.append(full)
     return auroc(labels, scores), pixel_auroc(masks, maps), statistics.median(times) * 1000
@@ -138,19 +144,22 @@ def main() -> int:
                     help="which of the tower's taps the bank reads, as positions in --taps (e.g. 1,2)")
     ap.add_argument("--coreset", nargs="+", type=int, default=[0],
                     help="eq2 bank shrunk to this many patches by the product's coreset (0: every patch kept)")
+    ap.add_argument("--image-score", nargs="+", default=["max"], choices=["max", "top1"],
+                    help="an image's score: the map's maximum, or the mean of its top 1 %% of pixels")
     ap.add_argument("--anomalies", choices=["mix", "draw"], default="mix",
                     help="validation anomalies: NSA, CutPaste and drawn marks in turn (default), or drawn marks only")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     methods = ("draw",) if args.anomalies == "draw" else ("nsa", "cutpaste", "draw")
     sets = {d.name: validation_set(d, methods=methods) for d in args.data}
-    print("| variant | taps | side | aspect | bank views | scoring | bank taps | coreset | " + " | ".join(
+    print("| variant | taps | side | aspect | bank views | scoring | bank taps | coreset | image score | " + " | ".join(
         f"{n} {k}-shot I / P" for n in sets for k in args.shots) + " | encode ms |")
-    print("|" + " --- |" * (9 + len(sets) * len(args.shots)))
+    print("|" + " --- |" * (10 + len(sets) * len(args.shots)))
     for variant in args.variants:
         towers = {}
-        for taps, side, aspect, augment, scoring, bank_taps, coreset in itertools.product(
-                args.taps, args.sides, args.aspect, args.augment, args.scoring, args.bank_taps, args.coreset):
+        for taps, side, aspect, augment, scoring, bank_taps, coreset, image_score in itertools.product(
+                args.taps, args.sides, args.aspect, args.augment, args.scoring, args.bank_taps, args.coreset,
+                args.image_score):
             key = tuple(int(t) for t in taps.split(","))
             tower = towers.setdefault(key, build_efficientnet(variant, key))
             chosen = None if bank_taps == "all" else [int(t) for t in bank_taps.split(",")]
@@ -159,13 +168,14 @@ def main() -> int:
                 for refs, val in sets.values():
                     for k in args.shots:
                         i, p, ms = evaluate(tower, refs, val, k, side, aspect == "keep", augment=augment,
-                                            scoring=scoring, bank_taps=chosen, coreset=coreset)
+                                            scoring=scoring, bank_taps=chosen, coreset=coreset,
+                                            image_score=image_score)
                         cells.append(f"{100 * i:.1f} / {100 * p:.1f}")
                         enc.append(ms)
             shown = taps if chosen is None else ",".join(str(key[i]) for i in chosen)
-            print(f"| {variant} | {taps} | {side} | {aspect} | {augment} | {scoring} | {shown} | {coreset or 'all'} | "
-                  + " | ".join(cells)
-                  + f" | {statistics.median(enc):.1f} |", flush=True)
+            row = [variant, taps, side, aspect, augment, scoring, shown, coreset or "all", image_score, *cells,
+                   f"{statistics.median(enc):.1f}"]
+            print("| " + " | ".join(str(c) for c in row) + " |", flush=True)
     return 0
 
 
