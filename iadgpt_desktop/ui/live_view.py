@@ -588,6 +588,20 @@ def describe_progress(stats: SessionStats) -> str:
     return progress
 
 
+def describe_scan(stats: SessionStats) -> str:
+    """A folder's first scan while it runs: "scanning… 1200 found, 300 already inspected (1500 of 5000
+    checked)"; nothing is inspected before it ends. "" once it has ended."""
+    scan = stats.scan
+    if scan is None:
+        return ""
+    text = f"scanning… {scan.found} found"
+    if stats.skipped:
+        text += f", {stats.skipped} already inspected"
+    if scan.listed is not None and scan.checked < scan.listed:
+        text += f" ({scan.checked} of {scan.listed} checked)"
+    return text
+
+
 def describe_skipped(stats: SessionStats) -> str:
     """Why images were skipped and how to inspect them anyway (the status line's tooltip); "" if none."""
     if not stats.skipped:
@@ -609,6 +623,9 @@ def describe_stats(stats: SessionStats, *, model_ready: bool = True) -> str:
         return f"{name} — stopped after {progress}"
     if stats.state is SourceState.FAILED:
         return f"{name} — failed after {progress}: {stats.message}"
+    if stats.scan is not None:
+        paused = "; PAUSED: press Resume to inspect what it finds" if stats.paused else ""
+        return f"{name} — {describe_scan(stats)}{paused}"
     if none_new(stats):
         watching = "; watching for new images" if stats.watching else ""
         return f"{name} — done: {progress}{watching} ({INSPECT_AGAIN})"

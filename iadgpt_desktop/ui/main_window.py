@@ -317,24 +317,21 @@ class MainWindow(QMainWindow):
         self.request_product.emit(product_info(row))
 
     # -- sources ---------------------------------------------------------------------------------
-    @staticmethod
-    def _count_files(paths: list[Path], skip=None) -> int:
-        return sum(1 for p in iter_image_files(paths) if not (skip and skip(p)))
-
+    # The GUI thread neither lists nor reads the files it is given: a source's thread expands them (and,
+    # for a reopened folder, hashes each to skip what was inspected), and the batch's size is what it found.
     def open_paths(self, paths: list[Path]) -> None:
         self._expect_earlier(None)
-        total = self._count_files(paths)
-        self.session.open_files(paths, total=total)
+        self.session.open_files(paths)
         self.tabs.setCurrentWidget(self.live)
 
     def open_folder(self, folder: Path, watch: bool = True) -> None:
         """Inspect every image in a folder, then watch it; files already inspected from it are skipped,
-        so reopening a folder after a crash or restart resumes the batch."""
+        so reopening a folder after a crash or restart resumes the batch. Returns at once: the folder
+        is scanned on its source's thread, the Live line counting what it finds."""
         folder = Path(folder).resolve()
         skip = self._skip_inspected(f"folder:{folder}")
         self._expect_earlier(skip)
-        total = self._count_files([folder], skip)
-        self.session.open_folder(folder, watch=watch, skip=skip, total=None if watch else total)
+        self.session.open_folder(folder, watch=watch, skip=skip)
         self.tabs.setCurrentWidget(self.live)
 
     def _skip_inspected(self, source: str) -> AlreadyInspected | None:

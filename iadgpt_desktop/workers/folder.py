@@ -26,7 +26,7 @@ from iadgpt_desktop.workers.source_base import StateCallback, ThreadedSource
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FileListSource", "FolderSource"]
+__all__ = ["FileListSource", "FolderSource", "ScanProgress"]
 
 
 class _QuietRescans(logging.Filter):
@@ -42,6 +42,16 @@ class _QuietRescans(logging.Filter):
 
 _quiet_rescans = _QuietRescans()
 logging.getLogger("iadgpt.imageio").addFilter(_quiet_rescans)
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    """How far a folder's first scan is, while it runs: the scan lists the folder, then checks each file
+    with the consumer's `skip` (hashing it, for a reopened folder), before any file is queued."""
+
+    listed: int | None  # image files in the folder; None until it is listed
+    checked: int  # files checked so far
+    found: int  # of them, new ones to inspect (not skipped)
 
 
 @dataclass
@@ -109,7 +119,9 @@ class FolderSource(_FileSource):
     holds back those after it). With `watch`, the folder is polled every `poll_interval` seconds
     for files not seen before; without it, the source is FINISHED once the files found at start
     are enqueued. `skip(path)` returning True leaves a file out (already inspected: resuming a
-    batch). A file seen once is not enqueued again, even if rewritten. A folder that disappears
+    batch); the first scan runs `skip` on every file before it queues any (the source is
+    CONNECTING meanwhile, `scan` says how far it is), and a stop request ends it between two
+    files. A file seen once is not enqueued again, even if rewritten. A folder that disappears
     (deleted, renamed, drive or share disconnected) makes the source FAILED with `last_error`.
     """
 
@@ -141,9 +153,18 @@ class FolderSource(_FileSource):
         """Files found but not yet enqueued (still being written, or waiting for room)."""
         return self._pending_count
 
+    @property
+    def scan(self) -> ScanProgress | None:
+        """How far the first scan is; None once it has ended (or the source stopped or failed)."""
+        if self._state is not SourceState.CONNECTING:
+            return None
+        return ScanProgress(self._listed, self._checked, self._pending_count)
+
     def _reset(self) -> None:
         super()._reset()
         self._pending_count = 0
+        self._listed: int | None = None
+        self._checked = 0
 
     def _label(self) -> str:
         return f"folder {self.folder}"
@@ -192,16 +213,22 @@ class FolderSource(_FileSource):
                 files = self._scan(first)
                 if files is None:
                     return
-                now = time.monotonic()
+                if first:
+                    self._listed = len(files)
                 for path in files:
+                    if self._stopping():
+                        return  # a skip test per file (a hash) can take long over thousands of files
                     if path in seen:
                         continue
                     seen.add(path)
-                    if self._skipped_by_consumer(path):
-                        continue
-                    observed = self._stat(path)
-                    if observed is not None:
-                        pending[path] = _Pending(observed[0], observed[1], now, first)
+                    if not self._skipped_by_consumer(path):
+                        observed = self._stat(path)
+                        if observed is not None:
+                            # Seen now, not when the scan began: checking the files before it can take long.
+                            pending[path] = _Pending(observed[0], observed[1], time.monotonic(), first)
+                            self._pending_count = len(pending)
+                    if first:
+                        self._checked += 1
                 if first:
                     self._set_state(SourceState.STREAMING, f"reading {self._label()}")
                     first = False

@@ -6,8 +6,9 @@ inspects on its thread; this object only wires them and reports what is going on
 Reports are driven by events, not by a fast poll: a source's state changes come in through its
 `on_state` callback (re-sent as a queued Qt signal, so they reach the GUI thread), each result or
 failure the worker reports is counted with `count()`, and a camera's newest frame is signalled from
-its capture thread (at most one waiting at a time). Only the moving counters of a camera (frames
-per second, dropped frames) are refreshed by a slow timer.
+its capture thread (at most one waiting at a time). Only moving counters are refreshed by a slow
+timer: a camera's (frames per second, dropped frames), and a folder's first scan (files found and
+checked, which for a reopened folder means hashed) until it ends.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from iadgpt_desktop.workers.sources import (
     FolderSource,
     NewestFrameQueue,
     OrderedQueue,
+    ScanProgress,
     SourceState,
 )
 
 log = logging.getLogger(__name__)
 
-COUNTER_REFRESH_MS = 500  # camera fps and drops: slow enough to read, cheap to send
+COUNTER_REFRESH_MS = 500  # camera fps and drops, a folder scan's counts: slow enough to read, cheap to send
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,11 @@ class SessionStats:
     inspected: int = 0  # results shown this run
     failed: int = 0  # images that could not be inspected this run
     skipped: int = 0  # files left out as inspected before (a reopened folder resumes its batch)
-    total: int | None = None  # a batch's size ("x of N"), skipped files not counted; None for a camera
+    total: int | None = None  # a batch's size ("x of N"), skipped files not counted: what its source found
+    # so far (a folder: every new image its scans found; a file list: None until expanded); None for a camera
     message: str = ""  # a source's problem (a camera reconnecting, a folder gone)
     watching: bool = False  # a folder that is watched for new images after its batch
+    scan: ScanProgress | None = None  # a folder's first scan while it runs: nothing is queued before it ends
 
     @property
     def done(self) -> int:
@@ -92,7 +96,6 @@ class InspectionSession(QObject):
         self.queue = None
         self.name = ""
         self.paused = False
-        self.total: int | None = None
         self.inspected = self.failed = 0
         self._last: SessionStats | None = None
         self._frame_shown = threading.Event()
@@ -106,32 +109,36 @@ class InspectionSession(QObject):
         self.detach.connect(worker.detach_queue)
 
     # -- opening sources ---------------------------------------------------------------------
-    def _attach(self, source, queue, name: str, total: int | None) -> None:
+    def _attach(self, source, queue, name: str) -> None:
         self.stop()
         self.source, self.queue, self.name = source, queue, name
-        self.total, self.inspected, self.failed, self.paused = total, 0, 0, False
+        self.inspected, self.failed, self.paused = 0, 0, False
         self._last = None
         source.start()
         self.attach.emit(queue, name)
-        if isinstance(source, CameraSource):
-            self._counters.start()
+        if isinstance(source, (CameraSource, FolderSource)):
+            self._counters.start()  # a folder's until its scan has ended (`_report`)
         self._report()
 
     def _on_source_state(self, _state, _message) -> None:
         self._state_changed.emit()  # queued: this runs on the source's thread
 
-    def open_files(self, paths: list[Path], total: int | None = None) -> None:
+    def open_files(self, paths: list[Path]) -> None:
+        """Inspect these files (folders among them expanded on the source's thread), none skipped."""
         queue = OrderedQueue()
-        self._attach(FileListSource(paths, queue, on_state=self._on_source_state), queue, "files", total)
+        self._attach(FileListSource(paths, queue, on_state=self._on_source_state), queue, "files")
 
-    def open_folder(self, folder: Path, watch: bool = True, skip=None, total: int | None = None) -> None:
+    def open_folder(self, folder: Path, watch: bool = True, skip=None) -> None:
+        """Inspect a folder's images, leaving out those `skip(path)` says yes to. `skip` is called on the
+        source's thread, file by file, during its first scan, so one that reads or hashes the file never
+        blocks the GUI thread; the batch's size is what that scan finds."""
         queue = OrderedQueue()
-        self._attach(FolderSource(folder, queue, watch=watch, skip=skip,
-                                                 on_state=self._on_source_state), queue, f"folder:{folder}", total)
+        self._attach(FolderSource(folder, queue, watch=watch, skip=skip, on_state=self._on_source_state),
+                     queue, f"folder:{folder}")
 
     def open_camera(self, spec: int | str) -> None:
         queue = TeeQueue(1, on_frame=self._on_camera_frame)
-        self._attach(CameraSource(spec, queue, on_state=self._on_source_state), queue, f"camera:{spec}", None)
+        self._attach(CameraSource(spec, queue, on_state=self._on_source_state), queue, f"camera:{spec}")
 
     def _on_camera_frame(self, frame) -> None:
         if self._frame_shown.is_set():  # capture thread: one frame in flight to the GUI at most
@@ -198,20 +205,19 @@ class InspectionSession(QObject):
         waiting = len(queue) if queue is not None else 0
         if isinstance(source, FolderSource):
             waiting += source.pending
-        total = self.total  # what the window counted before the source started, if it did
-        if isinstance(source, FileListSource) and source.total is not None:
+        total = None
+        if isinstance(source, FileListSource):
             total = source.total
-        elif isinstance(source, FolderSource) and (total is None or source.state is SourceState.FINISHED):
-            # A watched folder: every image found so far. A read folder: what its scan found, which
-            # is the batch even if a file came or went since the window counted them.
-            total = source.enqueued + source.pending
+        elif isinstance(source, FolderSource):
+            total = source.enqueued + source.pending  # every new image its scans have found so far
         return SessionStats(
             source=self.name, state=source.state, paused=self.paused,
             captured=getattr(source, "frames_captured", getattr(source, "enqueued", 0)),
             dropped=getattr(queue, "dropped", 0), fps=getattr(source, "fps", 0.0), waiting=waiting,
             inspected=self.inspected, failed=self.failed, skipped=getattr(source, "skipped", 0), total=total,
             message=getattr(source, "last_error", None) or "",
-            watching=isinstance(source, FolderSource) and source.watch)
+            watching=isinstance(source, FolderSource) and source.watch,
+            scan=source.scan if isinstance(source, FolderSource) else None)
 
     @Slot()
     def _report(self) -> None:
@@ -221,6 +227,8 @@ class InspectionSession(QObject):
         if stats != self._last:
             self._last = stats
             self.stats.emit(stats)
+        if isinstance(self.source, FolderSource) and stats.scan is None:
+            self._counters.stop()  # the scan has ended: from here on its counts move with events
         if self._batch_complete(stats):
             self._counters.stop()
             self.source = self.queue = None

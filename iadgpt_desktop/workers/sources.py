@@ -23,7 +23,7 @@ public names so that callers import them from one place.
 from __future__ import annotations
 
 from iadgpt_desktop.workers.camera import CameraSource
-from iadgpt_desktop.workers.folder import FileListSource, FolderSource
+from iadgpt_desktop.workers.folder import FileListSource, FolderSource, ScanProgress
 from iadgpt_desktop.workers.frames import Frame, NewestFrameQueue, OrderedQueue, SourceState
 
 __all__ = [
@@ -33,5 +33,6 @@ __all__ = [
     "Frame",
     "NewestFrameQueue",
     "OrderedQueue",
+    "ScanProgress",
     "SourceState",
 ]

@@ -43,7 +43,7 @@ class ScanGate:
 
 @pytest.fixture
 def gate(monkeypatch):
-    """Only the folder source is held: the window counts a folder with its own `iter_image_files`."""
+    """The folder source's listing is held (nothing else lists the folder: the window does not count it)."""
     held = ScanGate()
     monkeypatch.setattr(folder_module, "iter_image_files", held)
     yield held
@@ -93,7 +93,7 @@ def test_all_skipped_batch_is_complete_only_after_the_scan_and_counts_the_skippe
     _images(tmp_path / "in", 3)
     finished: list[SessionStats] = []
     session.finished.connect(finished.append)
-    session.open_folder(tmp_path / "in", watch=False, skip=lambda _p: True, total=0)
+    session.open_folder(tmp_path / "in", watch=False, skip=lambda _p: True)
     qtbot.waitUntil(gate.entered.is_set, timeout=10000)
     _settle_events()
     assert finished == [] and session.active, "a batch is not complete while its folder is being read"
@@ -109,7 +109,7 @@ def test_batch_is_complete_when_the_scan_ended_and_every_queued_file_is_done(ses
     files = _images(tmp_path / "in", 3)
     finished: list[SessionStats] = []
     session.finished.connect(finished.append)
-    session.open_folder(tmp_path / "in", watch=False, skip=lambda p: p.name == files[0].name, total=2)
+    session.open_folder(tmp_path / "in", watch=False, skip=lambda p: p.name == files[0].name)
     qtbot.waitUntil(lambda: session.source.state is SourceState.FINISHED, timeout=10000)
     for _ in range(2):
         _settle_events()
@@ -121,9 +121,9 @@ def test_batch_is_complete_when_the_scan_ended_and_every_queued_file_is_done(ses
 
 
 def test_batch_size_is_what_the_scan_found(session, qtbot, tmp_path) -> None:
-    """A file removed between the window's count and the scan does not leave the batch open forever."""
+    """Nothing counts the folder before its source scans it (the window does not): the batch is what it found."""
     files = _images(tmp_path / "in", 2)
-    session.open_folder(tmp_path / "in", watch=False, total=3)  # counted when there were 3
+    session.open_folder(tmp_path / "in", watch=False)
     qtbot.waitUntil(lambda: session.source.state is SourceState.FINISHED, timeout=10000)
     with qtbot.waitSignal(session.finished, timeout=10000) as done:
         for _ in files:
