@@ -110,6 +110,23 @@ def test_texture_dataset_is_non_overlapping_good_tiles(tmp_path: Path) -> None:
     assert len({t.tobytes() for t in tiles}) == 16  # no tile repeats another
 
 
+
+def test_a_closer_texture_is_its_own_class_with_the_tiles_scaled_up(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from iadgpt.data.textures import texture_file, write_texture_dataset
+
+    counts = write_texture_dataset(tmp_path / "tex", crop=128, zooms=(1, 2))
+    assert counts["brick_x2"] == counts["brick_x2_r90"] == counts["brick"] == 16
+    near = cv2.imread(str(tmp_path / "tex" / "brick_x2" / "train" / "good" / "005.png"), cv2.IMREAD_GRAYSCALE)
+    photo = cv2.imread(str(texture_file("brick")), cv2.IMREAD_GRAYSCALE)
+    corner = photo[128:192, 128:192]  # tile 5 is row 1, column 1: its corner's 64 x 64 pixels, twice as large
+    assert near.shape == (128, 128)
+    assert np.abs(cv2.resize(near, (64, 64), interpolation=cv2.INTER_AREA).astype(int) - corner).mean() < 8
+    with pytest.raises(ValueError, match="zoom 3 must be a whole number"):
+        write_texture_dataset(tmp_path / "bad", crop=128, zooms=(3,))
+
 def test_missing_texture_wheel_names_the_package(monkeypatch) -> None:
     import importlib.util
 

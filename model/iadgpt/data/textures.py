@@ -6,6 +6,8 @@ CC0 textures that scikit-image ships in its wheel (brick, grass, gravel: 512 x 5
 `skimage.data`) are cut into non-overlapping crops, each crop a good part of its texture class, in
 MVTec-AD layout (<class>/train/good/NNN.png). Each texture turned by 90 degrees is a class of its
 own (`<name>_r90`): the CNN's features are not rotation-invariant, so it is another product to them.
+With `--zooms 1 2`, each is also seen twice as close (`<name>_x2`, `<name>_x2_r90`: crop / 2 pixels
+scaled up to crop, taken at the same places, so as many tiles): its features' scale is another again.
 Training shows them as bank maps only (`iadgpt train --bank-only DIR`), never to the decoder, and
 they are not recorded as products.
 
@@ -42,21 +44,30 @@ def texture_file(name: str) -> Path:
                        f"(or lacks skimage/data/{name}.png): run `pip install {PACKAGE}`")
 
 
-def write_texture_dataset(out: Path, crop: int = 128) -> dict[str, int]:
-    """Write every texture's non-overlapping crop x crop tiles as good images; returns counts per class."""
+def write_texture_dataset(out: Path, crop: int = 128, zooms: tuple[int, ...] = (1,)) -> dict[str, int]:
+    """Write every texture's crop x crop tiles as good images, per zoom and turn; returns counts per class.
+
+    Zoom z takes crop / z pixels at each tile's corner and scales them up z times (bilinear)."""
     counts = {}
     for name in TEXTURES:
         image = cv2.imread(str(texture_file(name)), cv2.IMREAD_GRAYSCALE)
         if image is None:
             raise DatasetError(f"{texture_file(name)} could not be read as an image; reinstall {PACKAGE}")
-        for cls, view in ((name, image), (f"{name}_r90", np.rot90(image))):
-            folder = Path(out) / cls / "train" / "good"
-            folder.mkdir(parents=True, exist_ok=True)
-            tiles = [view[y:y + crop, x:x + crop] for y in range(0, view.shape[0] - crop + 1, crop)
-                     for x in range(0, view.shape[1] - crop + 1, crop)]
-            for i, tile in enumerate(tiles):
-                cv2.imwrite(str(folder / f"{i:03d}.png"), np.ascontiguousarray(tile))
-            counts[cls] = len(tiles)
+        for zoom in zooms:
+            if zoom < 1 or crop % zoom:
+                raise ValueError(f"zoom {zoom} must be a whole number >= 1 dividing the crop size {crop}")
+            side = crop // zoom
+            zoomed = name if zoom == 1 else f"{name}_x{zoom}"
+            for cls, view in ((zoomed, image), (f"{zoomed}_r90", np.rot90(image))):
+                folder = Path(out) / cls / "train" / "good"
+                folder.mkdir(parents=True, exist_ok=True)
+                tiles = [view[y:y + side, x:x + side] for y in range(0, view.shape[0] - crop + 1, crop)
+                         for x in range(0, view.shape[1] - crop + 1, crop)]
+                for i, tile in enumerate(tiles):
+                    if zoom > 1:
+                        tile = cv2.resize(np.ascontiguousarray(tile), (crop, crop), interpolation=cv2.INTER_LINEAR)
+                    cv2.imwrite(str(folder / f"{i:03d}.png"), np.ascontiguousarray(tile))
+                counts[cls] = len(tiles)
     return counts
 
 
@@ -64,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
     ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--zooms", type=int, nargs="+", default=[1], help="1: as photographed; 2: twice as close")
     args = ap.parse_args(argv)
     try:
-        counts = write_texture_dataset(args.out, args.crop)
-    except DatasetError as exc:
+        counts = write_texture_dataset(args.out, args.crop, tuple(args.zooms))
+    except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(", ".join(f"{n}: {c} good images" for n, c in counts.items()) + f" in {args.out}")
