@@ -27,7 +27,7 @@ from iadgpt.encoders import VisualFeatures
 from iadgpt.errors import CancelledError, WeightsError
 from iadgpt.evidence import Evidence, map_evidence
 from iadgpt.imageio import DEFAULT_MAX_PIXELS, load_image
-from iadgpt.llm import inspection_messages, user_text
+from iadgpt.llm import inspection_messages, question_text, user_text
 from iadgpt.memory_bank import MemoryBank
 from iadgpt.model import TRAINABLE_PARTS
 from iadgpt.precision import pick_device
@@ -437,12 +437,13 @@ class Inspector:
             self._remember(key, cached)
         embeds, evidence = cached
         messages = self._conversation(evidence)  # the first question, with the same evidence line
-        turns = [{**t, "content": user_text(t["content"])} for t in history]  # no forged placeholder
+        turns = [{**t, "content": question_text(t["content"]) if t["role"] == "user" else user_text(t["content"])}
+                 for t in history]  # no forged placeholder; questions written as in training
         if turns and turns[0]["role"] == "user":
             turns = turns[1:]  # that first question, as stored
         messages += turns
         if question:
-            messages.append({"role": "user", "content": user_text(question)})
+            messages.append({"role": "user", "content": question_text(question)})
         inputs, mask = self.llm.embed_prompt(messages, embeds)
         yield from self.llm.stream(inputs, mask, max_new_tokens=max_new_tokens or self.preset.llm.max_new_tokens,
                                    should_stop=should_stop)

@@ -86,6 +86,27 @@ def user_text(text: str) -> str:
     return text.replace(IMAGE_TOKEN, "")
 
 
+_QUESTION_WORDS = ("where", "what", "which", "how", "is", "are", "can", "could", "should", "does", "do", "why",
+                   "will", "was", "any")
+
+
+def question_text(text: str) -> str:
+    """A question as a person typed it, written the way questions are written in training: spaces
+    collapsed, the first letter a capital, a question mark after a question word's sentence, the
+    image placeholder removed (`user_text`). "where is the defect" and "Where is the defect?" are
+    then one question to the LLM, whose tokens tell the two apart. Only the form changes; the words
+    stay the user's.
+    """
+    words = " ".join(user_text(text).split())
+    if not words:
+        return words
+    words = words[0].upper() + words[1:]
+    first = words.split(" ", 1)[0].lower().strip(",")
+    if words[-1] not in ".?!" and first in _QUESTION_WORDS:
+        words += "?"
+    return words
+
+
 def inspection_messages(system_prompt: str, class_name: str, evidence: str | None = None) -> list[dict[str, str]]:
     """The first turn of every inspection: the model is trained and asked with exactly this text.
 

@@ -82,3 +82,19 @@ def test_a_new_product_is_served_by_its_references_alone(inspector):
     finally:
         inspector.set_product("ball_screw_drive")
         inspector.set_memory_bank(None)
+
+
+@pytest.mark.parametrize("typed, trained", [("where is it", "Where is it?"),
+                                            ("  is it safe   to ship?", "Is it safe to ship?")])
+def test_a_question_typed_in_lower_case_gets_the_answer_of_the_question_as_trained(inspector, typed, trained):
+    """The LLM's tokens tell "where" from "Where": a question typed without capitals or question mark
+    was answered as another kind of question ("where is the defect?" -> a size)."""
+    inspector.set_memory_bank(None)
+    image = SAMPLES / "inspect" / PITTED[0]
+    result = inspector.inspect(image)
+    history = [{"role": "user", "content": "is there any anomaly in the image"},
+               {"role": "assistant", "content": result.answer}]
+    asked = "".join(inspector.chat(image, history, typed)).strip()
+    kind = "where" if "where" in trained.lower() else "ship"
+    assert asked == "".join(inspector.chat(image, history, trained)).strip()
+    assert consistent(kind, asked, True, result.evidence), asked

@@ -12,7 +12,7 @@ import torch
 
 from iadgpt.config import load_preset
 from iadgpt.errors import WeightsError
-from iadgpt.llm import IMAGE_TOKEN, LanguageModel, plain_transcript
+from iadgpt.llm import IMAGE_TOKEN, LanguageModel, plain_transcript, question_text
 from iadgpt.tiny import ensure_tiny_llm
 
 PRESET = load_preset("tiny-test")
@@ -441,3 +441,15 @@ def test_stream_stops_where_the_model_starts_a_new_turn(lm, monkeypatch):
     assert vocab > max(script)
     text = "".join(lm.stream(embeds, mask, max_new_tokens=len(script) + 5))
     assert text.strip() == "top left."
+
+
+@pytest.mark.parametrize("typed, written", [
+    ("where is the defect", "Where is the defect?"),
+    ("how  big is it?", "How big is it?"),
+    ("describe it.", "Describe it."),
+    ("compare it with the reference", "Compare it with the reference"),  # not a question word: no "?" added
+    (f"where {IMAGE_TOKEN}is it", "Where is it?"),
+    ("   ", ""),
+])
+def test_questions_are_written_as_in_training(typed, written):
+    assert question_text(typed) == written
