@@ -262,4 +262,11 @@ def _replacing(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
     except OSError as exc:
         where = f"the export file {path}" if created else f"the export folder {path.parent}"
         raise translate(exc, where) or StorageError(
-            f"could not write the export {path}: {exc}; choose another folder") from exc
+            f"could not write the export {path}: {_os_cause(exc)}; choose another folder") from exc
+
+
+def _os_cause(exc: OSError) -> str:
+    """ "no such file or directory (/proc/nope)" rather than "[Errno 2] No such file or directory: '/proc/nope'"."""
+    if not exc.strerror:
+        return str(exc)
+    return exc.strerror[:1].lower() + exc.strerror[1:] + (f" ({exc.filename})" if exc.filename else "")

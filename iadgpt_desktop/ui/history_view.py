@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
+from iadgpt_desktop.storage.errors import StorageError
 from iadgpt_desktop.storage.records import DECISIONS, UNDECIDED, VERDICTS, InspectionFilter, InspectionRow, MessageRow
 from iadgpt_desktop.ui.history_model import (
     COLUMNS,
@@ -504,7 +505,10 @@ class HistoryView(QWidget):
                 rows = write(s, db, self.current_filter())
         except Exception as exc:  # noqa: BLE001 - the UI boundary
             log.exception("export to %s failed", path)
-            self._show_error(f"The {what} was not written to {path}: {exc}")
+            if isinstance(exc, StorageError):  # its sentence names the file, the cause and the fix
+                self._show_error(str(exc)[:1].upper() + str(exc)[1:])
+            else:
+                self._show_error(f"The {what} was not written to {path}: {exc}")
             self.status.setText(f"{what} export failed")
             return -1
         self.status.setText(f"Exported {rows:,} inspections to {Path(path).name}")

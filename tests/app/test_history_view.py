@@ -234,7 +234,17 @@ def test_exports_write_the_filtered_rows(view: HistoryView, tmp_path: Path) -> N
     assert html_path.stat().st_size > 0
 
     bad = view.export_csv_to(tmp_path)  # a folder, not a file
-    assert bad == -1 and view.message.isVisibleTo(view) and "was not written" in view.message.text()
+    assert bad == -1 and view.message.isVisibleTo(view) and "Could not write the export" in view.message.text()
+
+
+def test_a_failed_export_says_once_what_was_not_written(view: HistoryView, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("a file where the folder should be", encoding="utf-8")
+    target = tmp_path / "a-file" / "x.csv"
+    assert view.export_csv_to(target) == -1
+    text = view.message.text()
+    assert text.startswith(f"Could not write the export {target}: ") and "choose another folder" in text
+    assert text.count(str(target)) == 1 and "not written" not in text  # the storage sentence, not a second one
+    assert "[Errno" not in text  # the cause in words
 
 
 def test_trend_chart_gets_one_point_per_day(view: HistoryView) -> None:
