@@ -81,6 +81,7 @@ class CameraSource(ThreadedSource):
     """
 
     _thread_prefix = "capture"
+    _open_again = "open it again with Camera…"
 
     def __init__(
         self,
@@ -316,12 +317,12 @@ class CameraSource(ThreadedSource):
             elif self.kind == "device":
                 self._fail(
                     f"cannot open {self._label()}: no such camera, or another program is using it; "
-                    "check the cable and the camera index, close other camera programs and press Start"
+                    f"check the cable and the camera index, close other camera programs and {self._open_again}"
                 )
             else:
                 self._fail(
                     f"cannot open {self._label()}: the stream did not answer; check the URL, the network "
-                    "and the camera's credentials, then press Start"
+                    f"and the camera's credentials, then {self._open_again}"
                 )
             return
         try:
@@ -395,7 +396,7 @@ class CameraSource(ThreadedSource):
             if self.max_reconnects is not None and attempt >= self.max_reconnects:
                 self._fail(
                     f"{self._label()} stopped sending frames and did not come back after {attempt} attempts; "
-                    "check the cable/URL and press Start"
+                    f"check the cable/URL and {self._open_again}"
                 )
                 return None, None
             self.last_error = (

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["FileListSource", "FolderSource", "ScanProgress"]
 
+EMPTY_SETTLE_FACTOR = 4  # an empty file settles after this many settle times (then the consumer reports it)
+
 
 class _QuietRescans(logging.Filter):
     """Silence iadgpt.imageio's per-scan notes ("no image files found", unreadable subfolders)
@@ -59,7 +61,6 @@ class _Pending:
     size: int
     mtime_ns: int
     stable_since: float  # time.monotonic() when (size, mtime) were last seen to change
-    initial: bool
 
 
 class _FileSource(ThreadedSource):
@@ -114,9 +115,12 @@ class FolderSource(_FileSource):
     """Every image in a folder (recursively, `iter_image_files` order), then new ones as they come.
 
     Each file is enqueued once its size and modification time have stayed the same for
-    `settle_time` seconds (and it is not empty), so a file still being written or copied is not
-    picked up half-written; the files found at start keep their order (one still being written
-    holds back those after it). With `watch`, the folder is polled every `poll_interval` seconds
+    `settle_time` seconds (an empty file for `EMPTY_SETTLE_FACTOR` times as long: a writer may create
+    it before its first write), so a file still being written or copied is not picked up
+    half-written. A file that stays empty is handed on all the same, so that the consumer reports
+    it (and the batch goes on) instead of it waiting for ever. Files are enqueued in the order they
+    were found; one still being written waits on its own without holding back those after it, which
+    go ahead of it. With `watch`, the folder is polled every `poll_interval` seconds
     for files not seen before; without it, the source is FINISHED once the files found at start
     are enqueued. `skip(path)` returning True leaves a file out (already inspected: resuming a
     batch); the first scan runs `skip` on every file before it queues any (the source is
@@ -126,6 +130,7 @@ class FolderSource(_FileSource):
     """
 
     _thread_prefix = "folder"
+    _open_again = "open it again with Open folder…"
 
     def __init__(
         self,
@@ -178,7 +183,7 @@ class FolderSource(_FileSource):
         else:
             self._fail(
                 f"{self._label()} is no longer reachable (deleted, renamed, or its drive or network "
-                "share disconnected); reconnect it and press Start"
+                f"share disconnected); reconnect it and {self._open_again}"
             )
         return True
 
@@ -225,7 +230,7 @@ class FolderSource(_FileSource):
                         observed = self._stat(path)
                         if observed is not None:
                             # Seen now, not when the scan began: checking the files before it can take long.
-                            pending[path] = _Pending(observed[0], observed[1], time.monotonic(), first)
+                            pending[path] = _Pending(observed[0], observed[1], time.monotonic())
                             self._pending_count = len(pending)
                     if first:
                         self._checked += 1
@@ -248,10 +253,12 @@ class FolderSource(_FileSource):
                 return
 
     def _enqueue_settled(self, pending: dict[Path, _Pending]) -> bool:
-        """Enqueue the pending files that have settled; False if stopped while waiting."""
+        """Enqueue the pending files that have settled; False if stopped while waiting.
+
+        One that has not settled yet is passed over, not waited for: a file still being written must
+        not hold back those after it (nor an empty one the whole batch)."""
         now = time.monotonic()
         ready: list[Path] = []
-        blocked = False  # an unsettled file found at start holds back the ones after it
         for path, entry in list(pending.items()):
             observed = self._stat(path)
             if observed is None:
@@ -260,13 +267,9 @@ class FolderSource(_FileSource):
             if observed != (entry.size, entry.mtime_ns):
                 entry.size, entry.mtime_ns = observed
                 entry.stable_since = now
-            settled = entry.size > 0 and now - entry.stable_since >= self.settle_time
-            if not settled:
-                blocked = blocked or entry.initial
-                continue
-            if blocked:
-                continue
-            ready.append(path)
+            settle = self.settle_time * (EMPTY_SETTLE_FACTOR if entry.size == 0 else 1)
+            if now - entry.stable_since >= settle:
+                ready.append(path)
         for path in ready:
             if not self._put(path):
                 return False
@@ -284,6 +287,7 @@ class FileListSource(_FileSource):
     """
 
     _thread_prefix = "files"
+    _open_again = "open them again with Open files…"
 
     def __init__(
         self,

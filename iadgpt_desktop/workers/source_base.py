@@ -27,6 +27,9 @@ class ThreadedSource:
     """Thread start/stop, the state and its callback; subclasses implement `_run`."""
 
     _thread_prefix = "source"
+    # How the operator starts this kind of source again, named by the Live view's own button (the app
+    # has no "Start" button: opening a source starts it).
+    _open_again = "open it again"
 
     def __init__(self, source_id: str, on_state: StateCallback | None) -> None:
         self.source_id = source_id
@@ -130,7 +133,8 @@ class ThreadedSource:
             self._run()
         except Exception as exc:  # a bug or an unexpected OS error must not die silently
             log.exception("%s failed", self.source_id)
-            self._fail(f"{self._label()} failed unexpectedly ({type(exc).__name__}: {exc}); press Start to retry")
+            self._fail(f"{self._label()} failed unexpectedly ({type(exc).__name__}: {exc}); "
+                       f"{self._open_again} to retry")
         finally:
             if self._state not in TERMINAL_STATES:
                 self._set_state(SourceState.STOPPED, f"{self._label()} stopped")

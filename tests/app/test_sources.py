@@ -365,11 +365,23 @@ def test_camera_fails_after_max_reconnects(sources):
     assert source.state is SourceState.FAILED
     assert source.reconnects == 3 and source.frames_captured == 3
     assert source.last_error == (
-        "camera 0 stopped sending frames and did not come back after 3 attempts; check the cable/URL and press Start"
+        "camera 0 stopped sending frames and did not come back after 3 attempts; check the cable/URL and "
+        "open it again with Camera…"
     )
     assert states[-1] is SourceState.FAILED and SourceState.RECONNECTING in states
     source.stop()
     assert source.state is SourceState.FAILED  # stop() keeps the failure visible
+
+
+def test_camera_that_does_not_open_names_the_button_that_opens_it_again(sources):
+    # The Live view has no "Start" button: a camera is started again with its "Camera…" button.
+    factory, _log = _fake_factory([None])
+    source = CameraSource(0, NewestFrameQueue(), capture_factory=factory)
+    sources.append(source)
+    source.start()
+    assert source.join(5) and source.state is SourceState.FAILED
+    assert source.last_error.endswith("close other camera programs and open it again with Camera…")
+    assert "Start" not in source.last_error
 
 
 def test_camera_pause_live_and_stream_url_redacted(sources):
@@ -465,6 +477,49 @@ def test_folder_skip_and_no_watch_finishes(tmp_path, sources):
     frames = _drain(queue, source, timeout=5)
     assert [f.path.name for f in frames] == ["img0.png", "img2.png", "img4.png"]
     assert source.state is SourceState.FINISHED and source.skipped == 2 and source.enqueued == 3
+
+
+def test_folder_empty_file_is_handed_on_and_the_batch_goes_on(tmp_path, sources):
+    # Before: a file counted as settled only when non-empty, and one found at start that never settled
+    # held back every file after it, so a 0-byte file stopped the batch for good.
+    (tmp_path / "a_empty.png").write_bytes(b"")
+    _write_png(tmp_path / "b_good.png", 50)
+    queue = OrderedQueue()
+    source = FolderSource(tmp_path, queue, watch=False, settle_time=0.0)
+    sources.append(source)
+    source.start()
+    frames = _drain(queue, source, timeout=10)
+    assert [f.path.name for f in frames] == ["a_empty.png", "b_good.png"]  # the consumer reports the empty one
+    assert source.state is SourceState.FINISHED and source.pending == 0
+
+
+def test_folder_file_still_growing_does_not_hold_back_the_files_after_it(tmp_path, sources):
+    growing = tmp_path / "a_growing.png"
+    growing.write_bytes(b"\x89PNG")
+    _write_png(tmp_path / "b_done.png", 60)
+    stop_writing = threading.Event()
+
+    def writer() -> None:  # appends far more often than the settle time, until told to stop
+        while not stop_writing.wait(0.02):
+            with open(growing, "ab") as fh:
+                fh.write(b"x" * 64)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        queue = OrderedQueue()
+        source = FolderSource(tmp_path, queue, watch=False, poll_interval=0.05, settle_time=1.0)
+        sources.append(source)
+        source.start()
+        first = queue.get(timeout=15)
+        assert first is not None and first.path.name == "b_done.png"
+        assert source.pending == 1  # the growing file still waits
+    finally:
+        stop_writing.set()
+        thread.join(5)
+    last = queue.get(timeout=15)  # once it stops growing, it settles and comes after
+    assert last is not None and last.path == growing
+    assert source.join(5) and source.state is SourceState.FINISHED
 
 
 def test_folder_slow_consumer_throttles_scan_and_stop_joins_quickly(tmp_path, sources):
