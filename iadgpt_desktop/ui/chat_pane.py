@@ -1,14 +1,28 @@
-"""Chat pane: multi-turn questions about the selected inspection, answers streamed token by token."""
+"""Chat pane: multi-turn questions about the selected inspection, answers streamed token by token.
+
+The transcript is built with a text cursor, one paragraph per turn: the speaker's name in a bold
+colour, then the text inserted as plain text, so neither a question nor an answer is ever read as
+HTML, and the answer being streamed starts a paragraph of its own.
+"""
 
 from __future__ import annotations
 
-import html
-
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QTextCursor
+from PySide6.QtGui import QColor, QFont, QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
 FIRST_QUESTION = "Is there any anomaly in the image?"
+SPEAKERS = {"user": ("You", "#1565c0"), "assistant": ("IAD-GPT", "#2e7d32")}
+FAILED_COLOUR = "#c62828"
+TURN_SPACING_PX = 8
+
+
+def _format(colour: str | None = None, bold: bool = False) -> QTextCharFormat:
+    fmt = QTextCharFormat()
+    if colour is not None:
+        fmt.setForeground(QColor(colour))
+    fmt.setFontWeight(QFont.Weight.Bold if bold else QFont.Weight.Normal)
+    return fmt
 
 
 class ChatPane(QWidget):
@@ -66,13 +80,26 @@ class ChatPane(QWidget):
         self._set_busy(False)
 
     def _render(self) -> None:
-        parts = []
+        self.transcript.clear()
         for m in self.history:
-            who = "You" if m["role"] == "user" else "IAD-GPT"
-            colour = "#1565c0" if m["role"] == "user" else "#2e7d32"
-            parts.append(f"<p><b style='color:{colour}'>{who}:</b> {html.escape(m['content'])}</p>")
-        self.transcript.setHtml("".join(parts))
+            self._add_turn(m["role"], m["content"])
         self.transcript.moveCursor(QTextCursor.MoveOperation.End)
+
+    def _add_turn(self, role: str, text: str) -> None:
+        """A paragraph of its own: the speaker in bold colour, then `text` as plain text."""
+        who, colour = SPEAKERS.get(role, SPEAKERS["assistant"])
+        self._add_paragraph(f"{who}: ", _format(colour, bold=True), text, _format())
+
+    def _add_paragraph(self, head: str, head_format: QTextCharFormat, text: str, text_format: QTextCharFormat) -> None:
+        cursor = self.transcript.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        if not self.transcript.document().isEmpty():
+            spaced = QTextBlockFormat()
+            spaced.setTopMargin(TURN_SPACING_PX)
+            cursor.insertBlock(spaced)
+        cursor.insertText(head, head_format)
+        cursor.insertText(text, text_format)
+        self.transcript.setTextCursor(cursor)
 
     def send(self) -> None:
         question = self.input.text().strip()
@@ -82,7 +109,7 @@ class ChatPane(QWidget):
         self.ask.emit(self.inspection_id, self.image_path, list(self.history), question)
         self.history.append({"role": "user", "content": question})
         self._render()
-        self.transcript.insertHtml("<p><b style='color:#2e7d32'>IAD-GPT:</b> ")
+        self._add_turn("assistant", "")  # the answer streams into this paragraph
         self._streaming = ""
         self._set_busy(True)
 
@@ -90,8 +117,10 @@ class ChatPane(QWidget):
         if inspection_id != self.inspection_id:
             return
         self._streaming += piece
-        self.transcript.moveCursor(QTextCursor.MoveOperation.End)
-        self.transcript.insertPlainText(piece)
+        cursor = self.transcript.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(piece, _format())
+        self.transcript.setTextCursor(cursor)
 
     def finish(self, inspection_id: int, answer: str, cancelled: bool) -> None:
         if inspection_id != self.inspection_id:
@@ -109,7 +138,7 @@ class ChatPane(QWidget):
             question = self.history.pop()["content"]
         self._render()
         if message:
-            self.transcript.append(f"<p style='color:#c62828'>Not answered: {html.escape(message)}</p>")
+            self._add_paragraph("Not answered: ", _format(FAILED_COLOUR, bold=True), message, _format(FAILED_COLOUR))
         if question and not self.input.text():
             self.input.setText(question)  # ready to ask again
         self._set_busy(False)
