@@ -296,6 +296,8 @@ class HistoryView(QWidget):
         super().showEvent(event)
         if self._stale:
             self.refresh()
+        elif self._shown is not None:  # questions asked about it in the chat pane while this tab was hidden
+            self.conversation_stored(self._shown.id)
 
     def refresh(self, *_args: object) -> None:
         """Re-query with the current filters and sort, keeping the selected inspection selected if it still matches."""
@@ -425,11 +427,19 @@ class HistoryView(QWidget):
             return
         same = self._shown is not None and self._shown.id == row.id
         self._show_detail(row, reload_image=not same)
+        messages = self._conversation(row.id)  # re-read on a refresh too: questions may have been asked since
+        self.detail.show_conversation(row, messages)
         if same:
             return  # a refresh re-selected it: nothing new to tell the other views
-        messages = self._conversation(row.id)
-        self.detail.show_conversation(row, messages)
         self.inspection_selected.emit(row, messages)
+
+    def conversation_stored(self, inspection_id: int, *_args: object) -> None:
+        """A question and its answer about `inspection_id` were stored: show them if it is the one shown.
+
+        Connect the worker's `chat_finished` here; the detail is also re-read on every refresh and
+        whenever the view is shown again."""
+        if self._shown is not None and self._shown.id == inspection_id:
+            self.detail.show_conversation(self._shown, self._conversation(inspection_id))
 
     def select_inspection(self, inspection_id: int) -> bool:
         """Select the inspection if it is among the loaded rows; True when it was found."""

@@ -205,6 +205,40 @@ def test_selecting_a_row_shows_the_detail_and_emits(qtbot, view: HistoryView, db
     assert emitted == []
 
 
+def _ask(db: Database, inspection_id: int, question: str, answer: str) -> None:
+    """What the worker stores for one chat turn."""
+    with db.Session.begin() as s:
+        repository.add_message(s, inspection_id, "user", question)
+        repository.add_message(s, inspection_id, "assistant", answer)
+
+
+def test_questions_asked_after_selection_show_in_the_detail(qtbot, view: HistoryView, db: Database) -> None:
+    view.show()
+    with qtbot.waitSignal(view.inspection_selected, timeout=1000):
+        view.table.selectRow(0)  # an inspection nobody has asked about yet
+    shown = view.current_row().id
+    assert "No follow-up questions were asked." in view.detail.conversation.toPlainText()
+
+    _ask(db, shown, "where is the defect?", "At the top right.")
+    view.conversation_stored(shown)  # the worker's chat_finished
+    text = view.detail.conversation.toPlainText()
+    assert "where is the defect?" in text and "At the top right." in text and "No follow-up" not in text
+
+    _ask(db, shown, "how big?", "About a tenth of the width.")
+    emitted: list[Any] = []
+    view.inspection_selected.connect(lambda *args: emitted.append(args))
+    view.refresh()  # a new result arrives: the same inspection stays selected and its conversation is re-read
+    assert "how big?" in view.detail.conversation.toPlainText() and emitted == []
+
+    _ask(db, shown, "what kind?", "A scratch.")
+    view.hide()  # the operator is on the Live tab, chatting about it
+    view.show()
+    assert "what kind?" in view.detail.conversation.toPlainText()
+
+    view.conversation_stored(shown + 1000)  # another inspection's conversation: nothing changes
+    assert "what kind?" in view.detail.conversation.toPlainText()
+
+
 def test_missing_image_file_shows_a_message(qtbot, view: HistoryView, db: Database) -> None:
     with db.Session.begin() as s:
         repository.add_inspection(s, record(("images/zz/gone.png", "1" * 64), "masks/zz/gone.png",
