@@ -27,6 +27,7 @@ from iadgpt_desktop.storage.repository import (
     iter_inspections,
     summarize_inspections,
 )
+from iadgpt_desktop.storage.wording import describe_defect_types, format_defect_types
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,6 @@ JPEG_QUALITY = 75
 TYPICAL_ROW_KB = 6.5
 
 
-def format_defect_types(defect_types: list[tuple[str, float]]) -> str:
-    """Machine-readable, for the CSV: "pitting:0.9933; crack:0.0012"."""
-    return "; ".join(f"{name}:{prob:.4f}" for name, prob in defect_types)
-
-
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -56,11 +52,6 @@ def csv_cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
-
-
-def describe_defect_types(defect_types: list[tuple[str, float]]) -> str:
-    """For people: "pitting 99 %, crack 1 %"."""
-    return ", ".join(f"{name.replace('_', ' ')} {prob:.0%}".replace("%", " %") for name, prob in defect_types)
 
 
 def local_time(value: datetime | None) -> str:

@@ -16,6 +16,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor, QFont
 
 from iadgpt_desktop.storage.records import UNDECIDED, InspectionRow
+from iadgpt_desktop.storage.wording import describe_defect_types
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def local_time(t: datetime) -> str:
 
 
 def describe_types(defect_types: list[tuple[str, float]], limit: int = 3) -> str:
-    return ", ".join(f"{name} {prob:.0%}" for name, prob in defect_types[:limit])
+    """The table's cell: at most `limit` types, worded as everywhere else (`describe_defect_types`)."""
+    return describe_defect_types(defect_types, limit)
 
 
 def describe_decision(row: InspectionRow) -> str:

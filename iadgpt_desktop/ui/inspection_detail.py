@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from iadgpt_desktop.storage.records import InspectionRow, MessageRow
+from iadgpt_desktop.storage.wording import describe_defect_types
 from iadgpt_desktop.ui.history_model import describe_decision, local_time
 from iadgpt_desktop.ui.image_view import ImageView
 from iadgpt_desktop.ui.overlay import render, to_qimage
@@ -101,7 +102,7 @@ class InspectionDetail(QWidget):
             "Product": row.product_name or "—",
             "Score": f"{row.score:.4f} (top-1 {row.score_top1:.4f}, p(yes) {row.p_yes:.2f})",
             "Position": row.position or "—",
-            "Defect types": ", ".join(f"{n.replace('_', ' ')} {p:.0%}" for n, p in row.defect_types) or "—",
+            "Defect types": describe_defect_types(row.defect_types) or "—",
             "Decision": decided,
             "Model": f"{row.model_id} ({row.mode}), {row.latency_ms:.0f} ms",
             "Source": f"{row.source} — {row.width}×{row.height}",

@@ -99,7 +99,7 @@ def test_table_shows_every_inspection_newest_first(view: HistoryView) -> None:
     assert column(view, "Verdict")[1] == "defective"
     assert column(view, "Score")[1] == "0.950"
     assert column(view, "Decision")[1] == "Overridden: defective"
-    assert column(view, "Defect types")[1] == "scratch 80%, cut 10%"
+    assert column(view, "Defect types")[1] == "scratch 80 %, cut 10 %"
     assert column(view, "Position")[1] == "top right"
     assert column(view, "Latency (ms)")[1] == "18"
     assert view.model.index(1, COLUMN["Verdict"]).data(Qt.ItemDataRole.ForegroundRole) is not None
@@ -392,3 +392,26 @@ def test_trend_chart_paints_empty_and_full(qtbot) -> None:
     chart.set_data([(DAY1 + timedelta(hours=h), 5, h % 3) for h in range(30)])
     assert chart.bucket() == "hour"
     assert "5 inspections" in chart._tooltip_at(chart._plot_rect().center().x())
+
+
+def test_equal_type_shares_are_shown_without_percentages(qtbot, view: HistoryView, db: Database,
+                                                          tmp_path: Path) -> None:
+    """The built-in tower splits evenly among the types (no text tower): 50 % each would read as a probability."""
+    with db.Session.begin() as s:
+        repository.add_inspection(s, record(("images/x/even.png", "2" * 64), None, verdict="defective",
+                                            created_at=DAY1 + timedelta(days=6),
+                                            defect_types=[("pitting", 0.5), ("dent", 0.5)]))
+    view.refresh()
+    assert column(view, "Defect types")[0] == "pitting or dent"
+    with qtbot.waitSignal(view.inspection_selected, timeout=1000):
+        view.table.selectRow(0)
+    assert view.detail.fields["Defect types"].text() == "pitting or dent"
+
+    view.search.setText("even.png")
+    view.refresh()
+    assert view.export_csv_to(tmp_path / "even.csv") == 1
+    with (tmp_path / "even.csv").open(newline="", encoding="utf-8") as f:
+        assert next(csv.DictReader(f))["defect_types"] == "pitting; dent"
+    assert view.export_html_to(tmp_path / "even.html") == 1
+    page = (tmp_path / "even.html").read_text(encoding="utf-8")
+    assert "pitting or dent" in page and "50 %" not in page

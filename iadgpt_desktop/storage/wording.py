@@ -1,0 +1,33 @@
+"""How defect types read, the same in every view and export: "pitting 99 %, crack 1 %", or "pitting or dent"
+where the shares are equal and so say nothing (the built-in tower has no text tower: see
+`Inspector._defect_types`). No Qt and no database here, so the Live view, History and the exports share it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def shares_are_equal(defect_types: Sequence[tuple[str, float]]) -> bool:
+    """Whether the shares say nothing about which type is likelier: each is 1/n of the n types (the built-in
+    tower has no text tower and splits evenly among the types the map's shape supports; a lone type's
+    share of the types found is 1 whatever the tower)."""
+    even = 1.0 / len(defect_types) if defect_types else 0.0
+    return bool(defect_types) and all(abs(p - even) < 0.005 for _, p in defect_types)
+
+
+def format_defect_types(defect_types: Sequence[tuple[str, float]]) -> str:
+    """Machine-readable, for the CSV: "pitting:0.9933; crack:0.0012"; names only ("pitting; dent") where
+    the shares are equal (`shares_are_equal`), so a spreadsheet does not read 0.5 as a probability."""
+    if shares_are_equal(defect_types):
+        return "; ".join(name for name, _ in defect_types)
+    return "; ".join(f"{name}:{prob:.4f}" for name, prob in defect_types)
+
+
+def describe_defect_types(defect_types: Sequence[tuple[str, float]], limit: int | None = None) -> str:
+    """For people, wherever types are shown: "pitting 99 %, crack 1 %"; where the shares are equal
+    (`shares_are_equal`) the names alone, "pitting or dent", as the chat's evidence words it. At most
+    `limit` types; empty for none."""
+    shown = [(name.replace("_", " "), prob) for name, prob in list(defect_types)[:limit]]
+    if shares_are_equal(defect_types):
+        return " or ".join(name for name, _ in shown)
+    return ", ".join(f"{name} {prob:.0%}".replace("%", " %") for name, prob in shown)
