@@ -66,6 +66,7 @@ def main() -> None:
     # A new product onboarded few-shot from the good references, so Live shows the nearest one beside the part.
     w.products.create_product("Spindle housings", "generic")
     w.products.add_references(sorted((sample_dir() / "reference").glob("*.png")))
+    wait_for(w.products.references_checked)  # checked off the GUI thread before they are added
     w.products.build_bank()
     wait_for(w.worker.bank_ready)
     pause(300)

@@ -41,11 +41,12 @@ from PySide6.QtWidgets import (
 )
 
 from iadgpt.errors import IADGPTError
-from iadgpt.imageio import IMAGE_SUFFIXES, iter_image_files
+from iadgpt.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from iadgpt.prompt_bank import GENERIC_CLASS, PromptBank, available_banks, load_bank, normalise_class_name
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
 from iadgpt_desktop.ui.prompt_bank_editor import PromptBankEditor
+from iadgpt_desktop.ui.reference_check import ReferenceCheck, ReferenceChecker, describe_refused
 from iadgpt_desktop.workers.contract import BankBuilt, BankProgress, ModelStatus, ProductMode
 from iadgpt_desktop.workers.inference import ProductInfo
 
@@ -126,10 +127,17 @@ class ProductsView(QWidget):
     product_activated = Signal(object)  # ProductInfo
     build_bank_requested = Signal(object, list)  # ProductInfo as saved, reference image paths (str)
     cancel_bank_requested = Signal()
+    references_checked = Signal(int, object, int)  # product id, ReferenceCheck, how many were added (0 for a build)
 
-    def __init__(self, db_provider: Callable[[], Database | None], parent: QWidget | None = None) -> None:
+    def __init__(self, db_provider: Callable[[], Database | None], parent: QWidget | None = None, *,
+                 max_pixels: Callable[[], int] = lambda: DEFAULT_MAX_PIXELS) -> None:
+        """`max_pixels` gives the station's image size limit (Settings), which the model applies too."""
         super().__init__(parent)
         self._db_provider = db_provider
+        self._max_pixels = max_pixels
+        self._checker = ReferenceChecker(self)
+        self._checker.checked.connect(self._references_checked)
+        self._checking: dict[int, ProductInfo] = {}  # product id -> the build waiting for its references' check
         self._rows: dict[int, dict[str, Any]] = {}
         self._references: dict[int, list[str]] = {}  # per product, kept while the app runs
         self._bank_notes: dict[int, str] = {}  # "Memory bank: N patches from M images" per product
@@ -139,7 +147,7 @@ class ProductsView(QWidget):
         self._active: int | None = None  # the product being inspected
 
         self.products = QListWidget()
-        self.products.currentItemChanged.connect(lambda *_: self._show_selected())
+        self.products.currentItemChanged.connect(lambda *_: (self._clear_message(), self._show_selected()))
         new_button = QPushButton("New product…")
         new_button.clicked.connect(self._ask_new_product)
         left = QWidget()
@@ -265,6 +273,10 @@ class ProductsView(QWidget):
     def _info(self, text: str) -> None:
         self.message.setStyleSheet(INFO_STYLE)
         self.message.setText(text)
+
+    def _clear_message(self) -> None:
+        """A new action starts: what was said about the last one no longer applies."""
+        self.message.setText("")
 
     def _db(self) -> Database | None:
         try:
@@ -451,27 +463,45 @@ class ProductsView(QWidget):
         if folder:
             self.add_references([folder])
 
-    def add_references(self, paths: Iterable[str | Path]) -> int:
-        """Add image files (folders are searched) to the selected product's references; how many were new."""
+    def add_references(self, paths: Iterable[str | Path]) -> None:
+        """Check image files (folders are searched) in the background, then add the readable ones to the
+        selected product's references; `references_checked` reports what was added and refused."""
+        self._clear_message()
         product_id = self.product_id
         if product_id is None:
             self._error("Select or create a product before adding reference images.")
-            return 0
-        try:
-            files = [str(p) for p in iter_image_files(list(paths))]
-        except (OSError, IADGPTError) as exc:
-            self._error(f"The reference images could not be added: {exc}")
-            return 0
+            return
+        paths = [str(p) for p in paths]
+        self._info(f"Checking {'the folder' if len(paths) == 1 and Path(paths[0]).is_dir() else 'the images'} …")
+        self._checker.start(("add", product_id), paths, self._max_pixels())
+
+    def _references_checked(self, token: tuple[str, int], check: ReferenceCheck) -> None:
+        kind, product_id = token
+        if kind == "build":
+            self._build_checked(product_id, check)
+            return
         current = self._references.setdefault(product_id, [])
-        new = [f for f in files if f not in current]
+        new = [f for f in check.readable if f not in current]
         current.extend(new)
-        self._store_references(product_id)
-        self._show_references(current)
-        if not files:
+        if new:
+            self._store_references(product_id)
+        if product_id == self.product_id:
+            self._show_references(current)
+        if check.refused:
+            already = f" ({len(check.readable) - len(new)} already listed)" if len(new) < len(check.readable) else ""
+            self._error(f"Added {len(new)} reference image{'s' if len(new) != 1 else ''}{already}. "
+                        f"Not added, {len(check.refused)} file{'s' if len(check.refused) != 1 else ''} that "
+                        f"cannot be read:\n" + describe_refused(check.refused))
+        elif not check.found:
             self._error("No images were found there (looked for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ").")
-        return len(new)
+        else:
+            n = len(new)
+            self._info(f"Added {n} reference image{'s' if n != 1 else ''}"
+                       + (f" ({len(check.readable) - n} already listed)." if n < len(check.readable) else "."))
+        self.references_checked.emit(product_id, check, len(new))
 
     def remove_selected_references(self) -> None:
+        self._clear_message()
         product_id = self.product_id
         if product_id is None:
             return
@@ -524,6 +554,9 @@ class ProductsView(QWidget):
         self._reload(show=False)
 
     def build_bank(self) -> None:
+        """Save, check every reference image in the background, then ask the worker for the bank; a
+        reference that went bad since it was added stops the build with all such files named at once."""
+        self._clear_message()
         product_id = self.product_id
         paths = self.references()
         if product_id is None or not paths:
@@ -535,17 +568,52 @@ class ProductsView(QWidget):
         info = ProductInfo(id=row["id"], name=row["name"], class_name=row["class_name"], mode=FEW_SHOT,
                            memory_bank_path=row.get("memory_bank_path"), prompt_bank_json=row.get("prompt_bank_json"))
         self._building[product_id] = len(paths)
+        self._checking[product_id] = info
         self.build_button.setEnabled(False)
         self.progress.setRange(0, 0)  # busy until the worker reports a total
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
         self.cancel_button.setEnabled(True)
-        self.bank_status.setText(f"Waiting for the model to read {len(paths)} images …")
+        self.bank_status.setText(f"Checking the {len(paths)} reference images …")
+        self._checker.start(("build", product_id), paths, self._max_pixels())
+
+    def _build_checked(self, product_id: int, check: ReferenceCheck) -> None:
+        info = self._checking.pop(product_id, None)
+        if info is None:
+            return  # cancelled while its references were checked
+        self.references_checked.emit(product_id, check, 0)
+        if check.refused:
+            self._building.pop(product_id, None)
+            if product_id == self.product_id:
+                self._select_references({p for p, _ in check.refused})
+                self.progress.setVisible(False)
+                self.cancel_button.setVisible(False)
+                self.build_button.setEnabled(bool(self.references()))
+                self.bank_status.setText("Memory bank not built; the previous setup is kept")
+            n = len(check.refused)
+            self._error(f"The memory bank was not built: {n} of the {check.found} reference images cannot be read "
+                        f"(selected in the list: press Remove to drop them, or fix the files and build again):\n"
+                        + describe_refused(check.refused))
+            return
+        if product_id == self.product_id:
+            self.bank_status.setText(f"Waiting for the model to read {len(check.readable)} images …")
         self._info("Building the memory bank in the background; inspection goes on with the current setup "
                    "until it is ready.")
-        self.build_bank_requested.emit(info, paths)
+        self.build_bank_requested.emit(info, check.readable)
+
+    def _select_references(self, paths: set[str]) -> None:
+        self.reference_list.clearSelection()
+        for i in range(self.reference_list.count()):
+            item = self.reference_list.item(i)
+            if item.data(Qt.ItemDataRole.UserRole) in paths:
+                item.setSelected(True)
 
     def cancel_bank(self) -> None:
+        product_id = self.product_id
+        if product_id in self._checking:  # not sent to the worker yet: nothing to stop there
+            self._checking.pop(product_id)
+            self.bank_failed(product_id, "building the memory bank was cancelled; the previous bank is kept")
+            return
         self.cancel_button.setEnabled(False)
         self.bank_status.setText("Cancelling …")
         self.cancel_bank_requested.emit()

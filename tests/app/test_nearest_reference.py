@@ -28,7 +28,9 @@ REFERENCE_B = "good_030.png"  # B; the others (good_000.png is A) must not be na
 def _few_shot_product(w: MainWindow, qtbot) -> dict:
     """A new product (a class the model was not trained on) onboarded from the shipped good references."""
     product_id = w.products.create_product("Drive housings", "magnetic_tile")
-    assert w.products.add_references(sorted((sample_dir() / "reference").glob("*.png"))) >= 2
+    with qtbot.waitSignal(w.products.references_checked, timeout=60000) as checked:
+        w.products.add_references(sorted((sample_dir() / "reference").glob("*.png")))
+    assert checked.args[2] >= 2
     with qtbot.waitSignal(w.worker.product_changed, timeout=60000,
                           check_params_cb=lambda p: p.id == product_id and p.memory_bank_path):
         w.products.build_bank()

@@ -39,6 +39,13 @@ def stored(db: Database, product_id: int) -> dict:
         return next(p for p in repository.list_products(s) if p["id"] == product_id)
 
 
+def add(view: ProductsView, qtbot, paths) -> int:
+    """Add references and wait for their check (off the GUI thread); how many were added."""
+    with qtbot.waitSignal(view.references_checked, timeout=10000) as blocker:
+        view.add_references(paths)
+    return blocker.args[2]
+
+
 def write_pngs(folder: Path, n: int) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -102,8 +109,8 @@ def test_build_bank_round_trip(view: ProductsView, db: Database, qtbot, tmp_path
     product_id = view.create_product("Screws", "screw")
     paths = write_pngs(tmp_path / "refs", 3)
     assert not view.build_button.isEnabled()
-    assert view.add_references(paths[:2]) == 2
-    assert view.add_references([str(tmp_path / "refs")]) == 1  # a folder adds only the new file
+    assert add(view, qtbot, paths[:2]) == 2
+    assert add(view, qtbot, [str(tmp_path / "refs")]) == 1  # a folder adds only the new file
     assert view.reference_list.count() == 3
     assert view.reference_count.text() == "3 reference images"
 
@@ -140,10 +147,11 @@ def test_build_bank_round_trip(view: ProductsView, db: Database, qtbot, tmp_path
     assert PromptBank.from_json(json.loads(info.prompt_bank_json)).class_name == "screw"
 
 
-def test_bank_failure_is_shown(view: ProductsView, tmp_path: Path) -> None:
+def test_bank_failure_is_shown(view: ProductsView, qtbot, tmp_path: Path) -> None:
     view.create_product("Pills", "pill")
-    view.add_references(write_pngs(tmp_path / "refs", 1))
-    view.build_bank()
+    add(view, qtbot, write_pngs(tmp_path / "refs", 1))
+    with qtbot.waitSignal(view.build_bank_requested, timeout=10000):
+        view.build_bank()
     view.bank_failed(view.product_id, "the model is not loaded yet; wait for it, then try again")
     assert "not loaded yet" in view.message.text()
     assert view.build_button.isEnabled()
@@ -193,12 +201,13 @@ def test_database_errors_become_messages(view: ProductsView, db: Database) -> No
     assert "could not be read" in view.message.text()
 
 
-def test_screenshot(view: ProductsView, tmp_path: Path) -> None:
+def test_screenshot(view: ProductsView, qtbot, tmp_path: Path) -> None:
     view.create_product("Bottle line 2", "bottle")
     view.create_product("Leather A", "leather")
-    view.add_references(write_pngs(tmp_path / "refs", 4))
+    add(view, qtbot, write_pngs(tmp_path / "refs", 4))
     view.show()
-    view.build_bank()
+    with qtbot.waitSignal(view.build_bank_requested, timeout=10000):
+        view.build_bank()
     view.bank_progress(BankProgress(view.product_id, BankPhase.READING, 2, 4))
     assert view.grab().save("/tmp/products_view.png")
 
@@ -211,7 +220,7 @@ def test_references_survive_a_restart_and_show_thumbnails(qtbot, db: Database, t
     qtbot.addWidget(first)
     product_id = first.create_product("Spindles", "ball_screw_drive")
     paths = write_pngs(tmp_path / "refs", 3)
-    first.add_references(paths)
+    add(first, qtbot, paths)
     again = ProductsView(lambda: db)  # the app restarted
     qtbot.addWidget(again)
     again.select_product(product_id)
@@ -233,7 +242,7 @@ def test_a_new_product_starts_few_shot_when_the_model_was_not_trained_on_it(view
 
 def test_bank_build_is_one_step_with_cancel(view: ProductsView, qtbot, tmp_path: Path) -> None:
     product_id = view.create_product("Pills", "pill")
-    view.add_references(write_pngs(tmp_path / "refs", 2))
+    add(view, qtbot, write_pngs(tmp_path / "refs", 2))
     assert "use it" in view.build_button.text()
     with qtbot.waitSignal(view.build_bank_requested, timeout=1000):
         view.build_bank()
@@ -252,3 +261,85 @@ def test_product_name_with_markup_is_shown_as_typed(view: ProductsView) -> None:
     view.create_product(name, "bottle")
     assert view.title.textFormat() == Qt.TextFormat.PlainText and view.title.text() == name
     assert view.message.textFormat() == Qt.TextFormat.PlainText
+
+
+# -- QA: any file was accepted as a reference ------------------------------------------------------
+
+
+def write_bad_files(folder: Path) -> dict[str, str]:
+    """File name -> a word of the reason the loader gives for it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "text.png").write_text("not an image at all\n", encoding="utf-8")
+    (folder / "zero.png").write_bytes(b"")
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "truncated.png")
+    data = (folder / "truncated.png").read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(folder / "huge.png")  # over the 1,000-pixel limit below
+    return {"text.png": "text", "zero.png": "empty", "truncated.png": "truncated", "huge.png": "pixels"}
+
+
+@pytest.fixture
+def small_limit_view(qtbot, db: Database) -> ProductsView:
+    widget = ProductsView(lambda: db, max_pixels=lambda: 1000)  # a 40x40 image is too large for it
+    qtbot.addWidget(widget)
+    widget.resize(1100, 720)
+    return widget
+
+
+def test_unreadable_files_are_not_added_and_each_is_named_with_its_reason(
+        small_limit_view: ProductsView, db: Database, qtbot, tmp_path: Path) -> None:
+    view = small_limit_view
+    product_id = view.create_product("Tiles", "magnetic_tile")
+    good = write_pngs(tmp_path / "mixed", 2)
+    bad = write_bad_files(tmp_path / "mixed")
+    with qtbot.waitSignal(view.references_checked, timeout=10000) as blocker:
+        view.add_references([str(tmp_path / "mixed")])
+    _, check, added = blocker.args
+    assert added == 2 and sorted(check.readable) == sorted(good)
+    assert sorted(Path(p).name for p, _ in check.refused) == sorted(bad)
+    for path, reason in check.refused:
+        assert path in reason and bad[Path(path).name] in reason, reason  # the loader's own sentence
+    assert view.references() == sorted(good)
+    assert view.reference_count.text() == "2 reference images"
+    assert json.loads(stored(db, product_id)["reference_paths_json"]) == sorted(good)
+    text = view.message.text()
+    assert text.startswith("Added 2 reference images. Not added, 4 files that cannot be read:")
+    assert all(name in text for name in bad)
+
+
+def test_a_message_is_cleared_by_the_next_action(view: ProductsView, qtbot, tmp_path: Path) -> None:
+    view.create_product("Tiles", "magnetic_tile")
+    (tmp_path / "empty").mkdir()
+    add(view, qtbot, [str(tmp_path / "empty")])
+    assert view.message.text().startswith("No images were found there")
+    assert add(view, qtbot, write_pngs(tmp_path / "refs", 3)) == 3
+    assert view.message.text() == "Added 3 reference images."
+    view.reference_list.item(0).setSelected(True)
+    view.remove_selected_references()
+    assert view.message.text() == ""
+
+
+def test_files_gone_bad_after_adding_stop_the_build_and_are_all_named(
+        view: ProductsView, qtbot, tmp_path: Path) -> None:
+    view.create_product("Tiles", "magnetic_tile")
+    paths = write_pngs(tmp_path / "refs", 4)
+    assert add(view, qtbot, paths) == 4
+    Path(paths[1]).write_bytes(Path(paths[1]).read_bytes()[:20])  # cut short by a copy
+    Path(paths[3]).unlink()  # removed
+    requested: list[object] = []
+    view.build_bank_requested.connect(lambda *args: requested.append(args))
+    with qtbot.waitSignal(view.references_checked, timeout=10000) as blocker:
+        view.build_bank()
+    check = blocker.args[1]
+    assert [p for p, _ in check.refused] == [paths[1], paths[3]] and check.readable == [paths[0], paths[2]]
+    assert requested == []
+    text = view.message.text()
+    assert text.startswith("The memory bank was not built: 2 of the 4 reference images cannot be read")
+    assert paths[1] in text and paths[3] in text
+    assert {i.data(Qt.ItemDataRole.UserRole) for i in view.reference_list.selectedItems()} == {paths[1], paths[3]}
+    assert view.progress.isHidden() and view.build_button.isEnabled()
+    view.remove_selected_references()  # Remove drops the bad ones, and the build goes ahead
+    with qtbot.waitSignal(view.build_bank_requested, timeout=10000) as built:
+        view.build_bank()
+    assert built.args[1] == [paths[0], paths[2]]
