@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
     QScrollArea,
     QSlider,
@@ -42,7 +44,7 @@ from iadgpt_desktop.ui.legend import OverlayLegend
 from iadgpt_desktop.ui.overlay import render, to_qimage
 from iadgpt_desktop.ui.recent_strip import RecentStrip, outcome_label
 from iadgpt_desktop.ui.reference_panel import ReferencePanel, describe_reference
-from iadgpt_desktop.workers.contract import ModelState, ModelStatus, Verdict
+from iadgpt_desktop.workers.contract import InspectionFailure, ModelState, ModelStatus, Verdict
 from iadgpt_desktop.workers.frames import SourceState
 from iadgpt_desktop.workers.inference import InspectionOutcome
 from iadgpt_desktop.workers.session import SessionStats
@@ -52,8 +54,11 @@ BANNER_STYLES = {
     Verdict.GOOD: "background:#2e7d32;color:white;",
     "waiting": "background:#455a64;color:white;",
     "no model": "background:#9e9e9e;color:#212121;",
+    "failed": "background:#e65100;color:white;",
 }
 BANNER_FONT = "font-size:26px;font-weight:bold;border-radius:6px;"
+FAILURES_KEPT = 200  # images that could not be inspected, listed for this source (the count goes on)
+FAILURE_ROWS = 4  # rows of that list in view before it scrolls
 PROBLEMS_LISTED = 3  # earlier results that cannot be shown in full, named on the line (the tooltip has all)
 DECISIONS = {"confirmed": "Confirm", "overridden_good": "Override: good", "overridden_defective": "Override: defective"}
 # The override a verdict can get: the opposite verdict only.
@@ -83,6 +88,11 @@ class LiveView(QWidget):
         self._live_frame: np.ndarray | None = None
         self._decisions: dict[int, str] = {}  # inspection id -> decision recorded in this session
         self._newer = 0  # results that came while not following
+        self.failure: InspectionFailure | None = None  # on screen instead of a result: an image not inspected
+        self._newest_failure: InspectionFailure | None = None  # the newest event was this failure
+        self._failures: list[InspectionFailure] = []  # this source's, oldest first (FAILURES_KEPT at most)
+        self._failed_count = 0
+        self._stats: SessionStats | None = None
         self._model_ready = False
         self._model_status: ModelStatus | None = None
         self.alert_on_defective = False  # Settings > Station: beep and flash on a new defective part
@@ -125,11 +135,32 @@ class LiveView(QWidget):
         self.source_label = _plain(QLabel("No source"))
         self.source_label.setWordWrap(True)
         bar.addWidget(self.source_label, 1)
+        self.failures_button = QToolButton()  # beside the line that counts them: the way to the list
+        self.failures_button.setCheckable(True)
+        self.failures_button.setVisible(False)
+        self.failures_button.toggled.connect(self._failures_toggled)
+        bar.addWidget(self.failures_button)
         # Earlier results of a reopened folder that cannot be shown in full, each naming its file.
         self.earlier_problems = _plain(QLabel(""))
         self.earlier_problems.setWordWrap(True)
         self.earlier_problems.setStyleSheet("background:#fdecea;color:#b71c1c;padding:4px;border-radius:4px;")
         self.earlier_problems.setVisible(False)
+        # The images of this source that could not be inspected, each with its reason; one picked is shown.
+        self.failures_title = QLabel("")
+        self.failures_title.setStyleSheet("color:#b71c1c;font-weight:bold;")
+        self.failure_list = QListWidget()
+        self.failure_list.setStyleSheet("QListWidget{background:#fdecea;color:#b71c1c;}")
+        self.failure_list.setWordWrap(True)
+        self.failure_list.itemClicked.connect(self._failure_picked)
+        rows = self.failure_list.fontMetrics().height() * FAILURE_ROWS + 8
+        self.failure_list.setMaximumHeight(rows)
+        self.failures_panel = QWidget()
+        failures_layout = QVBoxLayout(self.failures_panel)
+        failures_layout.setContentsMargins(0, 0, 0, 0)
+        failures_layout.setSpacing(2)
+        failures_layout.addWidget(self.failures_title)
+        failures_layout.addWidget(self.failure_list)
+        self.failures_panel.setVisible(False)
 
         # Under the image: the legend and zoom, then the recent results with previous/next.
         self.legend = OverlayLegend()
@@ -262,6 +293,7 @@ class LiveView(QWidget):
         root = QVBoxLayout(self)
         root.addLayout(bar)
         root.addWidget(self.earlier_problems)
+        root.addWidget(self.failures_panel)
         root.addLayout(body, 1)
         self._update_navigation()
 
@@ -317,13 +349,96 @@ class LiveView(QWidget):
     def add_outcome(self, outcome: InspectionOutcome) -> None:
         """A new result from the worker: into the strip; on screen only when following live."""
         self.strip.add(outcome)
-        if self.follow.isChecked() or self.outcome is None:
+        self._newest_failure = None
+        if self.follow.isChecked() or self._nothing_shown():
             self.show_outcome(outcome)
         else:
             self._newer += 1
         self._update_navigation()
         if self.alert_on_defective and outcome.verdict is Verdict.DEFECTIVE:
             self._alert()
+
+    # -- images that could not be inspected ----------------------------------------------------------
+    def add_failure(self, failure: InspectionFailure) -> None:
+        """An image the worker could not inspect: into the list of this source's failures; on screen, in
+        place of the previous part's verdict, when following live (the newest event is this failure)."""
+        self._failed_count += 1
+        self._failures.append(failure)
+        item = QListWidgetItem(f"✗ {failure.name} — {failure_reason(failure)}")
+        item.setToolTip(failure.message)
+        self.failure_list.addItem(item)
+        while len(self._failures) > FAILURES_KEPT:
+            self._failures.pop(0)
+            self.failure_list.takeItem(0)
+        self.failure_list.scrollToBottom()
+        if self._failed_count == 1:
+            self.failures_button.setChecked(True)  # the first one opens the list: the reasons stay in view
+        self._show_failures()
+        self._newest_failure = failure
+        if self.follow.isChecked() or self._nothing_shown():
+            self.show_failure(failure)
+        else:
+            self._newer += 1
+            self._update_navigation()
+
+    def clear_failures(self) -> None:
+        """A new source: its failures are listed from none (one on screen stays until the next result)."""
+        self._failures.clear()
+        self._failed_count = 0
+        self._newest_failure = None
+        self.failure_list.clear()
+        self.failures_button.setChecked(False)
+        self._show_failures()
+        self._update_navigation()
+
+    def failures(self) -> list[InspectionFailure]:
+        """This source's images that could not be inspected, oldest first (the newest FAILURES_KEPT)."""
+        return list(self._failures)
+
+    def _show_failures(self) -> None:
+        n = self._failed_count
+        shown = self.failures_button.isChecked()
+        self.failures_button.setVisible(bool(n))
+        self.failures_button.setText("Hide the list" if shown else f"Show the {n} not inspected")
+        self.failures_button.setToolTip("The images that could not be inspected, each with the reason")
+        listed = f" (the newest {FAILURES_KEPT} listed)" if n > FAILURES_KEPT else ""
+        self.failures_title.setText(f"{_images(n)} could not be inspected{listed}: click one to read it")
+        self.failures_panel.setVisible(bool(n) and shown)
+
+    def _failures_toggled(self, _on: bool) -> None:
+        self._show_failures()
+
+    def _failure_picked(self, item: QListWidgetItem) -> None:
+        failure = self._failures[self.failure_list.row(item)]
+        self.set_following(failure is self._newest_failure)
+        self.show_failure(failure)
+
+    def show_failure(self, failure: InspectionFailure) -> None:
+        """Put an image that could not be inspected on screen: its name and why, no verdict, nothing to
+        decide on (the previous part's picture and verdict are not shown as if they were its)."""
+        self.outcome = None
+        self.failure = failure
+        self._live_frame = None
+        self.file_label.setText(failure.name)
+        self.file_label.setToolTip(failure.path or failure.name)
+        self.answer.setText(failure.message)
+        self.history_note.setVisible(False)
+        for label in (self.score, self.position, self.types, self.timing, self.mode, self.reference_name):
+            label.setText("–")
+            label.setToolTip("")
+        self.confirm_button.setText("Confirm")  # no verdict to confirm or override
+        self.override_button.setText("Override")
+        self.strip.mark(None)
+        row = next((i for i, f in enumerate(self._failures) if f is failure), -1)
+        self.failure_list.blockSignals(True)
+        self.failure_list.setCurrentRow(row)
+        self.failure_list.blockSignals(False)
+        self.view.set_image(None)
+        self.view.set_placeholder(f"Could not inspect {failure.name}:\n{failure_reason(failure)}")
+        self._show_model_state()
+        self._show_decision()
+        self._show_reference()
+        self._update_navigation()
 
     def _alert(self) -> None:
         """A defective part: beep and flash the banner (even when reading an earlier part)."""
@@ -365,8 +480,8 @@ class LiveView(QWidget):
             if outcome.inspection_id is not None and decided in DECISIONS:
                 self._decisions.setdefault(outcome.inspection_id, decided)
         self.strip.insert_after(after, fresh)
-        if self.strip.newest() is fresh[-1]:
-            if self.follow.isChecked() or self.outcome is None:
+        if self.strip.newest() is fresh[-1] and self._newest_failure is None:
+            if self.follow.isChecked() or self._nothing_shown():
                 self.show_outcome(fresh[-1])
             else:
                 self._newer += len(fresh)
@@ -385,25 +500,41 @@ class LiveView(QWidget):
     def set_following(self, on: bool) -> None:
         self.follow.setChecked(on)
 
+    def _nothing_shown(self) -> bool:
+        return self.outcome is None and self.failure is None
+
     def _follow_toggled(self, on: bool) -> None:
         if on:
             newest = self.strip.newest()
-            if newest is not None and newest is not self.outcome:
+            if self._newest_failure is not None:  # the newest thing that happened: an image not inspected
+                if self._newest_failure is not self.failure:
+                    self.show_failure(self._newest_failure)
+            elif newest is not None and newest is not self.outcome:
                 self.show_outcome(newest)
             self._newer = 0
         self._update_navigation()
 
+    def _is_newest(self, outcome: InspectionOutcome) -> bool:
+        """The newest thing that happened (following live shows it): not when a failure came after it."""
+        return outcome is self.strip.newest() and self._newest_failure is None
+
     def _picked(self, outcome: InspectionOutcome) -> None:
-        self.set_following(outcome is self.strip.newest())
+        self.set_following(self._is_newest(outcome))
         self.show_outcome(outcome)
 
     def show_previous(self) -> None:
-        target = self.strip.neighbour(self.outcome, -1)
+        # From a failure on screen, back to the newest result.
+        target = self.strip.newest() if self.failure is not None else self.strip.neighbour(self.outcome, -1)
         if target is not None:
             self.set_following(False)
             self.show_outcome(target)
 
     def show_next(self) -> None:
+        if self.failure is not None:
+            return
+        if self._newest_failure is not None and self.outcome is self.strip.newest():
+            self.set_following(True)  # the failure after the newest result
+            return
         target = self.strip.neighbour(self.outcome, +1)
         if target is not None:
             self.show_outcome(target)
@@ -411,8 +542,14 @@ class LiveView(QWidget):
                 self.set_following(True)
 
     def _update_navigation(self) -> None:
-        self.previous_button.setEnabled(self.strip.neighbour(self.outcome, -1) is not None)
-        self.next_button.setEnabled(self.strip.neighbour(self.outcome, +1) is not None)
+        if self.failure is not None:
+            self.previous_button.setEnabled(self.strip.newest() is not None)
+            self.next_button.setEnabled(False)
+        else:
+            self.previous_button.setEnabled(self.strip.neighbour(self.outcome, -1) is not None)
+            failure_next = (self._newest_failure is not None and self.outcome is not None
+                            and self.outcome is self.strip.newest())
+            self.next_button.setEnabled(self.strip.neighbour(self.outcome, +1) is not None or failure_next)
         following = self.follow.isChecked()
         self.newer_label.setText("" if following or not self._newer else f"{self._newer} newer")
         self.newer_label.setToolTip("Results that came while you were reading this one; tick Follow live "
@@ -422,6 +559,8 @@ class LiveView(QWidget):
     def show_outcome(self, outcome: InspectionOutcome) -> None:
         """Put a result on screen: what the operator reads, decides on and asks about."""
         self.outcome = outcome
+        self.failure = None
+        self.failure_list.clearSelection()
         r = outcome.result
         verdict = outcome.verdict
         self.file_label.setText(outcome_label(outcome))
@@ -493,9 +632,17 @@ class LiveView(QWidget):
         self._model_status = status
         self._show_model_state()
         self._show_decision()
+        if self._stats is not None:  # the source line says whether images wait for a model
+            self._show_source_line(self._stats)
 
     def _show_model_state(self) -> None:
         self.side_panel.setEnabled(True)
+        if self.failure is not None:
+            self.banner.setText("NOT INSPECTED")
+            self.banner.setStyleSheet(BANNER_STYLES["failed"] + BANNER_FONT)
+            self.banner.setToolTip(self.failure.message)
+            self.view.setEnabled(True)
+            return
         status = self._model_status
         earlier = self.outcome is not None and self.outcome.from_history is not None
         if self._model_ready or earlier:  # a stored result from History needs no model to be read
@@ -530,16 +677,20 @@ class LiveView(QWidget):
             self.pause_button.setChecked(False)
             self.pause_button.setText("Pause")
             self.pause_button.blockSignals(False)
-        self.source_label.setText(describe_stats(stats, model_ready=self._model_ready))
-        self.source_label.setToolTip("\n\n".join(filter(None, (stats.source, describe_skipped(stats)))))
-        problem = stats.state in (SourceState.RECONNECTING, SourceState.FAILED)
-        self.source_label.setStyleSheet("color:#c62828;" if problem else ("color:#e65100;" if stats.paused else ""))
+        self._stats = stats
+        self._show_source_line(stats)
         text = f"{stats.captured} in, {stats.dropped} dropped"
         if stats.fps:
             text += f", {stats.fps:.1f} fps"
         if stats.waiting:
             text += f", {stats.waiting} waiting"
         self.counts.setText(text)
+
+    def _show_source_line(self, stats: SessionStats) -> None:
+        self.source_label.setText(describe_stats(stats, model_ready=self._model_ready))
+        self.source_label.setToolTip("\n\n".join(filter(None, (stats.source, describe_skipped(stats)))))
+        problem = stats.state in (SourceState.RECONNECTING, SourceState.FAILED)
+        self.source_label.setStyleSheet("color:#c62828;" if problem else ("color:#e65100;" if stats.paused else ""))
 
     def _redraw(self) -> None:
         base = self._live_frame if self._live_frame is not None else (self.outcome.image if self.outcome else None)
@@ -560,6 +711,16 @@ class LiveView(QWidget):
 # The way forward when a reopened folder skips what was inspected before: files opened one by one are
 # never skipped (MainWindow.open_paths), so choosing them inspects them again.
 INSPECT_AGAIN = "Open files… inspects them again"
+
+
+def failure_reason(failure: InspectionFailure) -> str:
+    """Why an image could not be inspected, without the path its sentence starts with (its name is shown
+    beside it, the whole sentence in the tooltip)."""
+    if failure.path:
+        for prefix in (f"cannot read image {failure.path}: ", f"{failure.path}: "):
+            if failure.message.startswith(prefix):
+                return failure.message[len(prefix):]
+    return failure.message
 
 
 def _images(n: int) -> str:

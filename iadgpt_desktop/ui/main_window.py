@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QRect, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QTabWidget
 
@@ -46,8 +46,21 @@ from iadgpt_desktop.workers.stored import AlreadyInspected, EarlierResults, Earl
 
 log = logging.getLogger(__name__)
 
+DEFAULT_SIZE = QSize(1360, 820)  # the window at start, where the screen has room for it
+# What the window manager adds around the window (title bar, borders), which resize() does not count.
+FRAME_ALLOWANCE = QSize(16, 40)
+
 SAMPLE_PRODUCT = "Ball screw drive (sample)"
 SAMPLE_CLASS = "ball_screw_drive"
+
+
+def fitted_size(available: QRect | None, minimum: QSize) -> QSize:
+    """The window's size at start: `DEFAULT_SIZE`, made smaller where the screen's free area (`available`,
+    panels and task bar left out) is smaller, with room for the frame; never below `minimum`."""
+    size = QSize(DEFAULT_SIZE)
+    if available is not None and available.isValid():
+        size = size.boundedTo(available.size() - FRAME_ALLOWANCE)
+    return size.expandedTo(minimum)
 
 
 def sample_dir() -> Path:
@@ -77,7 +90,6 @@ class MainWindow(QMainWindow):
         self._saved = saved_settings or settings
         self._started_with = settings
         self.setWindowTitle("IAD-GPT Desktop — inspection station")
-        self.resize(1360, 820)
         self.db: Database | None = None
         self._retired: list[Database] = []  # replaced databases, closed at exit (the worker may still write)
         self._open_db()
@@ -116,6 +128,18 @@ class MainWindow(QMainWindow):
         self._apply_overlay_settings()
         self.live.alert_on_defective = settings.alert_on_defective
         self._first_run()
+        self._fit_to_screen()
+
+    def _fit_to_screen(self) -> None:
+        """Open at a size that fits the screen (a 1366x768 laptop: status bar and chat buttons in view),
+        inside its free area."""
+        screen = self.screen() or QApplication.primaryScreen()
+        available = screen.availableGeometry() if screen is not None else None
+        self.resize(fitted_size(available, self.minimumSizeHint()))
+        if available is not None and available.isValid():
+            frame = QRect(available.topLeft(), self.size() + FRAME_ALLOWANCE)
+            frame.moveCenter(available.center())
+            self.move(max(frame.left(), available.left()), max(frame.top(), available.top()))
 
     # -- wiring ----------------------------------------------------------------------------------
     def _wire(self) -> None:
@@ -354,7 +378,8 @@ class MainWindow(QMainWindow):
     def _batch_finished(self, stats: SessionStats) -> None:
         """Every image of a batch is done (an empty batch too, once its source has read it)."""
         self.last_batch = stats
-        self.statusBar().showMessage(f"Done: {describe_progress(stats)}.", 30000)
+        listed = "; the ones not inspected are listed in Live, each with the reason" if stats.failed else ""
+        self.statusBar().showMessage(f"Done: {describe_progress(stats)}{listed}.", 30000)
         self.batch_done.emit(stats.inspected, stats.failed)
 
     # -- a reopened folder's earlier results --------------------------------------------------------
@@ -364,6 +389,7 @@ class MainWindow(QMainWindow):
         self._awaiting_scan = skip
         self._earlier_request = None
         self.live.show_earlier_problems([])
+        self.live.clear_failures()
 
     @property
     def reading_earlier(self) -> bool:
@@ -422,6 +448,7 @@ class MainWindow(QMainWindow):
     def _inspection_failed(self, failure: InspectionFailure) -> None:
         log.warning("inspection failed: %s", failure.message)
         self.statusBar().showMessage(f"Could not inspect {failure.name}: {failure.message}", 15000)
+        self.live.add_failure(failure)  # listed in Live with its reason, where it stays
         self.session.count(failed=True)
 
     def _chat_failed(self, inspection_id: int, message: str) -> None:

@@ -65,3 +65,4 @@ class BankBuilt:
 class InspectionFailure:
     name: str  # the file name, or "camera:0 frame 12"
     message: str  # a sentence that says what to do
+    path: str = ""  # the file's full path ("" for a camera frame)

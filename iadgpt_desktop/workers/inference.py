@@ -412,13 +412,14 @@ class InferenceWorker(QObject):
             result = self.inspector.inspect(image, generate_answer=self.settings.generate_answers,
                                             should_stop=self._should_stop)
         except ImageLoadError as exc:
-            self.inspection_failed.emit(InspectionFailure(_frame_name(frame), str(exc)))
+            self.inspection_failed.emit(InspectionFailure(_frame_name(frame), str(exc), _frame_path(frame)))
             return None
         except Exception as exc:  # noqa: BLE001 - the boundary
             if isinstance(exc, torch.cuda.OutOfMemoryError):
                 torch.cuda.empty_cache()  # give the memory back so the next, smaller job can run
             log.error("inspecting %s failed:\n%s", name, traceback.format_exc())
-            self.inspection_failed.emit(InspectionFailure(_frame_name(frame), f"{name}: {_user_message(exc)}"))
+            self.inspection_failed.emit(InspectionFailure(_frame_name(frame), f"{name}: {_user_message(exc)}",
+                                                          _frame_path(frame)))
             return None
         interrupted = self.settings.generate_answers and self._cancel.is_set()
         if interrupted:  # Pause or Stop cut the answer short: say so instead of storing it as complete
@@ -619,6 +620,10 @@ def _trained_classes(inspector: Inspector) -> tuple[str, ...]:
 def _frame_name(frame) -> str:
     """The name the operator knows an image by: its file name, or the camera frame's number."""
     return os.path.basename(str(frame.path)) if frame.path is not None else f"{frame.source} frame {frame.index}"
+
+
+def _frame_path(frame) -> str:
+    return str(frame.path) if frame.path is not None else ""
 
 
 def start_worker(settings: Settings, db: Database | None = None) -> tuple[QThread, InferenceWorker]:
