@@ -79,3 +79,16 @@ def test_models_download_offline_says_why(capsys, monkeypatch) -> None:
     code = main(["models", "download", "workstation"])
     err = capsys.readouterr().err
     assert code == 1 and "workstation" in err and "offline" in err
+
+
+def test_inspect_without_class_or_references_warns_that_the_built_in_model_does_not_know_the_part(
+        tmp_path, capsys) -> None:
+    """With no --class the prompts speak of a generic part the shipped weights never saw: good ball
+    screws came back "defective" with no word why."""
+    _write(tmp_path / "x.png", 3)
+    assert main(["inspect", str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--no-answer"]) == 0
+    err = capsys.readouterr().err
+    assert "trained on ball_screw_drive only, not on 'generic'" in err and "--class ball_screw_drive" in err
+    assert main(["inspect", str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--no-answer",
+                 "--class", "ball_screw_drive"]) == 0
+    assert "warning" not in capsys.readouterr().err
