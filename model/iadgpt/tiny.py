@@ -13,6 +13,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -96,6 +98,20 @@ def _build_model(cfg: TinyLLMConfig, tokenizer):
         return LlamaForCausalLM(config)
 
 
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """transformers' progress bars off for the block, as they were after it."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def ensure_tiny_llm(cfg: TinyLLMConfig, root: Path | None = None) -> Path:
     """The folder of the tiny LLM described by cfg, building it on first use."""
     folder = (root or cache_root()) / f"tiny-llm-{_fingerprint(cfg)}"
@@ -107,7 +123,8 @@ def ensure_tiny_llm(cfg: TinyLLMConfig, root: Path | None = None) -> Path:
         tokenizer = _build_tokenizer(cfg)
         model = _build_model(cfg, tokenizer)
         tokenizer.save_pretrained(staging)
-        model.save_pretrained(staging, safe_serialization=True)
+        with _quiet_progress():  # a first start printed "Writing model shards: 100%" to the user's console
+            model.save_pretrained(staging, safe_serialization=True)
         try:
             os.rename(staging, folder)  # atomic: a reader sees the whole folder or none
         except OSError:

@@ -114,6 +114,16 @@ def test_build_is_deterministic_across_roots(tiny_folder, tmp_path):
         assert _sha256(other / name) == _sha256(tiny_folder / name), name
 
 
+def test_the_first_build_prints_no_progress_bar_and_leaves_the_bars_as_they_were(tmp_path, capfd):
+    """A newcomer's first start printed "Writing model shards: 100%" from inside the library."""
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    ensure_tiny_llm(TINY, root=tmp_path)
+    assert "Writing model shards" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
+
+
 def test_another_seed_gives_other_weights(tiny_folder, tmp_path):
     other = ensure_tiny_llm(dataclasses.replace(TINY, seed=TINY.seed + 1), root=tmp_path)
     assert other.name != tiny_folder.name
