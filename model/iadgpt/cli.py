@@ -181,7 +181,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     from iadgpt.inspector import shipped_weights
     from iadgpt.weights import resolve_checkpoint, resolve_model_folder
 
-    for name in builtin_presets():
+    names = builtin_presets()
+    width = max(len(n) for n in names)  # "unified-lite0" pushed its description out of line
+    for name in names:
         preset = load_preset(name)
         found = []
         if preset.efficientnet is not None and preset.efficientnet.pretrained:
@@ -208,9 +210,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
                 found.append(f"{what}: {resolve(spec)}")
             except IADGPTError:
                 found.append(f"{what}: MISSING {spec}")
-        print(f"{name:12s} {preset.description}")
+        print(f"{name:{width}s} {preset.description}")
         for line in found:
-            print(f"{'':12s}   {line}")
+            print(f"{'':{width}s}   {line}")
     return 0
 
 

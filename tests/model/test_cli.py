@@ -92,3 +92,11 @@ def test_inspect_without_class_or_references_warns_that_the_built_in_model_does_
     assert main(["inspect", str(tmp_path / "x.png"), "--out", str(tmp_path / "o"), "--no-answer",
                  "--class", "ball_screw_drive"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_models_list_starts_every_description_in_one_column(capsys) -> None:
+    assert main(["models", "list"]) == 0
+    heads = [line for line in capsys.readouterr().out.splitlines() if line and not line.startswith(" ")]
+    columns = {len(line.split(" ", 1)[0]) + len(line.split(" ", 1)[1]) - len(line.split(" ", 1)[1].lstrip())
+               for line in heads}
+    assert len(heads) >= 4 and len(columns) == 1, heads
