@@ -574,8 +574,10 @@ class InferenceWorker(QObject):
         self._cancel.clear()
         pieces: list[str] = []
         t0 = time.perf_counter()
+        shown_map = self._stored_map(inspection_id)
         try:
-            for piece in self.inspector.chat(image_path, history, question, should_stop=self._should_stop):
+            for piece in self.inspector.chat(image_path, history, question, should_stop=self._should_stop,
+                                             shown_map=shown_map):
                 pieces.append(piece)
                 self.chat_token.emit(inspection_id, piece)
         except Exception as exc:  # noqa: BLE001 - the boundary
@@ -596,6 +598,21 @@ class InferenceWorker(QObject):
                 log.exception("storing the conversation failed")
                 self.storage_message.emit(f"the answer is shown but was NOT saved: {_user_message(exc)}")
         self.chat_finished.emit(inspection_id, answer, cancelled)
+
+
+    def _stored_map(self, inspection_id: int) -> np.ndarray | None:
+        """The anomaly map History keeps for the inspection (what the screen shows for it), so the chat
+        reads the evidence it was shown with, not a map rebuilt with the product active now; None when
+        there is none (an unsaved result) or it cannot be read (logged; the map is rebuilt then)."""
+        if self.db is None or inspection_id < 0:
+            return None
+        try:
+            with self.db.Session() as s:
+                row = repository.get_inspection(s, inspection_id)
+            return self.db.files.read_mask(row.mask_path) if row is not None and row.mask_path else None
+        except Exception as exc:  # noqa: BLE001 - the chat still answers from a rebuilt map
+            log.warning("stored map of inspection %d unavailable, the chat rebuilds it: %s", inspection_id, exc)
+            return None
 
 
 def _references_of(bank_path: str, bank: MemoryBank) -> ReferenceSet | None:

@@ -418,12 +418,15 @@ class Inspector:
 
     @torch.no_grad()
     def chat(self, image: ImageInput, history: list[dict[str, str]], question: str, *,
-             should_stop: Callable[[], bool] = lambda: False, max_new_tokens: int | None = None
-             ) -> Iterator[str]:
+             should_stop: Callable[[], bool] = lambda: False, max_new_tokens: int | None = None,
+             shown_map: np.ndarray | None = None) -> Iterator[str]:
         """Answer a question about an inspected image, streamed piece by piece.
 
         history: the earlier turns after the first question, as {"role": "user"|"assistant", "content"}
         (the image's first question and answer included). Multi-turn history is passed as text.
+        shown_map: the anomaly map the screen shows for this inspection ((H, W) in [0, 1], any size),
+        e.g. a stored one. Its evidence line is the one the answer reads, so an inspection made with
+        another product or memory bank than the active one is talked about as it was shown.
         """
         x = self._preprocess(load_image(image, max_pixels=self.max_pixels))
         key = self._cache_key(x)
@@ -436,6 +439,12 @@ class Inspector:
             cached = (embeds, map_evidence(small, self.prompts.apg_names)[0].text())
             self._remember(key, cached)
         embeds, evidence = cached
+        if shown_map is not None:
+            shown = np.asarray(shown_map, np.float32)
+            shrink = shown.shape[0] * shown.shape[1] >= x.shape[-2] * x.shape[-1]
+            shown = np.clip(cv2.resize(shown, (x.shape[-1], x.shape[-2]),
+                                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR), 0.0, 1.0)
+            evidence = map_evidence(shown, self.prompts.apg_names)[0].text()
         messages = self._conversation(evidence)  # the first question, with the same evidence line
         turns = [{**t, "content": question_text(t["content"]) if t["role"] == "user" else user_text(t["content"])}
                  for t in history]  # no forged placeholder; questions written as in training

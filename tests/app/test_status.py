@@ -171,3 +171,36 @@ def test_optional_alert_on_a_defective_part(qtbot) -> None:
     assert view.alerts == 1
     qtbot.waitUntil(lambda: not view._flash_timer.isActive(), timeout=5000)
     assert "#c62828" in view.banner.styleSheet(), "the banner is back to the verdict's colour"
+
+
+def test_the_chat_reads_the_map_history_keeps_for_the_inspection(tmp_path) -> None:
+    """The chat's evidence is the stored map the screen shows, not one rebuilt with the product now
+    active; a stored map that cannot be read leaves the chat answering from a rebuilt one."""
+    w = InferenceWorker(Settings(preset="tiny-test", device="cpu", data_dir=str(tmp_path / "data"),
+                                 generate_answers=False))
+    w._open_storage()
+    w._load_model()
+    try:
+        image = (np.random.default_rng(1).random((64, 80, 3)) * 255).astype(np.uint8)
+        outcome = w.inspect_frame(Frame(source="camera:0", index=0, timestamp=time.time(), image=image))
+        seen = []
+        original_chat = w.inspector.chat
+
+        def recording_chat(*args, **kwargs):
+            seen.append(kwargs.get("shown_map"))
+            yield from original_chat(*args, **kwargs)
+
+        w.inspector.chat = recording_chat
+        w.chat(outcome.inspection_id, outcome.image_path, [], "Where is it?")
+        stored = outcome.result.anomaly_map
+        assert seen[0] is not None and seen[0].shape == stored.shape
+        assert np.abs(seen[0] - stored).max() <= 1 / 255 + 1e-6, "the stored 8-bit map"
+        with w.db.Session() as s:
+            mask = w.db.files.path(repository.get_inspection(s, outcome.inspection_id).mask_path)
+        mask.write_bytes(b"damaged")
+        w.chat(outcome.inspection_id, outcome.image_path, [], "Where is it?")
+        assert seen[1] is None
+        w.chat(-1, outcome.image_path, [], "Where is it?")  # a result that was never stored
+        assert seen[2] is None
+    finally:
+        w.shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from iadgpt.config import DEFAULT_PRESET
@@ -98,3 +99,22 @@ def test_a_question_typed_in_lower_case_gets_the_answer_of_the_question_as_train
     kind = "where" if "where" in trained.lower() else "ship"
     assert asked == "".join(inspector.chat(image, history, trained)).strip()
     assert consistent(kind, asked, True, result.evidence), asked
+
+
+def test_chat_about_an_inspection_reads_the_map_it_was_shown_with_whatever_product_is_active(inspector):
+    """Asked about a stored ball-screw inspection while a new product's memory bank was active, the
+    chat named places the Position row did not show: it rebuilt the map with the active bank."""
+    inspector.set_memory_bank(None)
+    image = SAMPLES / "inspect" / PITTED[1]
+    result = inspector.inspect(image)
+    stored = np.round(result.anomaly_map * 255).astype(np.uint8) / 255.0  # as History keeps it (8-bit PNG)
+    history = [{"role": "user", "content": "Is there any anomaly in the image?"},
+               {"role": "assistant", "content": result.answer}]
+    inspector.set_product("generic")
+    try:
+        inspector.build_memory_bank(sorted((SAMPLES / "reference").glob("*.png"))[:2])
+        where = "".join(inspector.chat(image, history, "Where is it?", shown_map=stored)).strip()
+    finally:
+        inspector.set_memory_bank(None)
+        inspector.set_product("ball_screw_drive")
+    assert consistent("where", where, True, result.evidence), (result.position, where)
