@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from iadgpt_desktop.settings import Settings
-from iadgpt_desktop.ui.main_window import MainWindow, sample_dir
+from iadgpt_desktop.ui.main_window import DEFAULT_SIZE, MainWindow, sample_dir
 
 
 def model_ready(status) -> bool:
@@ -19,6 +19,9 @@ def start_station(qtbot, settings: Settings) -> MainWindow:
     """A station shown and its model loaded."""
     w = MainWindow(settings, persist_settings=False)
     qtbot.addWidget(w)
+    # The offscreen screen is 800x800, so the window would open at its minimum size (it fits the screen):
+    # the tests lay it out at the size a desktop screen gives it.
+    w.resize(DEFAULT_SIZE)
     w.show()
     with qtbot.waitSignal(w.worker.model_state, timeout=60000, check_params_cb=model_ready):
         pass
