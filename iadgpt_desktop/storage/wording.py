@@ -31,3 +31,8 @@ def describe_defect_types(defect_types: Sequence[tuple[str, float]], limit: int 
     if shares_are_equal(defect_types):
         return " or ".join(name for name, _ in shown)
     return ", ".join(f"{name} {prob:.0%}".replace("%", " %") for name, prob in shown)
+
+
+def counted(n: int, noun: str) -> str:
+    """"1 inspection", "2,048 inspections": a count with its noun in the right number."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")

@@ -36,6 +36,7 @@ from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
 from iadgpt_desktop.storage.errors import StorageError
 from iadgpt_desktop.storage.records import DECISIONS, UNDECIDED, VERDICTS, InspectionFilter, InspectionRow, MessageRow
+from iadgpt_desktop.storage.wording import counted
 from iadgpt_desktop.ui.history_model import (
     COLUMNS,
     DECISION_LABELS,
@@ -327,7 +328,7 @@ class HistoryView(QWidget):
         self.chart.set_data(trend, bucket)
         self._fit_name_columns()
         defective = sum(bad for _, _, bad in trend)
-        self.summary.setText(f"{total:,} inspections" + (f", {defective:,} defective" if total else ""))
+        self.summary.setText(counted(total, "inspection") + (f", {defective:,} defective" if total else ""))
         self._reselect(selected, selected_row)
         self.refreshed.emit(total)
 
@@ -521,7 +522,7 @@ class HistoryView(QWidget):
                 self._show_error(f"The {what} was not written to {path}: {exc}")
             self.status.setText(f"{what} export failed")
             return -1
-        self.status.setText(f"Exported {rows:,} inspections to {Path(path).name}")
+        self.status.setText(f"Exported {counted(rows, 'inspection')} to {Path(path).name}")
         self.status.setToolTip(str(path))
         return rows
 

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from iadgpt.imageio import IMAGE_SUFFIXES
+from iadgpt_desktop.storage.wording import counted, describe_defect_types
 from iadgpt_desktop.ui.history_model import local_time
 from iadgpt_desktop.ui.image_view import ImageView
 from iadgpt_desktop.ui.legend import OverlayLegend
@@ -402,7 +403,7 @@ class LiveView(QWidget):
         self.failures_button.setText("Hide the list" if shown else f"Show the {n} not inspected")
         self.failures_button.setToolTip("The images that could not be inspected, each with the reason")
         listed = f" (the newest {FAILURES_KEPT} listed)" if n > FAILURES_KEPT else ""
-        self.failures_title.setText(f"{_images(n)} could not be inspected{listed}: click one to read it")
+        self.failures_title.setText(f"{counted(n, 'image')} could not be inspected{listed}: click one to read it")
         self.failures_panel.setVisible(bool(n) and shown)
 
     def _failures_toggled(self, _on: bool) -> None:
@@ -569,7 +570,7 @@ class LiveView(QWidget):
         self._show_history_note(outcome)
         self.score.setText(f"{r.score:.3f}  (top 1 %: {r.score_top1:.3f}, P(yes) {r.p_yes:.2f})")
         self.position.setText(r.position or "–")
-        self.types.setText(", ".join(f"{n.replace('_', ' ')} ({p:.0%})" for n, p in r.defect_types) or "–")
+        self.types.setText(describe_defect_types(r.defect_types) or "–")
         self.timing.setText(f"{r.latency_ms:.0f} ms")
         self.mode.setText(f"{r.mode} · {r.model_id}")
         self.reference_name.setText(describe_reference(outcome))
@@ -723,10 +724,6 @@ def failure_reason(failure: InspectionFailure) -> str:
     return failure.message
 
 
-def _images(n: int) -> str:
-    return f"{n} image" + ("" if n == 1 else "s")
-
-
 def none_new(stats: SessionStats) -> bool:
     """The source has read all it was given and every image was inspected before: nothing to do."""
     read = stats.state is SourceState.FINISHED or (stats.watching and stats.state is SourceState.STREAMING)
@@ -739,7 +736,7 @@ def describe_progress(stats: SessionStats) -> str:
         return f"{stats.inspected} frames inspected"
     if none_new(stats):
         where = " in this folder" if stats.source.startswith("folder") else ""
-        return f"{_images(stats.skipped)} already inspected{where}, none new"
+        return f"{counted(stats.skipped, 'image')} already inspected{where}, none new"
     n = stats.total if stats.total is not None else stats.done + stats.waiting
     progress = f"{stats.done} of {n} inspected" if n else "nothing inspected yet"
     if stats.failed:
@@ -767,7 +764,7 @@ def describe_skipped(stats: SessionStats) -> str:
     """Why images were skipped and how to inspect them anyway (the status line's tooltip); "" if none."""
     if not stats.skipped:
         return ""
-    return (f"{_images(stats.skipped)} already inspected (see History) and skipped, so that a batch opened "
+    return (f"{counted(stats.skipped, 'image')} already inspected (see History) and skipped, so that a batch opened "
             "again resumes where it stopped. To inspect them again, choose them with Open files…")
 
 

@@ -104,7 +104,7 @@ class MainWindow(QMainWindow):
         self._earlier_after: InspectionOutcome | None = None  # the newest Live result when it was asked for
         self.live = LiveView()
         self.history = HistoryView(lambda: self.db)
-        self.products = ProductsView(lambda: self.db)
+        self.products = ProductsView(lambda: self.db, max_pixels=lambda: self.settings.max_pixels)
         self.chat = ChatPane()
         self.tabs = QTabWidget()
         self.tabs.addTab(self.live, "Live")
@@ -158,6 +158,7 @@ class MainWindow(QMainWindow):
         w.inspection_failed.connect(self._inspection_failed)
         w.chat_token.connect(self.chat.append_token)
         w.chat_finished.connect(self.chat.finish)
+        w.chat_finished.connect(self.history.conversation_stored)  # History's detail shows the new turn
         w.chat_failed.connect(self._chat_failed)
         w.bank_progress.connect(self.products.bank_progress)
         w.bank_ready.connect(self._bank_ready)

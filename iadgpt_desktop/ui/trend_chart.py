@@ -8,6 +8,8 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
+from iadgpt_desktop.storage.wording import counted
+
 BUCKET_STEPS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 BAR_COLOUR = QColor(144, 164, 174, 150)  # light blue-grey: volume is context, not the message
 RATE_COLOUR = QColor(198, 40, 40)  # the defect colour used by the live view's banner
@@ -49,7 +51,7 @@ class TrendChart(QWidget):
         bad = sum(p[2] for p in self._points)
         if not total:
             return f"Defect rate per {self._bucket}"
-        return f"Defect rate per {self._bucket} — {total:,} inspections, {100.0 * bad / total:.1f} % defective"
+        return f"Defect rate per {self._bucket} — {counted(total, 'inspection')}, {100.0 * bad / total:.1f} % defective"
 
     # ---- geometry --------------------------------------------------------------------------------
 
@@ -232,7 +234,7 @@ class TrendChart(QWidget):
             return ""
         when = t.strftime("%Y-%m-%d") if self._bucket == "day" else t.astimezone().strftime("%Y-%m-%d %H:00")
         rate = 100.0 * bad / total if total else 0.0
-        return f"{when}: {total:,} inspections, {bad:,} defective ({rate:.1f} %)"
+        return f"{when}: {counted(total, 'inspection')}, {bad:,} defective ({rate:.1f} %)"
 
 
 def _aware(t: datetime) -> datetime:

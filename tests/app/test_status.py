@@ -204,3 +204,18 @@ def test_the_chat_reads_the_map_history_keeps_for_the_inspection(tmp_path) -> No
         assert seen[2] is None
     finally:
         w.shutdown()
+
+
+def test_the_live_panel_names_evenly_shared_types_without_percentages(qtbot) -> None:
+    """The built-in tower splits evenly among the types the map's shape supports: "pitting (50%), dent
+    (50%)" read as a probability it is not."""
+    view = LiveView()
+    qtbot.addWidget(view)
+    even = make_outcome(1)
+    even.result.defect_types = [("pitting", 0.5), ("dent", 0.5)]
+    view.add_outcome(even)
+    assert view.types.text() == "pitting or dent"
+    ranked = make_outcome(2, seed=1)
+    ranked.result.defect_types = [("pitting", 0.9), ("dent", 0.1)]
+    view.add_outcome(ranked)
+    assert view.types.text() == "pitting 90 %, dent 10 %"

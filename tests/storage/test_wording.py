@@ -28,3 +28,10 @@ def test_differing_shares_keep_their_percentages() -> None:
 def test_no_types_read_as_nothing() -> None:
     assert not shares_are_equal([])
     assert describe_defect_types([]) == "" and format_defect_types([]) == ""
+
+
+def test_counts_take_the_noun_in_the_right_number() -> None:
+    from iadgpt_desktop.storage.wording import counted
+
+    assert counted(1, "inspection") == "1 inspection"  # History said "1 inspections"
+    assert counted(0, "image") == "0 images" and counted(2048, "inspection") == "2,048 inspections"
