@@ -118,10 +118,15 @@ def test_the_first_build_prints_no_progress_bar_and_leaves_the_bars_as_they_were
     """A newcomer's first start printed "Writing model shards: 100%" from inside the library."""
     from transformers.utils import logging as hf_logging
 
-    assert hf_logging.is_progress_bar_enabled()
-    ensure_tiny_llm(TINY, root=tmp_path)
-    assert "Writing model shards" not in capfd.readouterr().err
-    assert hf_logging.is_progress_bar_enabled()
+    before = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()  # as in a fresh process; other code in this one may have turned them off
+    try:
+        ensure_tiny_llm(TINY, root=tmp_path)
+        assert "Writing model shards" not in capfd.readouterr().err
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        if not before:
+            hf_logging.disable_progress_bar()
 
 
 def test_another_seed_gives_other_weights(tiny_folder, tmp_path):
