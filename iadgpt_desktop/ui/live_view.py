@@ -731,16 +731,17 @@ def none_new(stats: SessionStats) -> bool:
 
 
 def describe_progress(stats: SessionStats) -> str:
-    """How far a batch is: "12 of 40 inspected (1 could not be read), 9 skipped (already inspected)"."""
+    """How far a batch is: "11 of 40 inspected, 1 could not be read, 9 skipped (already inspected)".
+    A file that could not be read is not counted as inspected."""
     if stats.source.startswith("camera"):
         return f"{stats.inspected} frames inspected"
     if none_new(stats):
         where = " in this folder" if stats.source.startswith("folder") else ""
         return f"{counted(stats.skipped, 'image')} already inspected{where}, none new"
     n = stats.total if stats.total is not None else stats.done + stats.waiting
-    progress = f"{stats.done} of {n} inspected" if n else "nothing inspected yet"
+    progress = f"{stats.inspected} of {n} inspected" if n else "nothing inspected yet"
     if stats.failed:
-        progress += f" ({stats.failed} could not be read)"
+        progress += f", {stats.failed} could not be read"
     if stats.skipped:
         progress += f", {stats.skipped} skipped (already inspected)"
     return progress

@@ -49,7 +49,7 @@ def test_empty_file_fails_with_its_reason_and_the_folder_batch_goes_on(station, 
     else:
         assert w.live.outcome.file_name == "b_good.png"
     line = w.live.source_label.text()
-    assert "done: 2 of 2 inspected (1 could not be read)" in line and "no model" not in line
+    assert "done: 1 of 2 inspected, 1 could not be read" in line and "no model" not in line
     assert w.live.failures_button.isVisible()
 
 
@@ -71,7 +71,7 @@ def test_a_failure_after_a_part_takes_its_place_on_screen(station, qtbot, tmp_pa
     assert live.view.image() is None and "Could not inspect text.png" in live.view._placeholder
     [failure] = live.failures()
     assert failure.path == str(text) and live.failure_list.isVisible()
-    assert "(1 could not be read)" in live.source_label.text()
+    assert "0 of 1 inspected, 1 could not be read" in live.source_label.text()
     assert "listed in Live" in w.statusBar().currentMessage()
     live.show_previous()  # back to the part before: its own verdict again
     assert live.outcome is not None and live.outcome.file_name == "good.png" and live.failure is None
