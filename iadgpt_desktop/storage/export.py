@@ -27,14 +27,15 @@ from iadgpt_desktop.storage.repository import (
     iter_inspections,
     summarize_inspections,
 )
-from iadgpt_desktop.storage.wording import describe_defect_types, format_defect_types
+from iadgpt_desktop.storage.wording import describe_defect_types, describe_nearest_reference, format_defect_types
 
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = (
     "id", "created_at", "product", "file_name", "source", "image_path", "image_sha256", "width", "height", "score",
     "score_top1", "p_yes", "verdict", "answer", "position", "defect_types", "mask_path", "model_id", "mode",
-    "latency_ms", "operator_decision", "operator", "decided_at", "note",
+    "latency_ms", "operator_decision", "operator", "decided_at", "note", "reference_name", "reference_path",
+    "reference_similarity",
 )
 THUMBNAIL_PX = 160
 JPEG_QUALITY = 75
@@ -76,6 +77,8 @@ def export_csv(s: Session, flt: InspectionFilter, path: Path) -> int:
                 r.position or "",
                 format_defect_types(r.defect_types), r.mask_path or "", r.model_id, r.mode, r.latency_ms,
                 r.operator_decision or "", r.operator or "", _iso(r.decided_at), r.note or "",
+                r.reference_name or "", r.reference_path or "",
+                "" if r.reference_similarity is None else r.reference_similarity,
             )])
             rows += 1
     return rows
@@ -130,7 +133,8 @@ def _head(flt: InspectionFilter, summary: dict[str, int], max_rows: int,
     card_html = "".join(f'<div class="card">{html.escape(k)}<b>{html.escape(v)}</b></div>' for k, v in cards)
     shown = f"; showing the first {max_rows} (oldest first)" if total > max_rows else ""
     header = "".join(f"<th>{h}</th>" for h in ("#", "Time", "File", "Product", "Verdict", "Score", "Position",
-                                                "Defect types", "Decision", "Answer and conversation",
+                                                "Defect types", "Reference", "Decision",
+                                                "Answer and conversation",
                                                 "Image with anomaly map"))
     zone = datetime.now().astimezone().strftime("%Z (UTC%z)")
     return (
@@ -153,7 +157,9 @@ def _html_row(r: InspectionRow, files: FileStore, messages: list | None = None) 
         decision += f" ({r.operator})"
     cells = [
         str(r.id), local_time(r.created_at), r.file_name or "", r.product_name or "", r.verdict, f"{r.score:.3f}",
-        r.position or "", describe_defect_types(r.defect_types), decision,
+        r.position or "", describe_defect_types(r.defect_types),
+        describe_nearest_reference(r.reference_name, r.reference_similarity) if r.reference_name else "",
+        decision,
     ]
     out = "<tr>" + "".join(
         f'<td class="{html.escape(r.verdict)}">{html.escape(c)}</td>' if i == 4 else f"<td>{html.escape(c)}</td>"

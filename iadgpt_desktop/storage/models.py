@@ -115,6 +115,11 @@ class Inspection(Base):
     operator: Mapped[str | None] = mapped_column(String(255))
     decided_at: Mapped[datetime | None] = mapped_column()
     note: Mapped[str | None] = mapped_column(Text)
+    # Few-shot: the good reference most like the part, as the product's reference set records it; None
+    # for other modes, an old bank without a reference index, and rows stored before revision 0004.
+    reference_name: Mapped[str | None] = mapped_column(String(1024))  # "good_030.png"
+    reference_path: Mapped[str | None] = mapped_column(String(1024))  # the file it was read from
+    reference_similarity: Mapped[float | None] = mapped_column(Float)  # cosine similarity, in [-1, 1]
 
     product: Mapped[Product | None] = relationship()
     conversation: Mapped[Conversation | None] = relationship(

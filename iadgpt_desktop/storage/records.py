@@ -44,6 +44,9 @@ class InspectionRecord:
     decided_at: datetime | None = None
     note: str | None = None
     file_name: str | None = None  # the inspected file's name, as the operator knows the part
+    reference_name: str | None = None  # few-shot: the nearest good reference's file name ("good_030.png")
+    reference_path: str | None = None  # the file that reference was read from (None: given as an array)
+    reference_similarity: float | None = None  # how similar it was (cosine of the global embeddings)
 
     @classmethod
     def from_result(cls, result: Any, *, source: str, image_path: str, image_sha256: str,
@@ -51,6 +54,7 @@ class InspectionRecord:
                     file_name: str | None = None) -> InspectionRecord:
         """A record from an `iadgpt.inspector.InspectionResult` (read by attribute, so torch is not imported)."""
         height, width = result.image_size
+        nearest = getattr(result, "nearest_reference", None)
         return cls(
             source=source, image_path=image_path, image_sha256=image_sha256, width=int(width),
             height=int(height), score=float(result.score), score_top1=float(result.score_top1),
@@ -58,6 +62,9 @@ class InspectionRecord:
             mode=result.mode, latency_ms=float(result.latency_ms), product_id=product_id,
             position=result.position, defect_types=[(str(n), float(p)) for n, p in result.defect_types],
             mask_path=mask_path, file_name=file_name,
+            reference_name=nearest.name if nearest is not None else None,
+            reference_path=nearest.path if nearest is not None else None,
+            reference_similarity=float(nearest.similarity) if nearest is not None else None,
         )
 
 

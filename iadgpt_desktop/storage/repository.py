@@ -346,7 +346,8 @@ def _values(r: InspectionRecord) -> dict[str, Any]:
         "position": r.position, "defect_types_json": json.dumps([[n, p] for n, p in r.defect_types]),
         "mask_path": r.mask_path, "model_id": r.model_id, "mode": r.mode, "latency_ms": r.latency_ms,
         "operator_decision": r.operator_decision, "operator": r.operator, "decided_at": r.decided_at,
-        "note": r.note, "file_name": r.file_name,
+        "note": r.note, "file_name": r.file_name, "reference_name": r.reference_name,
+        "reference_path": r.reference_path, "reference_similarity": r.reference_similarity,
     }
 
 
@@ -358,7 +359,8 @@ def _row(i: Inspection, product_name: str | None) -> InspectionRow:
         defect_types=[(str(n), float(p)) for n, p in json.loads(i.defect_types_json or "[]")],
         mask_path=i.mask_path, model_id=i.model_id, mode=i.mode, latency_ms=i.latency_ms,
         operator_decision=i.operator_decision, operator=i.operator, decided_at=i.decided_at, note=i.note,
-        file_name=i.file_name,
+        file_name=i.file_name, reference_name=i.reference_name, reference_path=i.reference_path,
+        reference_similarity=i.reference_similarity,
     )
 
 

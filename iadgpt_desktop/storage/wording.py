@@ -33,6 +33,14 @@ def describe_defect_types(defect_types: Sequence[tuple[str, float]], limit: int 
     return ", ".join(f"{name} {prob:.0%}".replace("%", " %") for name, prob in shown)
 
 
+def describe_nearest_reference(name: str, similarity: float | None) -> str:
+    """The nearest good reference, wherever it is shown: "good_030.png (similarity 0.982)"."""
+    return name if similarity is None else f"{name} (similarity {similarity:.3f})"
+
+
+REFERENCE_GONE = "(file no longer there)"  # after a stored reference's name when its file is gone
+
+
 def counted(n: int, noun: str) -> str:
     """"1 inspection", "2,048 inspections": a count with its noun in the right number."""
     return f"{n:,} {noun}" + ("" if n == 1 else "s")

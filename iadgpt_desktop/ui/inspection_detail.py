@@ -27,8 +27,10 @@ from iadgpt_desktop.storage.wording import describe_defect_types
 from iadgpt_desktop.ui.history_model import describe_decision, local_time
 from iadgpt_desktop.ui.image_view import ImageView
 from iadgpt_desktop.ui.overlay import render, to_qimage
+from iadgpt_desktop.workers.stored import describe_stored_reference
 
-FIELDS = ("File", "Time", "Product", "Score", "Position", "Defect types", "Decision", "Model", "Source")
+FIELDS = ("File", "Time", "Product", "Score", "Position", "Defect types", "Reference", "Decision", "Model",
+          "Source")
 
 
 class InspectionDetail(QWidget):
@@ -103,12 +105,14 @@ class InspectionDetail(QWidget):
             "Score": f"{row.score:.4f} (top-1 {row.score_top1:.4f}, p(yes) {row.p_yes:.2f})",
             "Position": row.position or "—",
             "Defect types": describe_defect_types(row.defect_types) or "—",
+            "Reference": describe_stored_reference(row),
             "Decision": decided,
             "Model": f"{row.model_id} ({row.mode}), {row.latency_ms:.0f} ms",
             "Source": f"{row.source} — {row.width}×{row.height}",
         }
         for name, text in values.items():
             self.fields[name].setText(text)
+        self.fields["Reference"].setToolTip(row.reference_path or "")
 
     def set_image(self, image: np.ndarray | None, anomaly_map: np.ndarray | None = None, note: str = "") -> None:
         """Show the stored image with its anomaly map (`note` says why a map is missing)."""

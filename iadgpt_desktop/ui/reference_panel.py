@@ -1,7 +1,8 @@
 """Beside the inspected part in few-shot mode: the good reference image most like it, by name.
 
 The worker finds it (the inspector's nearest reference by F_img) and sends a display copy of its file
-with the outcome; this panel only shows it, with the file name as plain text.
+with the outcome; this panel only shows it, with the file name as plain text. A stored result read back
+from History brings the reference stored with it (name and similarity), and its file while that is there.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from iadgpt_desktop.storage.wording import REFERENCE_GONE, describe_nearest_reference
 from iadgpt_desktop.ui.image_view import ImageView
 from iadgpt_desktop.ui.overlay import to_qimage
 from iadgpt_desktop.workers.inference import InspectionOutcome
@@ -22,11 +24,13 @@ def describe_reference(outcome: InspectionOutcome | None) -> str:
     if outcome is None:
         return "–"
     nearest = outcome.nearest_reference
-    if nearest is None and outcome.from_history is not None:
-        return "– (not kept in History)"
+    stored = outcome.from_history
+    if nearest is None and stored is not None:  # stored before references were kept, or there was none
+        return "– (none recorded with this inspection)" if outcome.result.mode == "few-shot" else "–"
     if nearest is None:
         return NO_INDEX if outcome.result.mode == "few-shot" else "–"
-    return f"{nearest.name} (similarity {nearest.similarity:.3f})"
+    text = describe_nearest_reference(nearest.name, nearest.similarity)
+    return f"{text} {REFERENCE_GONE}" if stored is not None and stored.reference_gone else text
 
 
 class ReferencePanel(QWidget):

@@ -78,6 +78,7 @@ class FromHistory:
     inspected_at: datetime  # when it was inspected (UTC)
     decision: str | None = None  # the operator decision stored with it
     problem: str = ""  # what of it cannot be shown (its image or map file is gone), naming the file
+    reference_gone: bool = False  # its stored nearest reference's file is no longer there to be shown
 
 
 @dataclass

@@ -4,9 +4,10 @@ A folder opened again skips the images inspected from it before (`AlreadyInspect
 source's `skip`, remembers which). Their most recent inspections are then read from History on a
 thread of their own (`EarlierResultsReader`), so a large folder never blocks the GUI, and come back
 as `InspectionOutcome`s marked `from_history`, with the stored image and anomaly map: nothing here
-needs the model. A stored image that is gone, or a row that cannot be read, is said for that item,
-naming its file; the others still show. `read_picture` is the one reading of a stored inspection's
-image and map, for the History detail too.
+needs the model. A few-shot inspection brings back the good reference it was compared with (name and
+similarity as stored), drawn beside the part when its file is still there. A stored image that is
+gone, or a row that cannot be read, is said for that item, naming its file; the others still show.
+`read_picture` is the one reading of a stored inspection's image and map, for the History detail too.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from iadgpt.imageio import load_image
+from iadgpt.errors import ImageLoadError
+from iadgpt.imageio import load_image, shrink_to_side
 from iadgpt.inspector import InspectionResult
+from iadgpt.references import NearestReference
 from iadgpt.weights import sha256_file
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
 from iadgpt_desktop.storage.files import FileStore
 from iadgpt_desktop.storage.records import InspectionRow
-from iadgpt_desktop.workers.inference import FromHistory, InspectionOutcome
+from iadgpt_desktop.storage.wording import REFERENCE_GONE, describe_nearest_reference
+from iadgpt_desktop.workers.inference import REFERENCE_MAX_SIDE, FromHistory, InspectionOutcome
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +81,44 @@ def read_picture(files: FileStore, row: InspectionRow) -> tuple[np.ndarray, np.n
     return image, anomaly_map, note
 
 
-def outcome_from_row(row: InspectionRow, files: FileStore, original: Path | None = None) -> InspectionOutcome:
-    """A stored inspection as the Live view shows it (`original`: the file it was read from, when known).
+def stored_reference(row: InspectionRow) -> NearestReference | None:
+    """The nearest good reference stored with `row` (None when none was recorded). Its index in the bank
+    is not kept (a rebuilt bank renumbers its references): -1."""
+    if row.reference_name is None:
+        return None
+    similarity = row.reference_similarity if row.reference_similarity is not None else float("nan")
+    return NearestReference(index=-1, name=row.reference_name, path=row.reference_path, similarity=similarity)
+
+
+def describe_stored_reference(row: InspectionRow) -> str:
+    """History's "Reference" field: "good_030.png (similarity 0.982)", with "(file no longer there)"
+    when the reference's file has gone from where the product's reference set had it."""
+    if row.reference_name is None:
+        return "— (none recorded with this inspection)" if row.mode == "few-shot" else "—"
+    text = describe_nearest_reference(row.reference_name, row.reference_similarity)
+    if row.reference_path and not Path(row.reference_path).is_file():
+        return f"{text} {REFERENCE_GONE}"
+    return text
+
+
+def read_reference(path: str | None) -> np.ndarray | None:
+    """A display copy (RGB uint8) of a stored reference's file; None when it is gone or unreadable."""
+    if not path:
+        return None
+    try:
+        return shrink_to_side(load_image(path), REFERENCE_MAX_SIDE)
+    except ImageLoadError as exc:
+        log.info("the stored nearest reference %s cannot be shown: %s", path, exc)
+        return None
+
+
+def outcome_from_row(row: InspectionRow, files: FileStore, original: Path | None = None,
+                     references: dict[str, np.ndarray | None] | None = None) -> InspectionOutcome:
+    """A stored inspection as the Live view shows it (`original`: the file it was read from, when known;
+    `references`: display copies of reference files already read, path -> image, filled in here).
 
     A missing image leaves `image` None and `from_history.problem` says so; the verdict, position and
-    types stored with the row still show.
+    types stored with the row still show. A stored reference whose file is gone is named, not drawn.
     """
     name = row.file_name or (original.name if original is not None else f"inspection #{row.id}")
     problem = ""
@@ -103,11 +140,20 @@ def outcome_from_row(row: InspectionRow, files: FileStore, original: Path | None
         class_name="", score=row.score, score_top1=row.score_top1, verdict=row.verdict, p_yes=row.p_yes,
         answer=row.answer, position=row.position, regions=[], defect_types=list(row.defect_types),
         anomaly_map=anomaly_map,  # None: the stored map is gone (the Live view draws no overlay then)
-        mode=row.mode, model_id=row.model_id, timings_ms={"stored": row.latency_ms})
+        mode=row.mode, model_id=row.model_id, timings_ms={"stored": row.latency_ms},
+        nearest_reference=stored_reference(row))
+    reference_image = None
+    if result.nearest_reference is not None and row.reference_path:
+        references = {} if references is None else references
+        if row.reference_path not in references:
+            references[row.reference_path] = read_reference(row.reference_path)
+        reference_image = references[row.reference_path]
     return InspectionOutcome(
         result, image, row.source, -1, row.id, row.product_id, file_name=name,
         image_path=_absolute(files, row.image_path), mask_path=_absolute(files, row.mask_path),
-        from_history=FromHistory(row.created_at, row.operator_decision, problem))
+        reference_image=reference_image,
+        from_history=FromHistory(row.created_at, row.operator_decision, problem,
+                                 reference_gone=result.nearest_reference is not None and reference_image is None))
 
 
 def _absolute(files: FileStore, relative: str | None) -> str:
@@ -137,6 +183,7 @@ def read_earlier_results(db: Database, skipped: dict[Path, str], limit: int) -> 
         names.setdefault(sha, path)  # the same content twice in the folder: one result, named by the first
     outcomes: list[InspectionOutcome] = []
     problems: list[str] = []
+    references: dict[str, np.ndarray | None] = {}  # a line's parts share a few references: read each once
     with db.Session() as s:
         found = repository.latest_inspections_of(s, names, limit)
         for inspection_id, sha in found:
@@ -151,7 +198,7 @@ def read_earlier_results(db: Database, skipped: dict[Path, str], limit: int) -> 
                 continue
             if row is None:  # deleted meanwhile
                 continue
-            outcome = outcome_from_row(row, db.files, original)
+            outcome = outcome_from_row(row, db.files, original, references)
             outcomes.append(outcome)
             if outcome.from_history is not None and outcome.from_history.problem:
                 problems.append(outcome.from_history.problem)

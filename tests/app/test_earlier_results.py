@@ -172,6 +172,6 @@ def test_an_earlier_result_needs_no_model_and_keeps_its_decision(qtbot) -> None:
     assert view.banner.text() == "GOOD" and view.view.isEnabled()
     assert view.confirm_button.isEnabled(), "a stored result is decided on as it is stored"
     assert "Recorded for #4 a.png: Confirm" in view.decision_label.text()
-    assert view.reference_name.text() == "– (not kept in History)"
+    assert view.reference_name.text() == "– (none recorded with this inspection)"
     view.show_earlier([_from_history(4, "good", "a.png")], after=None)
     assert len(view.strip.outcomes()) == 1, "one already in the strip is not added twice"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from PySide6.QtCore import QPoint, QRect
 
 from iadgpt.imageio import load_image
@@ -144,3 +145,18 @@ def test_a_reference_file_moved_away_is_named_but_not_drawn(builtin_station, qtb
     assert outcome.nearest_reference.path == str(moved) and outcome.reference_image is None
     assert w.live.reference.isVisibleTo(w) and w.live.reference.view.image() is None
     assert w.live.reference.title.text() == f"Nearest good reference: {REFERENCE_B}"
+
+
+def test_the_stored_inspection_keeps_its_nearest_reference_for_history(builtin_station, qtbot, tmp_path) -> None:
+    w = builtin_station
+    _few_shot_product(w, qtbot)
+    outcome = _inspect(w, qtbot, _changed_copy_of_b(tmp_path / "line"))
+    nearest = outcome.nearest_reference
+    assert outcome.inspection_id is not None and nearest is not None
+    with w.db.Session() as s:
+        row = repository.get_inspection(s, outcome.inspection_id)
+    assert (row.reference_name, row.reference_path) == (REFERENCE_B, nearest.path)
+    assert row.reference_similarity == pytest.approx(nearest.similarity)
+    w.history.refresh()
+    assert w.history.select_inspection(outcome.inspection_id)
+    assert w.history.detail.fields["Reference"].text() == f"{REFERENCE_B} (similarity {nearest.similarity:.3f})"

@@ -67,7 +67,7 @@ def test_migrations_produce_the_models_schema_and_rerun_is_a_no_op(db: Database)
         assert diff == []
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         schema = conn.execute(text("SELECT type, name, sql FROM sqlite_master ORDER BY name")).all()
-    assert version == "0003_batch_claims"
+    assert version == "0004_nearest_reference"
     assert {"products", "inspections", "conversations", "messages"} <= set(inspect(db.engine).get_table_names())
 
     config = alembic_config()

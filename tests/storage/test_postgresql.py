@@ -21,13 +21,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from iadgpt_desktop.storage import Database, InspectionFilter
 from iadgpt_desktop.storage import repository as repo
+from iadgpt_desktop.storage.db import alembic_config
 from iadgpt_desktop.storage.models import Base
 from tests.storage.conftest import make_record
 
@@ -175,3 +177,45 @@ def test_two_stations_write_at_once(postgres_url: str, tmp_path: Path) -> None:
     finally:
         for db in stations:
             db.close()
+
+
+def test_a_postgresql_history_at_the_previous_head_gains_the_reference_columns(postgres_server: str,
+                                                                               tmp_path: Path) -> None:
+    """Revision 0004 on PostgreSQL: an 0003 history upgrades, old rows read with no reference, and back."""
+    name = f"iadgpt_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    url = make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    try:
+        engine = create_engine(url)
+        config = alembic_config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0003_batch_claims")
+            conn.execute(text(
+                "INSERT INTO inspections (created_at, source, image_path, image_sha256, width, height, score, "
+                "score_top1, p_yes, verdict, answer, defect_types_json, model_id, mode, latency_ms) VALUES "
+                "(now(), 'file', 'images/old.png', :sha, 64, 48, 0.7, 0.6, 0.8, 'good', 'No.', '[]', 'builtin', "
+                "'few-shot', 40.0)"), {"sha": "d" * 64})
+        with Database.open(tmp_path, url) as db:
+            with db.engine.connect() as conn:
+                assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
+                                        Base.metadata) == []
+            with db.Session.begin() as s:
+                [old] = repo.query_inspections(s, InspectionFilter())
+                new = repo.add_inspection(s, make_record(reference_name="good_030.png", reference_similarity=0.98))
+            with db.Session() as s:
+                row = repo.get_inspection(s, new)
+        assert (old.reference_name, old.reference_similarity) == (None, None)
+        assert (row.reference_name, row.reference_similarity) == ("good_030.png", pytest.approx(0.98))
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0003_batch_claims")
+            columns = {c["name"] for c in inspect(conn).get_columns("inspections")}
+        assert not columns & {"reference_name", "reference_path", "reference_similarity"}
+        engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
