@@ -90,9 +90,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         inspector.build_memory_bank(references)
         log.info("few-shot memory bank from %d reference image(s)", len(references))
     elif inspector.trained and inspector.class_name not in inspector.trained_products:
-        known = ", ".join(sorted(inspector.trained_products))
-        print(f"warning: no --reference images, and the weights were trained on {known} only, not on "
-              f"'{inspector.class_name}': the verdicts are unreliable. Pass --class {known.split(', ')[0]} for "
+        known = sorted(inspector.trained_products)
+        print(f"warning: no --reference images, and the weights were trained on {', '.join(known)} only, not on "
+              f"'{inspector.class_name}': the verdicts are unreliable. Pass --class {known[0]} for "
               f"those parts, or --reference DIR (good images of this product) for another one.", file=sys.stderr)
     used: set[Path] = set()
     failures = 0
