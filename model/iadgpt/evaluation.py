@@ -29,6 +29,7 @@ import numpy as np
 
 from iadgpt.data.datasets import Sample, load_sample, mvtec_samples, product_for, visa_samples
 from iadgpt.errors import ConfigError, DatasetError
+from iadgpt.imageio import resize_map
 from iadgpt.metrics import (
     ClassMetrics,
     answer_accuracy,
@@ -184,10 +185,7 @@ def _group(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
 # --------------------------------------------------------------------------------------------
 
 def _resize_map(amap: np.ndarray, size: int | None) -> np.ndarray:
-    if size is None or amap.shape == (size, size):
-        return amap.astype(np.float32, copy=False)
-    shrink = size * size <= amap.shape[0] * amap.shape[1]
-    return cv2.resize(amap, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return amap.astype(np.float32, copy=False) if size is None else resize_map(amap, size, size)
 
 
 def _resize_mask(mask: np.ndarray, size: int | None) -> np.ndarray:

@@ -168,6 +168,16 @@ def shrink_to_side(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
+def resize_map(anomaly_map: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An anomaly map (H, W) as float32 at height x width: averaged over the pixels it shrinks
+    (INTER_AREA), interpolated where it grows (INTER_LINEAR)."""
+    amap = np.asarray(anomaly_map, np.float32)
+    if amap.shape == (height, width):
+        return amap
+    shrink = height * width <= amap.shape[0] * amap.shape[1]
+    return cv2.resize(amap, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
 def save_anomaly_map_png(path: str | os.PathLike[str], anomaly_map: np.ndarray) -> Path:
     """Write an anomaly map (H, W) with values in [0, 1] as an 8-bit grayscale PNG.
 

@@ -26,7 +26,7 @@ from iadgpt.config import Preset, load_preset, with_overrides
 from iadgpt.encoders import VisualFeatures
 from iadgpt.errors import CancelledError, WeightsError
 from iadgpt.evidence import Evidence, map_evidence
-from iadgpt.imageio import DEFAULT_MAX_PIXELS, load_image
+from iadgpt.imageio import DEFAULT_MAX_PIXELS, load_image, resize_map
 from iadgpt.llm import inspection_messages, question_text, user_text
 from iadgpt.memory_bank import MemoryBank
 from iadgpt.model import TRAINABLE_PARTS
@@ -440,10 +440,7 @@ class Inspector:
             self._remember(key, cached)
         embeds, evidence = cached
         if shown_map is not None:
-            shown = np.asarray(shown_map, np.float32)
-            shrink = shown.shape[0] * shown.shape[1] >= x.shape[-2] * x.shape[-1]
-            shown = np.clip(cv2.resize(shown, (x.shape[-1], x.shape[-2]),
-                                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR), 0.0, 1.0)
+            shown = np.clip(resize_map(shown_map, x.shape[-2], x.shape[-1]), 0.0, 1.0)
             evidence = map_evidence(shown, self.prompts.apg_names)[0].text()
         messages = self._conversation(evidence)  # the first question, with the same evidence line
         turns = [{**t, "content": question_text(t["content"]) if t["role"] == "user" else user_text(t["content"])}
