@@ -1,15 +1,20 @@
-"""Fixtures for the storage tests: a fresh SQLite history in tmp_path and a way to make records."""
+"""Fixtures for the storage tests: a fresh SQLite history in tmp_path, a way to make records
+and one to migrate a history by hand."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.config import Config
+from sqlalchemy import Connection, Engine
 
 from iadgpt_desktop.storage import Database, InspectionRecord
+from iadgpt_desktop.storage.db import alembic_config
 
 
 @pytest.fixture
@@ -28,3 +33,13 @@ def make_record(**overrides: Any) -> InspectionRecord:
     }
     values.update(overrides)
     return InspectionRecord(**values)
+
+
+@contextmanager
+def migrating(engine: Engine) -> Iterator[tuple[Connection, Config]]:
+    """One transaction on `engine` and an Alembic config that migrates through it: for a history at an
+    older revision (`command.upgrade(config, "0003_batch_claims")`) and rows written as it had them."""
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        yield conn, config

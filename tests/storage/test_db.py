@@ -16,9 +16,8 @@ from sqlalchemy.orm import Session
 
 from iadgpt_desktop.storage import Database, StorageError
 from iadgpt_desktop.storage import repository as repo
-from iadgpt_desktop.storage.db import alembic_config
 from iadgpt_desktop.storage.models import Base
-from tests.storage.conftest import make_record
+from tests.storage.conftest import make_record, migrating
 
 
 def test_inspection_survives_restart(tmp_path: Path) -> None:
@@ -70,9 +69,7 @@ def test_migrations_produce_the_models_schema_and_rerun_is_a_no_op(db: Database)
     assert version == "0004_nearest_reference"
     assert {"products", "inspections", "conversations", "messages"} <= set(inspect(db.engine).get_table_names())
 
-    config = alembic_config()
-    with db.engine.begin() as conn:
-        config.attributes["connection"] = conn
+    with migrating(db.engine) as (conn, config):
         command.upgrade(config, "head")
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT type, name, sql FROM sqlite_master ORDER BY name")).all() == schema
@@ -80,9 +77,7 @@ def test_migrations_produce_the_models_schema_and_rerun_is_a_no_op(db: Database)
 
 def test_downgrade_to_base_and_upgrade_again(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    config = alembic_config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
+    with migrating(engine) as (conn, config):
         command.upgrade(config, "head")
         command.downgrade(config, "base")
         assert set(inspect(conn).get_table_names()) == {"alembic_version"}

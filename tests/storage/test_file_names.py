@@ -12,9 +12,8 @@ from sqlalchemy import create_engine, text
 
 from iadgpt_desktop.storage import Database, InspectionFilter
 from iadgpt_desktop.storage import repository as repo
-from iadgpt_desktop.storage.db import alembic_config
 from iadgpt_desktop.storage.export import export_csv, export_html
-from tests.storage.conftest import make_record
+from tests.storage.conftest import make_record, migrating
 
 
 def _store(db: Database, name: str, **overrides) -> int:
@@ -51,9 +50,7 @@ def test_csv_and_html_carry_file_names_words_and_local_times(db: Database, tmp_p
 def test_migration_from_the_first_schema_keeps_old_rows(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
-    config = alembic_config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
+    with migrating(engine) as (conn, config):
         command.upgrade(config, "0001")
         conn.execute(text(
             "INSERT INTO inspections (created_at, source, image_path, image_sha256, width, height, score, "

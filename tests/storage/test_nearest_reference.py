@@ -19,9 +19,9 @@ from iadgpt.inspector import InspectionResult
 from iadgpt.references import NearestReference
 from iadgpt_desktop.storage import Database, InspectionFilter, InspectionRecord
 from iadgpt_desktop.storage import repository as repo
-from iadgpt_desktop.storage.db import DB_FILENAME, alembic_config
+from iadgpt_desktop.storage.db import DB_FILENAME
 from iadgpt_desktop.storage.export import export_csv, export_html
-from tests.storage.conftest import make_record
+from tests.storage.conftest import make_record, migrating
 
 PREVIOUS_HEAD = "0003_batch_claims"
 
@@ -63,9 +63,7 @@ def test_a_database_at_the_previous_head_upgrades_and_its_rows_have_no_reference
     data = tmp_path / "station"
     data.mkdir()
     engine = create_engine(f"sqlite:///{data / DB_FILENAME}")
-    config = alembic_config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
+    with migrating(engine) as (conn, config):
         command.upgrade(config, PREVIOUS_HEAD)
         _insert_at_previous_head(conn)
     engine.dispose()
@@ -85,9 +83,7 @@ def test_a_database_at_the_previous_head_upgrades_and_its_rows_have_no_reference
 
 def test_downgrading_to_the_previous_head_drops_only_the_reference_columns(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    config = alembic_config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
+    with migrating(engine) as (conn, config):
         command.upgrade(config, "head")
         _insert_at_previous_head(conn)
         command.downgrade(config, PREVIOUS_HEAD)
