@@ -17,6 +17,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,9 +30,8 @@ from sqlalchemy.engine import make_url
 
 from iadgpt_desktop.storage import Database, InspectionFilter
 from iadgpt_desktop.storage import repository as repo
-from iadgpt_desktop.storage.db import alembic_config
 from iadgpt_desktop.storage.models import Base
-from tests.storage.conftest import make_record
+from tests.storage.conftest import make_record, migrating
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 ENV_URL = "IADGPT_TEST_POSTGRES_URL"
@@ -86,21 +86,30 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A fresh database on the server (so runs against a shared CI server never see each other's rows)."""
+@contextmanager
+def _fresh_database(server: str, *, timezone: str | None = None) -> Iterator[str]:
+    """The URL of a new database on the server, dropped at the end (so runs against a shared CI server
+    never see each other's rows)."""
     name = f"iadgpt_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            # The server's own time zone differs from UTC here: buckets must still be UTC days.
             conn.execute(text(f"CREATE DATABASE {name}"))
-            conn.execute(text(f"ALTER DATABASE {name} SET timezone TO 'Asia/Tokyo'"))
-        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+            if timezone is not None:
+                conn.execute(text(f"ALTER DATABASE {name} SET timezone TO '{timezone}'"))
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh database on the server, shared by this module's tests."""
+    # The server's own time zone differs from UTC here: buckets must still be UTC days.
+    with _fresh_database(postgres_server, timezone="Asia/Tokyo") as url:
+        yield url
 
 
 def test_postgresql_history(postgres_url: str, tmp_path: Path) -> None:
@@ -182,16 +191,9 @@ def test_two_stations_write_at_once(postgres_url: str, tmp_path: Path) -> None:
 def test_a_postgresql_history_at_the_previous_head_gains_the_reference_columns(postgres_server: str,
                                                                                tmp_path: Path) -> None:
     """Revision 0004 on PostgreSQL: an 0003 history upgrades, old rows read with no reference, and back."""
-    name = f"iadgpt_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    url = make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
-    try:
+    with _fresh_database(postgres_server) as url:
         engine = create_engine(url)
-        config = alembic_config()
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
+        with migrating(engine) as (conn, config):
             command.upgrade(config, "0003_batch_claims")
             conn.execute(text(
                 "INSERT INTO inspections (created_at, source, image_path, image_sha256, width, height, score, "
@@ -209,13 +211,8 @@ def test_a_postgresql_history_at_the_previous_head_gains_the_reference_columns(p
                 row = repo.get_inspection(s, new)
         assert (old.reference_name, old.reference_similarity) == (None, None)
         assert (row.reference_name, row.reference_similarity) == ("good_030.png", pytest.approx(0.98))
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
+        with migrating(engine) as (conn, config):
             command.downgrade(config, "0003_batch_claims")
             columns = {c["name"] for c in inspect(conn).get_columns("inspections")}
         assert not columns & {"reference_name", "reference_path", "reference_similarity"}
         engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
