@@ -11,6 +11,7 @@ from History, join the strip (`show_earlier`) and the newest goes on screen, mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -351,11 +352,7 @@ class LiveView(QWidget):
         """A new result from the worker: into the strip; on screen only when following live."""
         self.strip.add(outcome)
         self._newest_failure = None
-        if self.follow.isChecked() or self._nothing_shown():
-            self.show_outcome(outcome)
-        else:
-            self._newer += 1
-        self._update_navigation()
+        self._arrived(lambda: self.show_outcome(outcome))
         if self.alert_on_defective and outcome.verdict is Verdict.DEFECTIVE:
             self._alert()
 
@@ -376,11 +373,16 @@ class LiveView(QWidget):
             self.failures_button.setChecked(True)  # the first one opens the list: the reasons stay in view
         self._show_failures()
         self._newest_failure = failure
+        self._arrived(lambda: self.show_failure(failure))
+
+    def _arrived(self, show: Callable[[], None], count: int = 1) -> None:
+        """Something newer came (`count` results, or a failure): `show` it when following live or when
+        nothing is on screen yet; otherwise count it as newer for the operator reading an earlier one."""
         if self.follow.isChecked() or self._nothing_shown():
-            self.show_failure(failure)
+            show()
         else:
-            self._newer += 1
-            self._update_navigation()
+            self._newer += count
+        self._update_navigation()
 
     def clear_failures(self) -> None:
         """A new source: its failures are listed from none (one on screen stays until the next result)."""
@@ -482,11 +484,9 @@ class LiveView(QWidget):
                 self._decisions.setdefault(outcome.inspection_id, decided)
         self.strip.insert_after(after, fresh)
         if self.strip.newest() is fresh[-1] and self._newest_failure is None:
-            if self.follow.isChecked() or self._nothing_shown():
-                self.show_outcome(fresh[-1])
-            else:
-                self._newer += len(fresh)
-        self._update_navigation()
+            self._arrived(lambda: self.show_outcome(fresh[-1]), len(fresh))
+        else:
+            self._update_navigation()
 
     def show_earlier_problems(self, problems: list[str]) -> None:
         """Say which earlier results cannot be shown in full, each by its file; none hides the line."""
