@@ -41,16 +41,19 @@ def check_references(paths: Iterable[str | Path], max_pixels: int) -> ReferenceC
     """Expand folders (`iter_image_files`) and decode every file as the model would; never raises."""
     readable: list[str] = []
     refused: list[tuple[str, str]] = []
+    seen: set[str] = set()  # a file given twice (itself and in its folder) is checked and listed once
     for given in paths:
         try:
             files = iter_image_files([given])
         except (OSError, IADGPTError) as exc:
             refused.append((str(given), str(exc)))
+            seen.add(str(given))
             continue
         for file in files:
             path = str(file)
-            if path in readable or any(p == path for p, _ in refused):
+            if path in seen:
                 continue
+            seen.add(path)
             try:
                 load_image(file, max_pixels=max_pixels)
             except (OSError, IADGPTError) as exc:
