@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200
 MAX_CACHED_PAGES = 64  # 12,800 rows in memory at most, whatever the history's size
+TYPES_IN_CELL = 3  # defect types in the table's cell; the detail lists them all
 ROW_ROLE = Qt.ItemDataRole.UserRole  # data(index, ROW_ROLE) is the row's InspectionRow
 
 # (header, repository order_by key or None when the database cannot sort by it)
@@ -50,11 +51,6 @@ PageLoader = Callable[[int, int], list[InspectionRow]]  # (offset, limit) -> row
 
 def local_time(t: datetime) -> str:
     return t.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def describe_types(defect_types: list[tuple[str, float]], limit: int = 3) -> str:
-    """The table's cell: at most `limit` types, worded as everywhere else (`describe_defect_types`)."""
-    return describe_defect_types(defect_types, limit)
 
 
 def describe_decision(row: InspectionRow) -> str:
@@ -181,7 +177,7 @@ class InspectionTableModel(QAbstractTableModel):
         if name == "Position":
             return row.position or "—"
         if name == "Defect types":
-            return describe_types(row.defect_types) or "—"
+            return describe_defect_types(row.defect_types, TYPES_IN_CELL) or "—"
         if name == "Decision":
             return describe_decision(row)
         if name == "Latency (ms)":
