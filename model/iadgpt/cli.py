@@ -89,7 +89,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         references = iter_image_files(args.reference)
         inspector.build_memory_bank(references)
         log.info("few-shot memory bank from %d reference image(s)", len(references))
-    elif inspector.trained and inspector.class_name not in inspector.trained_products:
+    elif inspector.trained_products and inspector.class_name not in inspector.trained_products:
         known = sorted(inspector.trained_products)
         print(f"warning: no --reference images, and the weights were trained on {', '.join(known)} only, not on "
               f"'{inspector.class_name}': the verdicts are unreliable. Pass --class {known[0]} for "
