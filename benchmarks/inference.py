@@ -21,6 +21,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# iadgpt before torch, as the app and the CLI import them: it sets torch's OpenMP wait policy
+# (decision 0011), which libgomp reads once, when torch loads it.
+import iadgpt  # noqa: E402, F401, I001
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -4,7 +4,8 @@ The split is tower_choice.py's: train/good cut into references (the rest) and 24
 each scored as it is (good) and with a synthetic anomaly. The references are drawn at random (seeded)
 from the rest, as `iadgpt eval` draws them. Printed per weights folder, dataset and K: good parts
 answered "No", defective ones answered "Yes", their mean (balanced accuracy) and the AUROC of
-p(Yes). The memory-bank level and the training banks (decision 0005) were chosen with this table.
+p(Yes), and the map's own I-AUROC (its maximum) and P-AUROC. The memory-bank
+level and the training banks (decision 0005) were chosen with this table.
 K = 0 inspects without a memory bank (the decoder's map). With --answers, the answers are generated
 too, and of the parts answered "Yes" it prints how many name exactly the Position row's place and
 how many contradict their own verdict ("Yes, there are no abnormalities"); the image-token scale
@@ -25,8 +26,9 @@ import torch
 
 import iadgpt.inspector
 from iadgpt.grounding import position_agrees, says_negative
+from iadgpt.imageio import resize_map
 from iadgpt.inspector import Inspector
-from iadgpt.metrics import auroc
+from iadgpt.metrics import auroc, pixel_auroc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tower_choice import validation_set  # noqa: E402
@@ -50,12 +52,14 @@ def main() -> int:
         iadgpt.inspector.upper_level = lambda maxima: max(factor * float(np.median(maxima)), 1e-6)
     print(f"level: {args.level}")
     extra = " position agrees | contradicts verdict |" if args.answers else ""
-    print("| weights | dataset | K | good answered No | defective answered Yes | balanced | AUROC p(Yes) |" + extra)
-    print("| --- | --- | --- | --- | --- | --- | --- |" + " --- | --- |" * args.answers)
+    print("| weights | dataset | K | good answered No | defective answered Yes | balanced | AUROC p(Yes) | "
+          "map I-AUROC / P-AUROC |" + extra)
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |" + " --- | --- |" * args.answers)
     for data in args.data:
         refs, val = validation_set(data)
         order = np.random.default_rng(0).permutation(len(refs))
         labels = np.array([int(mask.any()) for _, mask in val])
+        masks = [mask for _, mask in val]
         for weights in args.weights:
             inspector = Inspector(args.preset, class_name=data.name)
             if weights != "shipped":
@@ -70,7 +74,9 @@ def main() -> int:
                 p_yes = np.array([r.p_yes for r in results])
                 good_no, bad_yes = (p_yes[labels == 0] < 0.5).mean(), (p_yes[labels == 1] >= 0.5).mean()
                 row = (f"| {weights} | {data.name} | {k} | {100 * good_no:.0f} % | {100 * bad_yes:.0f} % | "
-                       f"{50 * (good_no + bad_yes):.0f} % | {100 * auroc(labels, p_yes):.1f} |")
+                       f"{50 * (good_no + bad_yes):.0f} % | {100 * auroc(labels, p_yes):.1f} | "
+                       f"{100 * auroc(labels, [r.score for r in results]):.1f} / "
+                       f"{100 * map_auroc(masks, results):.1f} |")
                 if args.answers:
                     said = [r for r in results if r.verdict == "defective" and r.evidence is not None]
                     agree = sum(position_agrees(r.answer, r.evidence) for r in said)
@@ -78,6 +84,11 @@ def main() -> int:
                     row += f" {agree} of {len(said)} | {contra} of {len(said)} |"
                 print(row, flush=True)
     return 0
+
+
+def map_auroc(masks: list[np.ndarray], results: list) -> float:
+    """P-AUROC of the results' anomaly maps, each at its mask's size."""
+    return pixel_auroc(masks, [resize_map(r.anomaly_map, *mask.shape) for mask, r in zip(masks, results, strict=True)])
 
 
 if __name__ == "__main__":
