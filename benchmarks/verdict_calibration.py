@@ -9,7 +9,8 @@ level and the training banks (decision 0005) were chosen with this table.
 K = 0 inspects without a memory bank (the decoder's map). With --answers, the answers are generated
 too, and of the parts answered "Yes" it prints how many name exactly the Position row's place and
 how many contradict their own verdict ("Yes, there are no abnormalities"); the image-token scale
-(decision 0009) was chosen with these columns.
+(decision 0009) was chosen with these columns. With --chat N, the scripted chat questions of `iadgpt
+eval --chat-images N` are asked about held-out images too (consistency per question kind).
 
     .venv/bin/python benchmarks/verdict_calibration.py --data ../shared/datasets/bsdata \\
         --weights shipped runs/unified-s3/weights --shots 4 16
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 import iadgpt.inspector
+from iadgpt.evaluation import scripted_chat
 from iadgpt.grounding import position_agrees, says_negative
 from iadgpt.imageio import resize_map
 from iadgpt.inspector import Inspector
@@ -46,6 +48,9 @@ def main() -> int:
                          "'xF' (F times that median, e.g. x2)")
     ap.add_argument("--answers", action="store_true",
                     help="generate the answers and report position agreement and self-contradictions")
+    ap.add_argument("--chat", type=int, default=0, metavar="N",
+                    help="also ask the scripted chat questions (as `iadgpt eval --chat-images N`) about the "
+                         "first N defective and N // 2 good held-out images; a second table per question kind")
     args = ap.parse_args()
     if args.level != "upper":
         factor = 1.0 if args.level == "median" else float(args.level.lstrip("x"))
@@ -55,6 +60,7 @@ def main() -> int:
     print("| weights | dataset | K | good answered No | defective answered Yes | balanced | AUROC p(Yes) | "
           "map I-AUROC / P-AUROC |" + extra)
     print("| --- | --- | --- | --- | --- | --- | --- | --- |" + " --- | --- |" * args.answers)
+    chats: list[tuple[str, str, int, dict[str, float]]] = []
     for data in args.data:
         refs, val = validation_set(data)
         order = np.random.default_rng(0).permutation(len(refs))
@@ -83,6 +89,18 @@ def main() -> int:
                     contra = sum(says_negative(r.answer) for r in said)
                     row += f" {agree} of {len(said)} | {contra} of {len(said)} |"
                 print(row, flush=True)
+                if args.chat:
+                    inspected = list(zip([rgb for rgb, _ in val], results, strict=True))
+                    bad = [pair for pair, label in zip(inspected, labels, strict=True) if label][:args.chat]
+                    good = [pair for pair, label in zip(inspected, labels, strict=True) if not label]
+                    chats.append((str(weights), data.name, k, scripted_chat(inspector, bad + good[:args.chat // 2])))
+    if chats:
+        kinds = list(chats[0][3])
+        print("\nScripted chat, answers consistent with verdict and evidence, percent:\n")
+        print("| weights | dataset | K | " + " | ".join(kinds) + " |")
+        print("| --- | --- | --- |" + " --- |" * len(kinds))
+        for weights, name, k, hits in chats:
+            print(f"| {weights} | {name} | {k} | " + " | ".join(f"{100 * hits[kind]:.0f}" for kind in kinds) + " |")
     return 0
 
 

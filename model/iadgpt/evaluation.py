@@ -414,18 +414,24 @@ def grounding_metrics(outcomes: Sequence[tuple[Sample, Any]], bank_names: Sequen
 def chat_consistency(inspector, outcomes: Sequence[tuple[Sample, Any]], n_images: int) -> dict[str, float | None]:
     """Per question kind, the share of scripted chat answers consistent with verdict and evidence, on the
     first n_images defective and n_images // 2 good images (all asked every scripted question)."""
+    bad = [(str(s.image), r) for s, r in outcomes if s.label == 1][:n_images]
+    good = [(str(s.image), r) for s, r in outcomes if s.label == 0][:max(1, n_images // 2)]
+    return scripted_chat(inspector, bad + good)
+
+
+def scripted_chat(inspector, inspected: Sequence[tuple[Any, Any]]) -> dict[str, float]:
+    """Per question kind, the share of consistent answers when every scripted question is asked after the
+    first answer about each (image, result) pair (the image as `Inspector.chat` takes it)."""
     from iadgpt.grounding import consistent, scripted_questions
     from iadgpt.llm import inspection_messages
 
-    bad = [(s, r) for s, r in outcomes if s.label == 1][:n_images]
-    good = [(s, r) for s, r in outcomes if s.label == 0][:max(1, n_images // 2)]
     hits: dict[str, list[bool]] = {}
-    for sample, result in bad + good:
+    for image, result in inspected:
         first = inspection_messages("", result.class_name)[1]["content"]
-        answer = result.answer or "".join(inspector.chat(str(sample.image), [], "")).strip()
+        answer = result.answer or "".join(inspector.chat(image, [], "")).strip()
         history = [{"role": "user", "content": first}, {"role": "assistant", "content": answer}]
         for kind, question in scripted_questions():
-            reply = "".join(inspector.chat(str(sample.image), history, question)).strip()
+            reply = "".join(inspector.chat(image, history, question)).strip()
             hits.setdefault(kind, []).append(consistent(kind, reply, result.verdict == "defective", result.evidence))
     return {kind: sum(v) / len(v) for kind, v in hits.items()}
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
 
 from iadgpt.data.answers import load_answer_templates
+from iadgpt.evaluation import scripted_chat
 from iadgpt.evidence import Evidence, bank_types, map_evidence, mask_evidence
-from iadgpt.grounding import consistent, position_agrees, positions_in, type_label
+from iadgpt.grounding import consistent, position_agrees, positions_in, scripted_questions, type_label
 from iadgpt.position import anomaly_regions, positions_phrase
 from iadgpt.prompt_bank import load_bank
 from iadgpt.training.corpus import QUESTIONS, answer, sample_conversation
@@ -118,3 +121,22 @@ def test_every_question_kind_has_a_grounded_answer_for_both_verdicts(kind):
     rng = np.random.default_rng(1)
     assert consistent(kind, answer(kind, True, EV, "tile", rng), True, EV)
     assert consistent(kind, answer(kind, False, EV, "tile", rng), False, EV)
+
+
+def test_scripted_chat_counts_each_question_kind_apart():
+    """The eval's chat metric: an inspector that answers one of two defective parts as the corpus would
+    and says "no abnormalities" about the other scores one half on every question kind."""
+    kinds = {question: kind for kind, question in scripted_questions()}
+    rng = np.random.default_rng(2)
+
+    class Chatty:
+        def chat(self, image, history, question):
+            if image == "denied.png":
+                yield "No, there are no abnormalities in the image."
+            else:
+                yield answer(kinds[question], True, EV, "tile", rng)
+
+    result = SimpleNamespace(class_name="tile", answer="Yes, there is a defect.", verdict="defective", evidence=EV)
+    hits = scripted_chat(Chatty(), [("grounded.png", result), ("denied.png", result)])
+    assert set(hits) == set(QUESTIONS)
+    assert all(share == pytest.approx(0.5) for share in hits.values()), hits
