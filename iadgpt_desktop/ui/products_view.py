@@ -45,6 +45,7 @@ from iadgpt.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from iadgpt.prompt_bank import GENERIC_CLASS, PromptBank, available_banks, load_bank, normalise_class_name
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
+from iadgpt_desktop.storage.wording import counted
 from iadgpt_desktop.ui.prompt_bank_editor import PromptBankEditor
 from iadgpt_desktop.ui.reference_check import ReferenceCheck, ReferenceChecker, describe_refused
 from iadgpt_desktop.workers.contract import BankBuilt, BankProgress, ModelStatus, ProductMode
@@ -487,17 +488,15 @@ class ProductsView(QWidget):
             self._store_references(product_id)
         if product_id == self.product_id:
             self._show_references(current)
+        already = len(check.readable) - len(new)
+        added = f"Added {counted(len(new), 'reference image')}" + (f" ({already:,} already listed)" if already else "")
         if check.refused:
-            already = f" ({len(check.readable) - len(new)} already listed)" if len(new) < len(check.readable) else ""
-            self._error(f"Added {len(new)} reference image{'s' if len(new) != 1 else ''}{already}. "
-                        f"Not added, {len(check.refused)} file{'s' if len(check.refused) != 1 else ''} that "
-                        f"cannot be read:\n" + describe_refused(check.refused))
+            self._error(f"{added}. Not added, {counted(len(check.refused), 'file')} that cannot be read:\n"
+                        + describe_refused(check.refused))
         elif not check.found:
             self._error("No images were found there (looked for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ").")
         else:
-            n = len(new)
-            self._info(f"Added {n} reference image{'s' if n != 1 else ''}"
-                       + (f" ({len(check.readable) - n} already listed)." if n < len(check.readable) else "."))
+            self._info(f"{added}.")
         self.references_checked.emit(product_id, check, len(new))
 
     def remove_selected_references(self) -> None:
@@ -532,8 +531,7 @@ class ProductsView(QWidget):
             item.setToolTip(p if Path(p).is_file() else f"{p} (missing)")
             item.setData(Qt.ItemDataRole.UserRole, p)
             self.reference_list.addItem(item)
-        n = len(paths)
-        self.reference_count.setText(f"{n} reference image{'s' if n != 1 else ''}")
+        self.reference_count.setText(counted(len(paths), "reference image"))
         building = self.product_id in self._building
         self.build_button.setEnabled(bool(paths) and not building)
 
