@@ -160,6 +160,48 @@ def test_dataset_items_are_deterministic_and_preprocessed_like_inspection(traine
     torch.testing.assert_close(normal["image"], expected, rtol=0, atol=1e-6)
 
 
+def test_follow_up_items_ask_questions_answered_from_their_own_evidence(trainer) -> None:
+    """--follow-ups: an item asks follow-up questions after its first answer; the answer trained on is
+    the last question's, consistent with the item's verdict and evidence line, and labelled alone."""
+    from iadgpt.evidence import Evidence
+    from iadgpt.grounding import consistent, positions_in
+    from iadgpt.training.corpus import QUESTIONS
+
+    ds = trainer.dataset
+    ds.set_epoch(0)
+    plain = ds[1]
+    assert plain["turns"] == [], "without --follow-ups an item is the first question and answer"
+    kind_of = {q: kind for kind, questions in QUESTIONS.items() for q in questions}
+    ds.follow_up_ratio = 1.0
+    try:
+        items = [ds[i] for i in range(len(ds))]
+        batch = trainer.batch(list(range(2)))
+    finally:
+        ds.follow_up_ratio = 0.0
+    for item in items:
+        turns = item["turns"]
+        assert turns[0]["role"] == "assistant" and turns[0]["content"].startswith("Yes")
+        assert turns[-1]["role"] == "user" and 2 <= len(turns) <= 6
+        line = item["evidence"]
+        position = line.split("strongest response at the ")[1].split(";")[0]
+        assert positions_in(position), line
+        size = line.split("; ")[2].split(" (")[0]
+        area = float(line.split("(")[1].split(" %")[0]) / 100
+        evidence = Evidence(position, int(line.split("; ")[1].split()[0]), area, None, ())
+        assert evidence.size == size
+        kind = kind_of[turns[-1]["content"]]
+        if kind in ("where", "size", "count", "ship", "action", "compare"):
+            assert consistent(kind, item["answer"], True, evidence), (kind, line, item["answer"])
+    assert torch.equal(items[1]["image"], plain["image"]), "the image and its anomaly are drawn as before"
+    messages = [inspection_messages(trainer.preset.llm.system_prompt, c, e) + t
+                for c, e, t in zip(batch["class_name"], batch["evidence"], batch["turns"], strict=True)]
+    ids, mask, labels = build_training_batch(trainer.llm, messages, batch["answer"])
+    tok = trainer.llm.tokenizer
+    for b, answer in enumerate(batch["answer"]):
+        labelled = labels[b][labels[b] != IGNORE_INDEX].tolist()
+        assert tok.decode(labelled[:-1]) == answer, "only the last answer is trained on"
+
+
 def test_class_batches_are_seeded_and_single_class() -> None:
     by_class = {"a": [0, 1, 2, 3, 4], "b": [5, 6, 7]}
     sampler = ClassBatchSampler(by_class, batch_size=2, seed=3)

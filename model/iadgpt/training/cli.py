@@ -58,6 +58,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="synthetic patch side as a fraction of the image side (default 0.05 0.3; "
                         "smaller for small defects)")
     p.add_argument("--anomaly-ratio", type=float, default=0.5, help="share of items given a synthetic anomaly")
+    p.add_argument("--follow-ups", type=float, default=0.0, metavar="SHARE",
+                   help="stages 1-3: this share of the items (0-1, default 0) asks one to three follow-up questions "
+                        "(where, type, size, ship, ...) after the first answer and trains on the last answer, so "
+                        "the image tokens TGE and MMF write keep the chat consistent with the evidence line")
     p.add_argument("--decoder-only", action="store_true",
                    help="stage 2 trains the decoder alone on focal + dice, without the LLM (fast; MMF kept)")
     p.add_argument("--bank-only", type=Path, default=None, metavar="DIR",
@@ -101,7 +105,8 @@ def config_from_args(args: argparse.Namespace):
                        checkpoint_every=getattr(args, "checkpoint_every", 1),
                        patch_frac=tuple(getattr(args, "patch_frac", (0.05, 0.3))),
                        bank_maps=getattr(args, "bank_maps", False), bank_only=getattr(args, "bank_only", None),
-                       decoder_only=getattr(args, "decoder_only", False))
+                       decoder_only=getattr(args, "decoder_only", False),
+                       follow_ups=getattr(args, "follow_ups", 0.0))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ class TrainConfig:
     decoder_only: bool = False  # stage 2 trains the decoder alone on focal + dice (no LLM pass, MMF frozen)
     patch_frac: tuple[float, float] = (0.05, 0.3)  # synthetic patch side / image side (min, max)
     anomaly_ratio: float = 0.5
+    follow_ups: float = 0.0  # stages 1-3: share of items trained on a follow-up answer instead of the first
     resume: bool = False
     checkpoint_every: int = 1  # epochs between checkpoints; a stage's last epoch is always saved
     max_steps: int | None = None  # per stage
@@ -91,6 +92,8 @@ class TrainConfig:
             raise ConfigError(f"patch_frac {lo} {hi}: need 0 < min <= max < 1 (fractions of the image side)")
         if not 0.0 <= self.anomaly_ratio <= 1.0:
             raise ConfigError(f"anomaly_ratio {self.anomaly_ratio} must lie in [0, 1]")
+        if not 0.0 <= self.follow_ups <= 1.0:
+            raise ConfigError(f"follow_ups {self.follow_ups} must lie in [0, 1] (a share of the training items)")
         if self.epochs < 1 or self.batch_size < 1 or (self.stage0_epochs is not None and self.stage0_epochs < 1):
             raise ConfigError("epochs and batch_size must be at least 1")
         for stage, epochs in (self.epochs_by_stage or {}).items():

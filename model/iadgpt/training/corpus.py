@@ -124,17 +124,26 @@ def sample_conversation(rng: np.random.Generator, class_name: str, bank: PromptB
     messages = inspection_messages(system_prompt, class_name, evidence.text())
     if rng.random() < 0.5:
         return Conversation(messages, first, anomalous, cells if anomalous else ())
+    turns, reply = follow_ups(rng, first, anomalous, evidence, class_name)
+    return Conversation(messages + turns, reply, anomalous, cells if anomalous else ())
+
+
+def follow_ups(rng: np.random.Generator, first: str, anomalous: bool, evidence: Evidence, class_name: str,
+               ) -> tuple[list[dict[str, str]], str]:
+    """After the inspection prompt: the first answer and one to three follow-up questions of any kind,
+    the earlier ones answered, each answer from the verdict and the evidence line. Returns the turns up
+    to the last question and that question's answer (the one labelled)."""
     words = class_words(class_name)
-    messages = messages + [{"role": "assistant", "content": first}]
-    turns = int(rng.integers(1, 4))
-    for t in range(turns):
+    turns = [{"role": "assistant", "content": first}]
+    count = int(rng.integers(1, 4))
+    for t in range(count):
         kind = QUESTION_KINDS[int(rng.integers(len(QUESTION_KINDS)))]
         question = QUESTIONS[kind][int(rng.integers(len(QUESTIONS[kind])))]
         reply = answer(kind, anomalous, evidence, words, rng)
-        messages = messages + [{"role": "user", "content": question}]
-        if t == turns - 1:
-            return Conversation(messages, reply, anomalous, cells if anomalous else ())
-        messages = messages + [{"role": "assistant", "content": reply}]
+        turns.append({"role": "user", "content": question})
+        if t == count - 1:
+            return turns, reply
+        turns.append({"role": "assistant", "content": reply})
     raise AssertionError("unreachable")
 
 

@@ -17,7 +17,7 @@ from iadgpt.data.synthesis import foreground_mask, synthesize
 from iadgpt.evidence import mask_evidence
 from iadgpt.preprocess import input_shape, normalise, resize_rgb
 from iadgpt.prompt_bank import PromptBank, load_bank
-from iadgpt.training.corpus import sample_evidence
+from iadgpt.training.corpus import follow_ups, sample_evidence
 
 FOREGROUND_IMAGES = 32  # normal images per object class used to estimate its foreground
 
@@ -27,14 +27,17 @@ class SyntheticAnomalyDataset(Dataset):
 
     Item i of epoch e is a pure function of (seed, e, i): `np.random.default_rng([seed, e, i])`
     decides whether it is anomalous, picks the source image (another normal image of the class),
-    draws the synthesis and the answer template.
+    draws the synthesis and the answer template. With `follow_up_ratio` > 0, that share of the items
+    also asks one to three follow-up questions after the first answer (`corpus.follow_ups`), answered
+    from the item's evidence line, and the last of those answers is the one trained on.
     """
 
     def __init__(self, samples: Sequence[Sample], preset: Preset, templates: AnswerTemplates, *,
                  method: str = "nsa", anomaly_ratio: float = 0.5, seed: int = 0,
                  object_classes: Sequence[str] = (), patch_frac: tuple[float, float] = (0.05, 0.3),
-                 banks: dict[str, PromptBank] | None = None) -> None:
+                 banks: dict[str, PromptBank] | None = None, follow_up_ratio: float = 0.0) -> None:
         self.samples = list(samples)
+        self.follow_up_ratio = follow_up_ratio
         self.banks = banks or {}
         self.spec = preset.image_input
         self.templates = templates
@@ -93,8 +96,12 @@ class SyntheticAnomalyDataset(Dataset):
         else:  # a good part's map still has a strongest response somewhere: evidence as the corpus draws it
             evidence, _ = sample_evidence(rng, bank)
             answer = self.templates.normal
+        turns: list[dict[str, str]] = []  # after the first question: its answer, follow-ups (none: first answer)
+        if self.follow_up_ratio > 0 and rng.random() < self.follow_up_ratio:
+            turns, answer = follow_ups(rng, answer, bool(mask.any()), evidence, sample.class_name)
         return {"image": self.normalise(image), "mask": torch.from_numpy(mask.astype(np.float32)),
-                "answer": answer, "evidence": evidence.text(), "class_name": sample.class_name, "index": index}
+                "answer": answer, "evidence": evidence.text(), "turns": turns, "class_name": sample.class_name,
+                "index": index}
 
 
 class ClassBatchSampler(Sampler[list[int]]):
@@ -146,5 +153,6 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
             "mask": torch.stack([it["mask"] for it in items]),
             "answer": [it["answer"] for it in items],
             "evidence": [it["evidence"] for it in items],
+            "turns": [it.get("turns", []) for it in items],
             "class_name": [it["class_name"] for it in items],
             "index": torch.tensor([it["index"] for it in items])}

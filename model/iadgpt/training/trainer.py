@@ -173,7 +173,8 @@ class Trainer:
         self.dataset = SyntheticAnomalyDataset(
             samples, self.preset, self.templates, method=cfg.synthesis,
             anomaly_ratio=cfg.anomaly_ratio, seed=cfg.seed, patch_frac=tuple(cfg.patch_frac),
-            object_classes=[n for n, b in banks.items() if b.is_object], banks=banks)
+            object_classes=[n for n, b in banks.items() if b.is_object], banks=banks,
+            follow_up_ratio=cfg.follow_ups)
         self.class_banks: dict[str, LeaveOutBanks] = self._class_banks() if cfg.bank_maps else {}
         self.sampler = ClassBatchSampler(self.dataset.by_class, cfg.batch_size, cfg.seed, frozenset(self.bank_only))
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
@@ -221,8 +222,8 @@ class Trainer:
         assert len(names) == 1, f"a batch must hold one class, got {sorted(names)}"
         name = names.pop()
         prompts = self.prompts[name]
-        messages = [inspection_messages(self.preset.llm.system_prompt, c, e)
-                    for c, e in zip(batch["class_name"], batch["evidence"], strict=True)]
+        messages = [inspection_messages(self.preset.llm.system_prompt, c, e) + turns
+                    for c, e, turns in zip(batch["class_name"], batch["evidence"], batch["turns"], strict=True)]
         device = self.accelerator.device
         ids, mask, labels = build_training_batch(self.llm, messages, batch["answer"])
         if name in self.bank_only:
