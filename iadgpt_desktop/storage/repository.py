@@ -41,6 +41,7 @@ ORDER_COLUMNS = {
     "operator_decision": Inspection.operator_decision,
     "latency_ms": Inspection.latency_ms,
     "file_name": Inspection.file_name,
+    "id": Inspection.id,
 }
 PRODUCT_FIELDS = ("name", "class_name", "mode", "prompt_bank_json", "memory_bank_path", "reference_paths_json")
 TREND_BUCKETS = ("day", "hour")

@@ -36,7 +36,7 @@ COLUMNS: tuple[tuple[str, str | None], ...] = (
     ("Defect types", None),
     ("Decision", "operator_decision"),
     ("Latency (ms)", "latency_ms"),
-    ("Id", None),
+    ("Id", "id"),
 )
 NUMERIC_COLUMNS = {"Score", "Latency (ms)", "Id"}
 VERDICT_COLOURS = {"defective": QColor(198, 40, 40), "good": QColor(46, 125, 50)}

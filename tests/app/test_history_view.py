@@ -173,6 +173,13 @@ def test_header_click_sorts_in_the_database(qtbot, view: HistoryView) -> None:
     latencies = [int(t) for t in column(view, "Latency (ms)")]
     assert latencies == sorted(latencies)
 
+    click("Id")  # the number the Live strip and the report show: sortable like the others
+    first = ids(view)
+    assert first in (sorted(first), sorted(first, reverse=True))
+    assert header.sortIndicatorSection() == COLUMN["Id"]
+    click("Id")
+    assert ids(view) == first[::-1]
+
 
 def test_selecting_a_row_shows_the_detail_and_emits(qtbot, view: HistoryView, db: Database) -> None:
     with qtbot.waitSignal(view.inspection_selected, timeout=1000) as blocker:

@@ -131,6 +131,9 @@ def test_sorting_and_paging(db: Database, history: dict[str, int]) -> None:
     assert [r.latency_ms for r in by_latency] == sorted(r.latency_ms for r in by_latency)
     newest = query(db, InspectionFilter(), limit=1)[0]
     assert names([newest], history) == ["x1"]
+    by_id = names(query(db, InspectionFilter(), order_by="id", descending=False), history)
+    assert by_id == ["b0", "b1", "b2", "c0", "c1", "c2", "b3", "b4", "x0", "x1"]  # the order they were stored
+    assert names(query(db, InspectionFilter(), order_by="id"), history) == by_id[::-1]
     for key in ("verdict", "operator_decision", "created_at"):
         assert len(query(db, InspectionFilter(), order_by=key)) == 10
     with pytest.raises(ValueError, match="sort"):
