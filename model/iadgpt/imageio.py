@@ -283,7 +283,8 @@ def _open_header(path: Path, fh: BinaryIO) -> Image.Image:
         raise _error(
             path,
             f"PIL refuses it as too large ({exc})",
-            "if the image is genuine, raise PIL.Image.MAX_IMAGE_PIXELS along with the max_pixels setting",
+            "if the image is genuine, raise PIL.Image.MAX_IMAGE_PIXELS along with the limit (the app's Settings > "
+            "Largest image; max_pixels in the library)",
         ) from exc
     except UnidentifiedImageError as exc:
         raise _error(path, _not_an_image_cause(fh), f"re-export it as {_FORMAT_NAMES}") from exc
@@ -304,11 +305,14 @@ def _not_an_image_cause(fh: BinaryIO) -> str:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         text = None
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] != b"IHDR":
+        return ("it starts like a PNG file, but its header chunk is missing: the file is damaged (overwritten or "
+                "cut short)")
     for magic, name in ((b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x89PNG", "PNG"), (b"\xff\xd8", "JPEG"),
                         (b"BM", "BMP")):
         if head.startswith(magic):
-            return (f"it is a {name} file in a variant this reader does not support (for example floating-point "
-                    f"or unusual sample formats)")
+            return (f"it starts like a {name} file but does not read as one: the file is damaged, or a variant this "
+                    f"reader does not support (for example floating-point or unusual sample formats)")
     kind = f"not {_FORMAT_NAMES} data, whatever its name says"
     if text is not None and "\x00" not in text:
         return f"the file is text, {kind}"
@@ -374,8 +378,8 @@ def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
             path,
             f"it is {width}x{height} = {pixels:,} pixels, more than the limit of {max_pixels:,} "
             f"pixels (max_pixels={max_pixels})",
-            "if the image is genuine, raise the max_pixels setting; otherwise the file may be a "
-            "decompression bomb",
+            "if the image is genuine, raise the limit (the app's Settings > Largest image; max_pixels in the "
+            "library); otherwise the file may be a decompression bomb",
         )
     if pixels == 0:
         raise _error(path, f"its header says it is {width}x{height} pixels", "re-export or re-capture it")

@@ -354,6 +354,25 @@ def test_random_bytes_not_an_image(tmp_path: Path) -> None:
     assert_error_names(excinfo, path, "not")
 
 
+def test_png_signature_followed_by_garbage_reads_as_damaged(tmp_path: Path) -> None:
+    """QA: a file with a PNG signature and garbage after it was called 'a PNG file in a variant this
+    reader does not support', which sends the operator looking for an exotic format."""
+    path = tmp_path / "overwritten.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    with pytest.raises(ImageLoadError) as excinfo:
+        load_image(path)
+    assert_error_names(excinfo, path, "PNG", "damaged")
+    assert "variant" not in str(excinfo.value)
+
+
+def test_the_size_limit_names_the_setting_the_app_shows(tmp_path: Path) -> None:
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(path)
+    with pytest.raises(ImageLoadError) as excinfo:
+        load_image(path, max_pixels=1000)
+    assert_error_names(excinfo, path, "2,000 pixels", "Largest image")
+
+
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_truncated_file(tmp_path: Path, suffix: str) -> None:
     pixels = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
