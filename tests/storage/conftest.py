@@ -1,5 +1,5 @@
 """Fixtures for the storage tests: a fresh SQLite history in tmp_path, a way to make records
-and one to migrate a history by hand."""
+one to migrate a history by hand and one to write a row as an older revision did."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from alembic.config import Config
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 from iadgpt_desktop.storage import Database, InspectionRecord
 from iadgpt_desktop.storage.db import alembic_config
@@ -43,3 +43,13 @@ def migrating(engine: Engine) -> Iterator[tuple[Connection, Config]]:
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         yield conn, config
+
+
+def insert_at_revision_0003(conn: Connection) -> None:
+    """A row as a station at revision 0003 (before the nearest reference) wrote it, with the columns it
+    had then; plain SQL, so it runs on SQLite and PostgreSQL alike."""
+    conn.execute(text(
+        "INSERT INTO inspections (created_at, source, image_path, file_name, image_sha256, width, height, score, "
+        "score_top1, p_yes, verdict, answer, defect_types_json, model_id, mode, latency_ms) VALUES "
+        "('2026-11-30 10:00:00', 'file', 'images/old.png', 'old_part.png', :sha, 64, 48, 0.7, 0.6, 0.8, "
+        "'defective', 'Yes.', '[]', 'builtin', 'few-shot', 40.0)"), {"sha": "d" * 64})

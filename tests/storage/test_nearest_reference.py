@@ -21,7 +21,7 @@ from iadgpt_desktop.storage import Database, InspectionFilter, InspectionRecord
 from iadgpt_desktop.storage import repository as repo
 from iadgpt_desktop.storage.db import DB_FILENAME
 from iadgpt_desktop.storage.export import export_csv, export_html
-from tests.storage.conftest import make_record, migrating
+from tests.storage.conftest import insert_at_revision_0003, make_record, migrating
 
 PREVIOUS_HEAD = "0003_batch_claims"
 
@@ -50,22 +50,13 @@ def test_a_few_shot_inspection_stored_and_read_back_keeps_its_reference(db: Data
     assert (other.reference_name, other.reference_path, other.reference_similarity) == (None, None, None)
 
 
-def _insert_at_previous_head(conn) -> None:
-    """A row as a station at revision 0003 wrote it (the columns it had then)."""
-    conn.execute(text(
-        "INSERT INTO inspections (created_at, source, image_path, file_name, image_sha256, width, height, score, "
-        "score_top1, p_yes, verdict, answer, defect_types_json, model_id, mode, latency_ms) VALUES "
-        "('2026-11-30 10:00:00', 'file', 'images/old.png', 'old_part.png', :sha, 64, 48, 0.7, 0.6, 0.8, "
-        "'defective', 'Yes.', '[]', 'builtin', 'few-shot', 40.0)"), {"sha": "d" * 64})
-
-
 def test_a_database_at_the_previous_head_upgrades_and_its_rows_have_no_reference(tmp_path: Path) -> None:
     data = tmp_path / "station"
     data.mkdir()
     engine = create_engine(f"sqlite:///{data / DB_FILENAME}")
     with migrating(engine) as (conn, config):
         command.upgrade(config, PREVIOUS_HEAD)
-        _insert_at_previous_head(conn)
+        insert_at_revision_0003(conn)
     engine.dispose()
 
     with Database.open(data) as db:  # opening upgrades to head
@@ -85,7 +76,7 @@ def test_downgrading_to_the_previous_head_drops_only_the_reference_columns(tmp_p
     engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
     with migrating(engine) as (conn, config):
         command.upgrade(config, "head")
-        _insert_at_previous_head(conn)
+        insert_at_revision_0003(conn)
         command.downgrade(config, PREVIOUS_HEAD)
         columns = {c[1] for c in conn.execute(text("PRAGMA table_info(inspections)"))}
         assert not columns & {"reference_name", "reference_path", "reference_similarity"}

@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from iadgpt_desktop.storage import Database, InspectionFilter
 from iadgpt_desktop.storage import repository as repo
 from iadgpt_desktop.storage.models import Base
-from tests.storage.conftest import make_record, migrating
+from tests.storage.conftest import insert_at_revision_0003, make_record, migrating
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 ENV_URL = "IADGPT_TEST_POSTGRES_URL"
@@ -195,11 +195,7 @@ def test_a_postgresql_history_at_the_previous_head_gains_the_reference_columns(p
         engine = create_engine(url)
         with migrating(engine) as (conn, config):
             command.upgrade(config, "0003_batch_claims")
-            conn.execute(text(
-                "INSERT INTO inspections (created_at, source, image_path, image_sha256, width, height, score, "
-                "score_top1, p_yes, verdict, answer, defect_types_json, model_id, mode, latency_ms) VALUES "
-                "(now(), 'file', 'images/old.png', :sha, 64, 48, 0.7, 0.6, 0.8, 'good', 'No.', '[]', 'builtin', "
-                "'few-shot', 40.0)"), {"sha": "d" * 64})
+            insert_at_revision_0003(conn)
         with Database.open(tmp_path, url) as db:
             with db.engine.connect() as conn:
                 assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
