@@ -153,6 +153,6 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
             "mask": torch.stack([it["mask"] for it in items]),
             "answer": [it["answer"] for it in items],
             "evidence": [it["evidence"] for it in items],
-            "turns": [it.get("turns", []) for it in items],
+            "turns": [it["turns"] for it in items],
             "class_name": [it["class_name"] for it in items],
             "index": torch.tensor([it["index"] for it in items])}

@@ -4,7 +4,7 @@ The shipped `unified-lite0` weights were made in eight steps on top of each othe
 changed under them (MODEL_CARD.md). With every change in the code from the start, the same steps
 with the same epochs and seeds are:
 
-1. stage 0 (the LLM alone on the conversation corpus), kept apart because step 7 continues from its
+1. stage 0 (the LLM alone on the conversation corpus), kept apart because step 6 continues from its
    checkpoint (the stage-0 slots, which final weights leave out);
 2. stages 1-3 from it;
 3. the decoder alone for 120 more steps (stage 2 had barely learned to segment; stage 3 never
@@ -12,6 +12,8 @@ with the same epochs and seeds are:
 4. stage 3 three times (8, 12 and 20 epochs; the last with other products' textures as bank maps);
 5. stage 3 again (24 epochs);
 6. stage 0 continued with step 1's slots (100 and 200 epochs), then stage 3 once more (24 epochs).
+
+(The model card numbers the same work as its steps 1-8.)
 
 Each step runs `iadgpt train` in its own process (its log goes to OUT/<step>.log) and the minutes
 each took are printed as a table. `--dry-run` prints the commands without running them.
@@ -42,11 +44,12 @@ class Step:
 
 def steps(textures: Path) -> list[Step]:
     """The recipe, in order; `textures` is a folder from `python -m iadgpt.data.textures`."""
+    stage0 = ("--stage", "0", "--text-batch-size", "16")
     stage3 = ("--stage", "3", "--lr", "2e-3", "--batch-size", "16", *SYNTHESIS, "--bank-maps")
     tex = ("--bank-only", str(textures))
     return [
-        Step("s0", ("--stage", "0", "--stage0-epochs", "188", "--stage0-lr", "1e-3", "--text-batch-size", "16",
-                    "--seed", "0", "--checkpoint-every", "25")),
+        Step("s0", (*stage0, "--stage0-epochs", "188", "--stage0-lr", "1e-3", "--seed", "0",
+                    "--checkpoint-every", "25")),
         Step("s123", ("--stage", "all", "--epochs", "8", "--lr", "2e-3", "--batch-size", "16", "--seed", "0",
                       *SYNTHESIS, "--bank-maps", "--checkpoint-every", "25"), init="s0/weights"),
         Step("decoder", ("--stage", "2", "--decoder-only", "--epochs", "15", "--lr", "3e-3", "--batch-size", "16",
@@ -55,10 +58,10 @@ def steps(textures: Path) -> list[Step]:
         Step("s3b", (*stage3, "--epochs", "12", "--seed", "3"), init="s3a/weights"),
         Step("s3c", (*stage3, *tex, "--epochs", "20", "--seed", "4"), init="s3b/weights"),
         Step("s3d", (*stage3, *tex, "--epochs", "24", "--seed", "5"), init="s3c/weights"),
-        Step("s0b", ("--stage", "0", "--stage0-epochs", "100", "--stage0-lr", "5e-4", "--text-batch-size", "16",
-                     "--seed", "6"), init="s3d/weights", slots_from="s0/checkpoints/last"),
-        Step("s0c", ("--stage", "0", "--stage0-epochs", "200", "--stage0-lr", "5e-4", "--text-batch-size", "16",
-                     "--seed", "7"), init="s0b/checkpoints/last"),
+        Step("s0b", (*stage0, "--stage0-epochs", "100", "--stage0-lr", "5e-4", "--seed", "6"), init="s3d/weights",
+             slots_from="s0/checkpoints/last"),
+        Step("s0c", (*stage0, "--stage0-epochs", "200", "--stage0-lr", "5e-4", "--seed", "7"),
+             init="s0b/checkpoints/last"),
         Step("final", (*stage3, *tex, "--epochs", "24", "--seed", "8"), init="s0c/weights"),
     ]
 
