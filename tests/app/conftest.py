@@ -23,8 +23,10 @@ def start_station(qtbot, settings: Settings) -> MainWindow:
     # the tests lay it out at the size a desktop screen gives it.
     w.resize(DEFAULT_SIZE)
     w.show()
-    with qtbot.waitSignal(w.worker.model_state, timeout=60000, check_params_cb=model_ready):
-        pass
+    # Waited for on the window's own copy of the status (set in the GUI thread): pytest-qt's waitSignal
+    # runs its callback in the thread that emits, here the worker's, and it once crashed there while
+    # the test closed the window.
+    qtbot.waitUntil(lambda: model_ready(w.model_status), timeout=60000)
     return w
 
 
