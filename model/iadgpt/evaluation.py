@@ -432,7 +432,8 @@ def scripted_chat(inspector, inspected: Sequence[tuple[Any, Any]]) -> dict[str, 
         history = [{"role": "user", "content": first}, {"role": "assistant", "content": answer}]
         for kind, question in scripted_questions():
             reply = "".join(inspector.chat(image, history, question)).strip()
-            hits.setdefault(kind, []).append(consistent(kind, reply, result.verdict == "defective", result.evidence))
+            hits.setdefault(kind, []).append(consistent(kind, reply, result.verdict == "defective", result.evidence,
+                                                       result.class_name))
     return {kind: sum(v) / len(v) for kind, v in hits.items()}
 
 

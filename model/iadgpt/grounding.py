@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from iadgpt.evidence import SIZE_WORDS, Evidence
 from iadgpt.position import POSITIONS
+from iadgpt.prompts import class_words
 from iadgpt.training.corpus import QUESTIONS
 
 # Longest first, so "top left" is found before "top" and "left".
@@ -43,13 +44,23 @@ def says_negative(text: str) -> bool:
     return any(p in low for p in _NEGATIVE)
 
 
-def consistent(kind: str, answer: str, defective: bool, evidence: Evidence) -> bool:
-    """Whether a chat answer to a question of `kind` agrees with the verdict and the evidence."""
+def names_product(answer: str, class_name: str) -> bool:
+    """False when the answer calls the part something else: "the ball screw drive looks normal" said of
+    a magnetic tile. An answer that names no part passes."""
+    words = class_words(class_name).lower()
+    named = re.findall(r"\bthe ([a-z0-9][a-z0-9 ]*?) looks normal", answer.lower())
+    return all(n == words for n in named)
+
+
+def consistent(kind: str, answer: str, defective: bool, evidence: Evidence, product: str | None = None) -> bool:
+    """Whether a chat answer to a question of `kind` agrees with the verdict and the evidence (and, given
+    the product's class name, calls the part by it)."""
     low = answer.lower().strip()
     if not defective:
         if kind == "ship":
             return low.startswith("yes")
-        return says_negative(low) and not positions_in(low)
+        named = product is None or names_product(low, product)
+        return says_negative(low) and not positions_in(low) and named
     if says_negative(low) and kind != "ship":
         return False
     if kind == "ship":

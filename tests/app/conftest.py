@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QObject, Qt
 
 from iadgpt_desktop.settings import Settings
 from iadgpt_desktop.ui.main_window import DEFAULT_SIZE, MainWindow, sample_dir
@@ -13,6 +14,40 @@ from iadgpt_desktop.ui.main_window import DEFAULT_SIZE, MainWindow, sample_dir
 
 def model_ready(status) -> bool:
     return status.state.value == "ready"
+
+
+class Emissions(QObject):
+    """The arguments of every emission of a worker's signal, received in the GUI thread (queued).
+
+    For `qtbot.waitUntil(lambda: spy.args)`: pytest-qt's waitSignal runs its callback in the thread
+    that emits, the worker's, and one such wait crashed a CI run while the test closed the window.
+    """
+
+    def __init__(self, signal) -> None:
+        super().__init__()
+        self.args: list[tuple] = []
+        signal.connect(self._record, Qt.ConnectionType.QueuedConnection)
+
+    def _record(self, *args) -> None:
+        self.args.append(args)
+
+
+def emitted(qtbot, signal, action, check=None, timeout: int = 60000) -> tuple:
+    """Run `action` and wait until the worker's `signal` is emitted with arguments that `check` accepts
+    (any, without one); returns those arguments. Checked in the GUI thread (see Emissions)."""
+    spy = Emissions(signal)
+    action()
+
+    def hit() -> tuple | None:
+        return next((a for a in spy.args if check is None or check(*a)), None)
+
+    qtbot.waitUntil(lambda: hit() is not None, timeout=timeout)
+    return hit()
+
+
+def wait_for_model(qtbot, window: MainWindow, timeout: int = 60000) -> None:
+    """Until the window's own copy of the model status (set in the GUI thread) says ready."""
+    qtbot.waitUntil(lambda: model_ready(window.model_status), timeout=timeout)
 
 
 def start_station(qtbot, settings: Settings) -> MainWindow:
@@ -23,10 +58,7 @@ def start_station(qtbot, settings: Settings) -> MainWindow:
     # the tests lay it out at the size a desktop screen gives it.
     w.resize(DEFAULT_SIZE)
     w.show()
-    # Waited for on the window's own copy of the status (set in the GUI thread): pytest-qt's waitSignal
-    # runs its callback in the thread that emits, here the worker's, and it once crashed there while
-    # the test closed the window.
-    qtbot.waitUntil(lambda: model_ready(w.model_status), timeout=60000)
+    wait_for_model(qtbot, w)
     return w
 
 

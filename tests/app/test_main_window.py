@@ -18,7 +18,7 @@ from iadgpt_desktop.storage.records import InspectionFilter
 from iadgpt_desktop.ui.main_window import MainWindow, sample_dir
 from iadgpt_desktop.ui.overlay import heatmap_overlay
 from iadgpt_desktop.workers.inference import ProductInfo
-from tests.app.conftest import model_ready
+from tests.app.conftest import emitted, wait_for_model
 
 pytestmark = pytest.mark.usefixtures("_isolated_config")
 
@@ -86,14 +86,13 @@ def test_chat_answer_is_streamed_and_stored(window, qtbot, tmp_path) -> None:
     pieces: list[str] = []
     window.worker.chat_token.connect(lambda _i, piece: pieces.append(piece))
     window.chat.input.setText("Where is the defect?")
-    with qtbot.waitSignal(window.worker.chat_finished, timeout=60000) as finished:
-        window.chat.send()
-    assert finished.args[0] == inspection_id
-    assert "".join(pieces).strip() == finished.args[1]
+    done_id, answer, _cancelled = emitted(qtbot, window.worker.chat_finished, window.chat.send)
+    assert done_id == inspection_id
+    assert "".join(pieces).strip() == answer
     with window.db.Session() as s:
         messages = repository.get_conversation(s, inspection_id)
     assert [(m.role, m.content) for m in messages][0] == ("user", "Where is the defect?")
-    assert messages[1].role == "assistant" and messages[1].content == finished.args[1]
+    assert messages[1].role == "assistant" and messages[1].content == answer
 
 
 def test_operator_decision_is_stored(window, qtbot, tmp_path) -> None:
@@ -155,8 +154,7 @@ def test_first_run_with_the_builtin_model_tells_good_from_pitted_samples(qtbot, 
     w = MainWindow(settings, persist_settings=False)
     qtbot.addWidget(w)
     w.show()
-    with qtbot.waitSignal(w.worker.model_state, timeout=120000, check_params_cb=model_ready):
-        pass
+    wait_for_model(qtbot, w, timeout=120000)
     folder = tmp_path / "incoming"
     folder.mkdir()
     names = ["good_015.png", "good_023.png", "pitting_080.png", "pitting_113.png"]
@@ -194,7 +192,7 @@ def test_products_view_refreshes_in_the_gui_thread_when_a_bank_is_built(window, 
     with window.db.Session() as s:
         row = repository.list_products(s)[0]
     references = [str(p) for p in sorted((sample_dir() / "reference").glob("*.png"))[:2]]
-    with qtbot.waitSignal(window.worker.bank_ready, timeout=60000):
-        window.request_bank.emit(ProductInfo(row["id"], row["name"], row["class_name"]), references)
+    emitted(qtbot, window.worker.bank_ready,
+            lambda: window.request_bank.emit(ProductInfo(row["id"], row["name"], row["class_name"]), references))
     qtbot.waitUntil(lambda: bool(threads), timeout=5000)
     assert threads[0] is QThread.currentThread() or threads[0] == window.thread()

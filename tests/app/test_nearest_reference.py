@@ -21,7 +21,7 @@ from iadgpt.references import references_path
 from iadgpt_desktop.storage import repository
 from iadgpt_desktop.ui.main_window import MainWindow, sample_dir
 from iadgpt_desktop.ui.reference_panel import NO_INDEX
-from tests.app.conftest import start_station
+from tests.app.conftest import emitted, start_station
 
 REFERENCE_B = "good_030.png"  # B; the others (good_000.png is A) must not be named for a copy of it
 
@@ -32,9 +32,8 @@ def _few_shot_product(w: MainWindow, qtbot) -> dict:
     with qtbot.waitSignal(w.products.references_checked, timeout=60000) as checked:
         w.products.add_references(sorted((sample_dir() / "reference").glob("*.png")))
     assert checked.args[2] >= 2
-    with qtbot.waitSignal(w.worker.product_changed, timeout=60000,
-                          check_params_cb=lambda p: p.id == product_id and p.memory_bank_path):
-        w.products.build_bank()
+    emitted(qtbot, w.worker.product_changed, w.products.build_bank,
+            lambda p: p.id == product_id and p.memory_bank_path)
     with w.db.Session() as s:
         row = next(p for p in repository.list_products(s) if p["id"] == product_id)
     assert row["mode"] == "few-shot" and Path(row["memory_bank_path"]).is_file()
@@ -54,10 +53,9 @@ def _changed_copy_of_b(folder: Path) -> Path:
 
 
 def _inspect(w: MainWindow, qtbot, path: Path):
-    with qtbot.waitSignal(w.worker.result, timeout=60000) as blocker:
-        w.open_paths([path])
-    qtbot.waitUntil(lambda: w.live.outcome is blocker.args[0], timeout=10000)
-    return blocker.args[0]
+    (outcome,) = emitted(qtbot, w.worker.result, lambda: w.open_paths([path]))
+    qtbot.waitUntil(lambda: w.live.outcome is outcome, timeout=10000)
+    return outcome
 
 
 def _restart(w: MainWindow, qtbot, product_id: int) -> MainWindow:
@@ -66,8 +64,7 @@ def _restart(w: MainWindow, qtbot, product_id: int) -> MainWindow:
     w.close()
     again = start_station(qtbot, settings)
     again.products.select_product(product_id)
-    with qtbot.waitSignal(again.worker.product_changed, timeout=60000, check_params_cb=lambda p: p.id == product_id):
-        again.products.use_for_inspection()
+    emitted(qtbot, again.worker.product_changed, again.products.use_for_inspection, lambda p: p.id == product_id)
     return again
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from iadgpt_desktop.storage import repository
-from tests.app.conftest import start_station
+from tests.app.conftest import emitted, start_station
 
 
 def _use(w, qtbot, name: str) -> int:
@@ -13,8 +13,7 @@ def _use(w, qtbot, name: str) -> int:
         repository.update_product(s, product_id, mode="trained")
     w.products.refresh()
     w.products.select_product(product_id)
-    with qtbot.waitSignal(w.worker.product_changed, timeout=60000, check_params_cb=lambda p: p.id == product_id):
-        w.products.use_for_inspection()
+    emitted(qtbot, w.worker.product_changed, w.products.use_for_inspection, lambda p: p.id == product_id)
     return product_id
 
 

@@ -22,7 +22,7 @@ from iadgpt_desktop.ui.main_window import MainWindow
 from iadgpt_desktop.workers.contract import ModelState, ModelStatus
 from iadgpt_desktop.workers.inference import INTERRUPTED, InferenceWorker
 from iadgpt_desktop.workers.sources import Frame
-from tests.app.conftest import copy_samples, model_ready
+from tests.app.conftest import copy_samples, emitted, wait_for_model
 from tests.app.outcomes import make_outcome
 
 
@@ -96,15 +96,14 @@ def test_a_broken_model_setting_keeps_the_working_model_and_is_not_saved(qtbot, 
     good = Settings(preset="tiny-test", data_dir=str(tmp_path / "data"), device="cpu")
     w = MainWindow(good, persist_settings=True)
     qtbot.addWidget(w)
-    with qtbot.waitSignal(w.worker.model_state, timeout=60000, check_params_cb=model_ready):
-        pass
+    wait_for_model(qtbot, w)
     broken = tmp_path / "weights"
     broken.mkdir()
     (broken / "manifest.json").write_text("{not json", encoding="utf-8")
     try:
-        with qtbot.waitSignal(w.worker.settings_rejected, timeout=60000) as rejected:
-            w.apply_settings(dataclasses.replace(good, weights_dir=str(broken)))
-        assert rejected.args[0] == good
+        rejected = emitted(qtbot, w.worker.settings_rejected,
+                           lambda: w.apply_settings(dataclasses.replace(good, weights_dir=str(broken))))
+        assert rejected[0] == good
         kept = dataclasses.replace(w.settings, last_product_id=good.last_product_id)  # the sample product was used
         assert kept == good and w.model_status.state is ModelState.READY
         saved = tmp_path / "config" / "settings.json"

@@ -11,6 +11,7 @@ from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.errors import StorageError
 from iadgpt_desktop.storage.records import InspectionFilter
 from iadgpt_desktop.ui.main_window import MainWindow, sample_dir
+from tests.app.conftest import wait_for_model
 
 
 @pytest.fixture(autouse=True)
@@ -23,9 +24,7 @@ def _window(qtbot, tmp_path) -> MainWindow:
                    persist_settings=False)
     qtbot.addWidget(w)
     w.show()
-    with qtbot.waitSignal(w.worker.model_state, timeout=60000,
-                          check_params_cb=lambda status: status.state.value == "ready"):
-        pass
+    wait_for_model(qtbot, w)
     return w
 
 

@@ -93,6 +93,15 @@ def test_good_parts_must_be_answered_negatively_without_a_position():
     assert not consistent("ship", "No, it should not be shipped.", False, EV)
 
 
+def test_a_good_part_called_by_another_products_name_is_inconsistent():
+    """The chat once said "the ball screw drive looks normal" of a magnetic tile."""
+    assert consistent("where", "There is no defect in the image; the magnetic tile looks normal.", False, EV,
+                      "magnetic_tile")
+    assert not consistent("where", "There is no defect in the image; the ball screw drive looks normal.", False,
+                          EV, "magnetic_tile")
+    assert consistent("compare", "It looks like the good references; nothing differs.", False, EV, "magnetic_tile")
+
+
 def test_type_labels_map_test_folders_to_bank_names():
     assert type_label("blowhole", NAMES) == "blowhole"
     assert type_label("pitting", ["pitting", "scratch"]) == "pitting"

@@ -25,7 +25,7 @@ from iadgpt.data.answers import AnswerTemplates
 from iadgpt.evidence import SHAPE_WORDS, Evidence, bank_types
 from iadgpt.llm import inspection_messages
 from iadgpt.position import POSITIONS, positions_phrase
-from iadgpt.prompt_bank import PromptBank
+from iadgpt.prompt_bank import PromptBank, available_banks, load_bank
 from iadgpt.prompts import class_words
 
 WHERE_QUESTIONS = ("Where is the defect?", "Where is the anomaly?", "Where is it?",
@@ -36,6 +36,32 @@ KIND_QUESTIONS = ("What kind of defect is it?", "What type of anomaly is it?", "
 KIND_ANSWERS = ("It looks like {kinds}.", "This is most likely {kinds}.", "The defect looks like {kinds}.")
 NO_DEFECT_WHERE = "There is no defect in the image; the {words} looks normal."
 NO_DEFECT_KIND = "There is no defect to name; the {words} looks normal."
+
+# Product names the corpus speaks of besides the trained classes and the shipped prompt banks: a
+# station inspects whatever the user calls a product, so the LLM must copy the name from the prompt
+# ("the {words} looks normal") rather than remember the one it was trained on. Parts, and the same
+# with a material in front; a few names are kept out of every list to check the copying on.
+PARTS = ("bolt", "nut", "washer", "gear", "bearing", "spring", "valve", "bracket", "hinge", "shaft", "pulley",
+         "piston", "housing", "cover", "cap", "lid", "flange", "gasket", "seal", "bushing", "clip", "rivet",
+         "connector", "socket", "plug", "terminal", "circuit board", "chip", "wafer", "lens", "mirror", "panel",
+         "sheet", "plate", "foil", "film", "fabric", "textile", "yarn", "rope", "belt", "hose", "tube", "rod",
+         "wire", "profile", "casting", "forging", "weld seam", "label", "bottle cap", "can", "jar", "tray",
+         "tablet", "battery", "motor", "rotor", "impeller", "nozzle", "die", "insert", "spindle", "wheel")
+MATERIALS = ("steel", "aluminium", "brass", "copper", "plastic", "rubber", "glass", "ceramic", "wooden", "leather")
+HELD_OUT_NAMES = ("brake disc", "fan blade", "coffee bean", "solar cell")  # never in the corpus
+
+
+def corpus_classes(trained: Sequence[str]) -> list[str]:
+    """The class names stage 0 draws its conversations from: the trained classes, every shipped prompt
+    bank's class and generic product names (each of PARTS bare and with one of MATERIALS), sorted."""
+    generic = [p for i, part in enumerate(PARTS) for p in (part, f"{MATERIALS[i % len(MATERIALS)]} {part}")]
+    return sorted(set(trained) | set(available_banks()) | {g.replace(" ", "_") for g in generic})
+
+
+def corpus_banks(trained: Sequence[str]) -> dict[str, PromptBank]:
+    """corpus_classes with their prompt banks (the generic bank's names for a class that has none)."""
+    return {name: load_bank(name) for name in corpus_classes(trained)}
+
 
 @dataclass(frozen=True)
 class Conversation:

@@ -60,7 +60,7 @@ from iadgpt.tiny import tokenizer_fingerprint
 from iadgpt.training.banks import LeaveOutBanks
 from iadgpt.training.config import STAGE_PARTS, TrainConfig
 from iadgpt.training.conversation import build_training_batch
-from iadgpt.training.corpus import conversation_batch
+from iadgpt.training.corpus import conversation_batch, corpus_banks
 from iadgpt.training.data import ClassBatchSampler, SyntheticAnomalyDataset, collate
 from iadgpt.training.pretext import PRETEXT_PART, PretextHeads, PretextStep, cells_tensor
 from iadgpt.training.state import load_trainer_state, save_trainer_state
@@ -166,6 +166,8 @@ class Trainer:
             samples += extra
         banks = {name: load_bank(name) for name in sorted({s.class_name for s in samples})}
         self.banks = banks
+        # stage 0 speaks of many products, so that the LLM copies the product's name from the prompt
+        self.corpus_banks = corpus_banks(list(banks)) if self.pretext is not None else banks
         self.templates = load_answer_templates()
         self.prompts: dict[str, TextPrompts] = {
             name: build_text_prompts(self.model.towers, bank).to(self.accelerator.device, torch.float32)
@@ -278,7 +280,7 @@ class Trainer:
         """Stage-0 losses for an image batch and the corpus batch of `step`."""
         assert self.pretext_step is not None, "stage 0 is not part of this run"
         module = module or self.pretext_step
-        talks = conversation_batch(self.cfg.seed, step, self.cfg.text_batch_size, self.banks, self.templates,
+        talks = conversation_batch(self.cfg.seed, step, self.cfg.text_batch_size, self.corpus_banks, self.templates,
                                    self.preset.llm.system_prompt)
         ids, mask, labels = build_training_batch(self.llm, [t.messages for t in talks], [t.answer for t in talks])
         device = self.accelerator.device
