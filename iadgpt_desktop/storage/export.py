@@ -27,7 +27,13 @@ from iadgpt_desktop.storage.repository import (
     iter_inspections,
     summarize_inspections,
 )
-from iadgpt_desktop.storage.wording import describe_defect_types, describe_nearest_reference, format_defect_types
+from iadgpt_desktop.storage.wording import (
+    DECISION_LABELS,
+    describe_decision,
+    describe_defect_types,
+    describe_nearest_reference,
+    format_defect_types,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +81,7 @@ def export_csv(s: Session, flt: InspectionFilter, path: Path) -> int:
                 r.id, _iso(r.created_at), r.product_name or "", r.file_name or "", r.source, r.image_path,
                 r.image_sha256, r.width, r.height, r.score, r.score_top1, r.p_yes, r.verdict, r.answer,
                 r.position or "",
-                format_defect_types(r.defect_types), r.mask_path or "", r.model_id, r.mode, r.latency_ms,
+                format_defect_types(r.defect_types), r.mask_path or "", r.model_id, r.mode, round(r.latency_ms, 1),
                 r.operator_decision or "", r.operator or "", _iso(r.decided_at), r.note or "",
                 r.reference_name or "", r.reference_path or "",
                 "" if r.reference_similarity is None else r.reference_similarity,
@@ -128,8 +134,8 @@ def _head(flt: InspectionFilter, summary: dict[str, int], max_rows: int,
     total, defective = summary["total"], summary["defective"]
     rate = f"{defective / total:.1%}" if total else "–"
     cards = [("Inspections", str(total)), ("Defective", str(defective)), ("Good", str(summary["good"])),
-             ("Defect rate", rate)]
-    cards += [(d.replace("_", " ").capitalize(), str(summary[d])) for d in (*DECISIONS, UNDECIDED)]
+             ("Defect rate", rate), ("Defective after decisions", str(summary["final_defective"]))]
+    cards += [(DECISION_LABELS[d], str(summary[d])) for d in (*DECISIONS, UNDECIDED)]
     card_html = "".join(f'<div class="card">{html.escape(k)}<b>{html.escape(v)}</b></div>' for k, v in cards)
     shown = f"; showing the first {max_rows} (oldest first)" if total > max_rows else ""
     header = "".join(f"<th>{h}</th>" for h in ("#", "Time", "File", "Product", "Verdict", "Score", "Position",
@@ -152,7 +158,7 @@ def _head(flt: InspectionFilter, summary: dict[str, int], max_rows: int,
 
 
 def _html_row(r: InspectionRow, files: FileStore, messages: list | None = None) -> str:
-    decision = r.operator_decision.replace("_", " ") if r.operator_decision else "—"
+    decision = describe_decision(r.operator_decision) if r.operator_decision else "—"
     if r.operator:
         decision += f" ({r.operator})"
     cells = [

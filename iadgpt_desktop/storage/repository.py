@@ -230,13 +230,17 @@ def count_inspections(s: Session, flt: InspectionFilter) -> int:
 
 
 def summarize_inspections(s: Session, flt: InspectionFilter) -> dict[str, int]:
-    """Counts of the selected inspections: total, defective, good, and per operator decision."""
+    """Counts of the selected inspections: total, defective and good (the model's verdicts), per
+    operator decision, and "final_defective": defective once the operator's overrides are applied."""
     defective = func.sum(case((Inspection.verdict == "defective", 1), else_=0))
+    final = func.sum(case((Inspection.operator_decision == "overridden_defective", 1),
+                          (Inspection.operator_decision == "overridden_good", 0),
+                          (Inspection.verdict == "defective", 1), else_=0))
     decided = [func.sum(case((Inspection.operator_decision == d, 1), else_=0)) for d in DECISIONS]
-    row = s.execute(_filtered(select(func.count(Inspection.id), defective, *decided), flt)).one()
+    row = s.execute(_filtered(select(func.count(Inspection.id), defective, final, *decided), flt)).one()
     total = row[0] or 0
-    summary = {"total": total, "defective": row[1] or 0, "good": total - (row[1] or 0)}
-    summary.update({d: n or 0 for d, n in zip(DECISIONS, row[2:], strict=True)})
+    summary = {"total": total, "defective": row[1] or 0, "good": total - (row[1] or 0), "final_defective": row[2] or 0}
+    summary.update({d: n or 0 for d, n in zip(DECISIONS, row[3:], strict=True)})
     summary[UNDECIDED] = total - sum(summary[d] for d in DECISIONS)
     return summary
 

@@ -6,6 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from iadgpt_desktop.storage.records import UNDECIDED
+
+# The operator's decisions as every view and export names them.
+DECISION_LABELS = {
+    UNDECIDED: "Undecided",
+    "confirmed": "Confirmed",
+    "overridden_good": "Overridden: good",
+    "overridden_defective": "Overridden: defective",
+}
+
+
+def describe_decision(decision: str | None) -> str:
+    """A stored decision (None: undecided) in words: "Overridden: good"."""
+    return DECISION_LABELS.get(decision or UNDECIDED, decision or "")
+
 
 def shares_are_equal(defect_types: Sequence[tuple[str, float]]) -> bool:
     """Whether the shares say nothing about which type is likelier: each is 1/n of the n types (the built-in

@@ -15,8 +15,8 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QFont
 
-from iadgpt_desktop.storage.records import UNDECIDED, InspectionRow
-from iadgpt_desktop.storage.wording import describe_defect_types
+from iadgpt_desktop.storage.records import InspectionRow
+from iadgpt_desktop.storage.wording import describe_decision, describe_defect_types
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,6 @@ COLUMNS: tuple[tuple[str, str | None], ...] = (
 )
 NUMERIC_COLUMNS = {"Score", "Latency (ms)", "Id"}
 VERDICT_COLOURS = {"defective": QColor(198, 40, 40), "good": QColor(46, 125, 50)}
-DECISION_LABELS = {
-    UNDECIDED: "Undecided",
-    "confirmed": "Confirmed",
-    "overridden_good": "Overridden: good",
-    "overridden_defective": "Overridden: defective",
-}
 PageLoader = Callable[[int, int], list[InspectionRow]]  # (offset, limit) -> rows
 
 
@@ -53,8 +47,8 @@ def local_time(t: datetime) -> str:
     return t.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def describe_decision(row: InspectionRow) -> str:
-    return DECISION_LABELS.get(row.operator_decision or UNDECIDED, row.operator_decision or "")
+def describe_row_decision(row: InspectionRow) -> str:
+    return describe_decision(row.operator_decision)
 
 
 class InspectionTableModel(QAbstractTableModel):
@@ -179,7 +173,7 @@ class InspectionTableModel(QAbstractTableModel):
         if name == "Defect types":
             return describe_defect_types(row.defect_types, TYPES_IN_CELL) or "—"
         if name == "Decision":
-            return describe_decision(row)
+            return describe_row_decision(row)
         if name == "Latency (ms)":
             return f"{row.latency_ms:.0f}"
         return str(row.id)

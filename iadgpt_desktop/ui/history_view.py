@@ -36,10 +36,9 @@ from iadgpt_desktop.storage import repository
 from iadgpt_desktop.storage.db import Database
 from iadgpt_desktop.storage.errors import StorageError
 from iadgpt_desktop.storage.records import DECISIONS, UNDECIDED, VERDICTS, InspectionFilter, InspectionRow, MessageRow
-from iadgpt_desktop.storage.wording import counted
+from iadgpt_desktop.storage.wording import DECISION_LABELS, counted
 from iadgpt_desktop.ui.history_model import (
     COLUMNS,
-    DECISION_LABELS,
     InspectionTableModel,
     PageLoader,
 )
@@ -48,6 +47,19 @@ from iadgpt_desktop.ui.trend_chart import TrendChart
 from iadgpt_desktop.workers.stored import read_picture
 
 log = logging.getLogger(__name__)
+
+
+def summary_text(summary: dict[str, int]) -> str:
+    """"120 inspections, 7 defective"; where the operator's overrides change the count, both are said:
+    "5 inspections, 5 defective by the model, 0 after the operator's decisions"."""
+    total, defective, final = summary["total"], summary["defective"], summary["final_defective"]
+    if not total:
+        return counted(0, "inspection")
+    inspections = counted(total, "inspection")
+    if final == defective:
+        return f"{inspections}, {defective:,} defective"
+    return f"{inspections}, {defective:,} defective by the model, {final:,} after the operator's decisions"
+
 
 COLUMN_NAMES = [name for name, _key in COLUMNS]
 
@@ -316,7 +328,7 @@ class HistoryView(QWidget):
                 self._set_products(repository.list_products(s))
                 flt = self.current_filter()
                 bucket = self.trend_bucket()
-                total = repository.count_inspections(s, flt)
+                summary = repository.summarize_inspections(s, flt)
                 trend = repository.defect_rate_trend(s, flt, bucket)
         except Exception as exc:  # noqa: BLE001 - the UI boundary: say why, keep the view usable
             log.exception("refreshing the history failed")
@@ -324,11 +336,11 @@ class HistoryView(QWidget):
             self._empty()
             return
         self.message.hide()
+        total = summary["total"]
         self.model.reset(total, self._page_loader(db, flt, self._order_by, self._descending))
         self.chart.set_data(trend, bucket)
         self._fit_name_columns()
-        defective = sum(bad for _, _, bad in trend)
-        self.summary.setText(counted(total, "inspection") + (f", {defective:,} defective" if total else ""))
+        self.summary.setText(summary_text(summary))
         self._reselect(selected, selected_row)
         self.refreshed.emit(total)
 

@@ -106,6 +106,15 @@ def test_table_shows_every_inspection_newest_first(view: HistoryView) -> None:
     assert not view.message.isVisible()
 
 
+def test_the_summary_under_a_decision_filter_says_what_the_operator_decided(view: HistoryView) -> None:
+    """Filtered to parts the operator overrode to good, "1 defective" alone would read as the opposite."""
+    view.decision.setCurrentIndex(view.decision.findData("overridden_good"))
+    assert view.model.rowCount() == 1
+    assert view.summary.text() == "1 inspection, 1 defective by the model, 0 after the operator's decisions"
+    view.decision.setCurrentIndex(view.decision.findData("confirmed"))
+    assert view.summary.text() == "2 inspections, 1 defective"  # confirmed: the counts agree
+
+
 def test_filters_change_the_rows(view: HistoryView) -> None:
     view.verdict.setCurrentIndex(view.verdict.findData("defective"))
     assert view.model.rowCount() == 4
@@ -293,7 +302,7 @@ def test_trend_chart_gets_one_point_per_day(view: HistoryView) -> None:
     points = view.chart.points()
     assert [(t.date().isoformat(), total, bad) for t, total, bad in points] == [
         ("2024-05-01", 4, 2), ("2024-05-02", 3, 1), ("2024-05-03", 2, 1)]
-    assert view.summary.text() == "9 inspections, 4 defective"
+    assert view.summary.text() == "9 inspections, 4 defective by the model, 3 after the operator's decisions"
 
     view.set_time_range(DAY1, DAY1 + timedelta(days=1))  # one day: hourly buckets
     assert view.trend_bucket() == "hour"

@@ -59,6 +59,16 @@ def test_csv_has_a_header_and_one_line_per_filtered_row(db: Database, tmp_path: 
     assert first["operator_decision"] == "" and first["decided_at"] == ""
 
 
+def test_csv_latency_is_written_to_a_tenth_of_a_millisecond(db: Database, tmp_path: Path) -> None:
+    with db.Session.begin() as s:
+        repo.add_inspection(s, make_record(latency_ms=123.456789123))
+    with db.Session() as s:
+        export_csv(s, InspectionFilter(), tmp_path / "e.csv")
+    with (tmp_path / "e.csv").open(encoding="utf-8", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["latency_ms"] == "123.5"
+
+
 def test_csv_of_an_empty_selection_is_just_the_header(db: Database, tmp_path: Path) -> None:
     fill(db, 2)
     with db.Session() as s:
@@ -79,6 +89,10 @@ def test_html_report_embeds_thumbnails_and_escapes_text(db: Database, tmp_path: 
     assert n == 7
     assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
     assert "&lt;b&gt;ana&lt;/b&gt;" in page
+    # decisions read as History names them, in the summary and in the row
+    assert "Defective after decisions<b>3</b>" in page and "Overridden: defective<b>0</b>" in page
+    assert "Confirmed (&lt;b&gt;ana&lt;/b&gt;)" in page
+    assert "overridden defective" not in page.lower().replace("overridden: defective", "")
     rows = re.findall(r"<tr>.*?</tr>", page, flags=re.S)[1:]  # skip the header row
     assert len(rows) == 7
     for row in rows:
