@@ -178,7 +178,8 @@ class Inspector:
         self.model.to(self.device, self.dtype).eval()
         self.memory_bank: MemoryBank | None = None
         self.references: ReferenceSet | None = None  # the bank's reference images by F_img, when known
-        self._embed_cache: OrderedDict[str, tuple[torch.Tensor, str]] = OrderedDict()
+        # image embeddings and the map's own evidence line (None: not worked out, a shown map was read)
+        self._embed_cache: OrderedDict[str, tuple[torch.Tensor, str | None]] = OrderedDict()
         self.set_product(class_name, prompt_bank)
         log.info("inspector ready: preset %s on %s/%s in %.1f s", self.preset.name, self.device,
                  self.dtype, time.perf_counter() - started)
@@ -410,7 +411,7 @@ class Inspector:
         # numpy has no bfloat16: widen to float32 (exact for fp16 and bf16) before taking the bytes.
         return hashlib.sha1(x.detach().float().cpu().numpy().tobytes()).hexdigest()
 
-    def _remember(self, key: str, embeds: tuple[torch.Tensor, str]) -> None:
+    def _remember(self, key: str, embeds: tuple[torch.Tensor, str | None]) -> None:
         self._embed_cache[key] = embeds
         self._embed_cache.move_to_end(key)
         while len(self._embed_cache) > 16:
@@ -431,17 +432,21 @@ class Inspector:
         x = self._preprocess(load_image(image, max_pixels=self.max_pixels))
         key = self._cache_key(x)
         cached = self._embed_cache.get(key)
-        if cached is None:
+        if cached is None or (shown_map is None and cached[1] is None):
             features = self.model.towers.encode_image(x)
             maps = self.model.layer_maps(features, self.prompts, self.memory_bank, use_decoder=self.use_decoder)
             embeds = self.model.image_embeddings(features, self.prompts, maps)
-            _, small, _, _ = self._postprocess(maps[0], x.shape[-2:], tuple(x.shape[-2:]))
-            cached = (embeds, map_evidence(small, self.prompts.apg_names)[0].text())
+            own = None  # the map's own evidence, worked out only when no shown map replaces it
+            if shown_map is None:
+                _, small, _, _ = self._postprocess(maps[0], x.shape[-2:], tuple(x.shape[-2:]))
+                own = map_evidence(small, self.prompts.apg_names)[0].text()
+            cached = (embeds, own)
             self._remember(key, cached)
         embeds, evidence = cached
         if shown_map is not None:
             shown = np.clip(resize_map(shown_map, x.shape[-2], x.shape[-1]), 0.0, 1.0)
             evidence = map_evidence(shown, self.prompts.apg_names)[0].text()
+        assert evidence is not None
         messages = self._conversation(evidence)  # the first question, with the same evidence line
         turns = [{**t, "content": question_text(t["content"]) if t["role"] == "user" else user_text(t["content"])}
                  for t in history]  # no forged placeholder; questions written as in training

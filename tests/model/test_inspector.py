@@ -187,3 +187,20 @@ def test_chat_reuses_the_inspected_image_embeddings(inspector: Inspector, monkey
 
     monkeypatch.setattr(inspector.model.towers, "encode_image", no_second_encoding)
     assert isinstance("".join(inspector.chat(image, [], "Where?", max_new_tokens=3)), str)
+
+
+def test_chat_about_a_shown_map_reads_its_evidence_and_later_the_images_own(inspector: Inspector, monkeypatch) -> None:
+    """Asked first about a stored map (not yet in the cache), then about the same image without one: each
+    answer reads the evidence of the map it is about."""
+    image = _texture(13)
+    result = inspector.inspect(image, generate_answer=False)
+    inspector._embed_cache.clear()  # as after a restart: the image was inspected in an earlier session
+    read: list[str] = []
+    original = inspector._conversation
+    monkeypatch.setattr(inspector, "_conversation", lambda evidence: read.append(evidence) or original(evidence))
+    shown = np.zeros_like(result.anomaly_map)
+    shown[: shown.shape[0] // 4, : shown.shape[1] // 4] = 1.0  # a stored map lit at the top left only
+    "".join(inspector.chat(image, [], "Where?", max_new_tokens=3, shown_map=shown))
+    "".join(inspector.chat(image, [], "Where?", max_new_tokens=3))
+    assert "strongest response at the top left" in read[0], read[0]
+    assert read[1] == result.evidence.text()
