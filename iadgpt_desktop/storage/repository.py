@@ -291,16 +291,17 @@ def latest_inspections_of(s: Session, image_sha256s: Iterable[str], limit: int,
     that a caller reads the few full rows it shows one by one, and one damaged row spoils only itself.
     """
     wanted = sorted(set(image_sha256s))
-    latest: dict[str, tuple[datetime, int]] = {}
+    latest: list[tuple[datetime, int, str]] = []
     for start in range(0, len(wanted), chunk):
-        stmt = (select(Inspection.id, Inspection.image_sha256, Inspection.created_at)
-                .where(Inspection.image_sha256.in_(wanted[start:start + chunk])))
-        for inspection_id, sha, created_at in s.execute(stmt):
-            key = (_as_utc(created_at), inspection_id)
-            if sha not in latest or key > latest[sha]:
-                latest[sha] = key
-    newest = sorted(latest.items(), key=lambda item: item[1], reverse=True)[:max(limit, 0)]
-    return [(inspection_id, sha) for sha, (_, inspection_id) in newest]
+        # the newest row of each image, picked by the database (one row per image comes back)
+        rank = func.row_number().over(partition_by=Inspection.image_sha256,
+                                      order_by=(Inspection.created_at.desc(), Inspection.id.desc())).label("rank")
+        ranked = (select(Inspection.id, Inspection.image_sha256, Inspection.created_at, rank)
+                  .where(Inspection.image_sha256.in_(wanted[start:start + chunk])).subquery())
+        stmt = select(ranked.c.id, ranked.c.image_sha256, ranked.c.created_at).where(ranked.c.rank == 1)
+        latest += [(_as_utc(created_at), inspection_id, sha) for inspection_id, sha, created_at in s.execute(stmt)]
+    latest.sort(reverse=True)
+    return [(inspection_id, sha) for _, inspection_id, sha in latest[:max(limit, 0)]]
 
 
 # ---- conversations -------------------------------------------------------------------------------

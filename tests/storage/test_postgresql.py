@@ -135,6 +135,9 @@ def test_postgresql_history(postgres_url: str, tmp_path: Path) -> None:
             assert [r.created_at for r in rows] == [T0 + timedelta(hours=h) for h in (23, 2, 1)]
             assert repo.count_inspections(s, InspectionFilter(decision="confirmed")) == 1
             assert [m.content for m in repo.get_conversation(s, iid)] == ["why?", "because."]
+            # a reopened folder's earlier results: the newest row of each image, picked by the server
+            newest = repo.query_inspections(s, InspectionFilter(), limit=1)[0]
+            assert repo.latest_inspections_of(s, [newest.image_sha256], 10) == [(newest.id, newest.image_sha256)]
         with db.Session.begin() as s:
             assert repo.delete_inspection(s, iid)
     with Database.open(tmp_path, postgres_url) as db:  # re-running the migrations is a no-op
