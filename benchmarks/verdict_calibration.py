@@ -10,7 +10,9 @@ K = 0 inspects without a memory bank (the decoder's map). With --answers, the an
 too, and of the parts answered "Yes" it prints how many name exactly the Position row's place and
 how many contradict their own verdict ("Yes, there are no abnormalities"); the image-token scale
 (decision 0009) was chosen with these columns. With --chat N, the scripted chat questions of `iadgpt
-eval --chat-images N` are asked about held-out images too (consistency per question kind).
+eval --chat-images N` are asked about held-out images too (consistency per question kind). With
+--name, the product is called by that name instead of the dataset's (the chat must call a good part
+by it: `--name brake_disc`, one of the names stage 0's corpus never has, training/corpus.py).
 
     .venv/bin/python benchmarks/verdict_calibration.py --data ../shared/datasets/bsdata \\
         --weights shipped runs/unified-s3/weights --shots 4 16
@@ -51,6 +53,7 @@ def main() -> int:
     ap.add_argument("--chat", type=int, default=0, metavar="N",
                     help="also ask the scripted chat questions (as `iadgpt eval --chat-images N`) about the "
                          "first N defective and N // 2 good held-out images; a second table per question kind")
+    ap.add_argument("--name", help="the product's class name the inspector is given (default: the dataset's)")
     args = ap.parse_args()
     if args.level != "upper":
         factor = 1.0 if args.level == "median" else float(args.level.lstrip("x"))
@@ -67,7 +70,7 @@ def main() -> int:
         labels = np.array([int(mask.any()) for _, mask in val])
         masks = [mask for _, mask in val]
         for weights in args.weights:
-            inspector = Inspector(args.preset, class_name=data.name)
+            inspector = Inspector(args.preset, class_name=args.name or data.name)
             if weights != "shipped":
                 inspector.load_weights(weights)
             for k in args.shots:
