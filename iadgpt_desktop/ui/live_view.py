@@ -186,6 +186,7 @@ class LiveView(QWidget):
 
         self.strip = RecentStrip()
         self.strip.picked.connect(self._picked)
+        self.strip.failure_picked.connect(self._strip_failure_picked)
         self.previous_button = QPushButton("◀")
         self.previous_button.clicked.connect(self.show_previous)
         self.next_button = QPushButton("▶")
@@ -369,6 +370,7 @@ class LiveView(QWidget):
             self._failures.pop(0)
             self.failure_list.takeItem(0)
         self.failure_list.scrollToBottom()
+        self.strip.add_failure(failure)
         if self._failed_count == 1:
             self.failures_button.setChecked(True)  # the first one opens the list: the reasons stay in view
         self._show_failures()
@@ -412,7 +414,9 @@ class LiveView(QWidget):
         self._show_failures()
 
     def _failure_picked(self, item: QListWidgetItem) -> None:
-        failure = self._failures[self.failure_list.row(item)]
+        self._strip_failure_picked(self._failures[self.failure_list.row(item)])
+
+    def _strip_failure_picked(self, failure: InspectionFailure) -> None:
         self.set_following(failure is self._newest_failure)
         self.show_failure(failure)
 
@@ -431,7 +435,7 @@ class LiveView(QWidget):
             label.setToolTip("")
         self.confirm_button.setText("Confirm")  # no verdict to confirm or override
         self.override_button.setText("Override")
-        self.strip.mark(None)
+        self.strip.mark(failure)
         row = next((i for i, f in enumerate(self._failures) if f is failure), -1)
         self.failure_list.blockSignals(True)
         self.failure_list.setCurrentRow(row)

@@ -80,6 +80,29 @@ def test_a_failure_after_a_part_takes_its_place_on_screen(station, qtbot, tmp_pa
     assert live.failure is failure and live.banner.text() == "NOT INSPECTED"
 
 
+def test_the_strip_marks_a_failed_image_in_its_place_and_a_click_shows_it(station, qtbot, tmp_path) -> None:
+    """The filmstrip of recent parts skipped the images that failed, so a gap in the line went unseen."""
+    w = station
+    live = w.live
+    first = _good_sample(tmp_path / "in", "a_good.png")
+    broken = tmp_path / "in" / "b_text.png"
+    broken.write_text("this is not a picture")
+    last = _good_sample(tmp_path / "in", "c_good.png")
+    for path in (first, broken, last):
+        with qtbot.waitSignal(w.batch_done, timeout=120000):
+            w.open_paths([path])
+    strip = live.strip
+    texts = [strip.item(i).text() for i in range(strip.count())]
+    assert len(texts) == 3 and texts[1].startswith("⚠") and not texts[0].startswith("⚠")
+    assert "b_text.png" in strip.item(1).toolTip() and "not inspected" in strip.item(1).toolTip()
+    assert [o.file_name for o in strip.outcomes()] == ["a_good.png", "c_good.png"]
+    live.show_previous()  # previous/next step over the failure, from result to result
+    assert live.outcome is not None and live.outcome.file_name == "a_good.png"
+    strip.itemClicked.emit(strip.item(1))
+    assert live.failure is strip.failures()[0] and live.banner.text() == "NOT INSPECTED"
+    assert strip.currentRow() == 1
+
+
 def _ready(view: LiveView) -> None:
     view.set_model_status(ModelStatus(ModelState.READY, "tiny-test ready"))
 
