@@ -61,8 +61,8 @@ class Evidence:
     def text(self) -> str:
         regions = "1 region" if self.count == 1 else f"{self.count} regions"
         shape = SHAPE_WORDS[self.shape] if self.shape else "unclear"
-        return (f"Map evidence: strongest response at the {self.position}; {regions}; {self.size} "
-                f"({100 * self.area_fraction:.1f} % of the image); shape: {shape}; likely type: {self.type_phrase}.")
+        return (f"Map evidence: strongest response at the {self.position}; {regions}; size: {self.size}, "
+                f"{100 * self.area_fraction:.1f} % of the image; shape: {shape}; likely type: {self.type_phrase}.")
 
 
 def size_word(area_fraction: float) -> str:

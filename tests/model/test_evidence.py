@@ -116,7 +116,7 @@ def test_corpus_answers_come_from_the_evidence_line_and_do_not_leak_the_verdict(
         talk = sample_conversation(rng, "magnetic_tile", bank, templates, "sys")
         first = talk.messages[1]["content"]
         position = first.split("strongest response at the ")[1].split(";")[0]
-        areas[talk.anomalous].append(float(first.split("(")[1].split(" %")[0]))
+        areas[talk.anomalous].append(float(first.split("size: ")[1].split(", ")[1].split(" %")[0]))
         if talk.anomalous and len(talk.messages) == 2:
             assert position_agrees(talk.answer, Evidence(position, 1, 0.0, None, ()))
         if not talk.anomalous:
@@ -128,8 +128,8 @@ def test_corpus_answers_come_from_the_evidence_line_and_do_not_leak_the_verdict(
 @pytest.mark.parametrize("kind", list(QUESTIONS))
 def test_every_question_kind_has_a_grounded_answer_for_both_verdicts(kind):
     rng = np.random.default_rng(1)
-    assert consistent(kind, answer(kind, True, EV, "tile", rng), True, EV)
-    assert consistent(kind, answer(kind, False, EV, "tile", rng), False, EV)
+    assert consistent(kind, answer(kind, True, EV, rng), True, EV)
+    assert consistent(kind, answer(kind, False, EV, rng), False, EV)
 
 
 def test_scripted_chat_counts_each_question_kind_apart():
@@ -143,7 +143,7 @@ def test_scripted_chat_counts_each_question_kind_apart():
             if image == "denied.png":
                 yield "No, there are no abnormalities in the image."
             else:
-                yield answer(kinds[question], True, EV, "tile", rng)
+                yield answer(kinds[question], True, EV, rng)
 
     result = SimpleNamespace(class_name="tile", answer="Yes, there is a defect.", verdict="defective", evidence=EV)
     hits = scripted_chat(Chatty(), [("grounded.png", result), ("denied.png", result)])

@@ -55,9 +55,10 @@ def test_corpus_is_deterministic_and_consistent() -> None:
     assert talk.anomalous and cells_tensor([talk.cells]).sum() == len(talk.cells)
 
 
-def test_stage0_speaks_of_many_products_so_the_name_is_copied_from_the_prompt() -> None:
-    """An LLM that saw one product name says "the ball screw drive looks normal" of any part: the corpus
-    names the trained classes, every shipped bank's class and generic parts, never the held-out names."""
+def test_stage0_speaks_of_many_products_and_calls_a_good_one_the_part() -> None:
+    """An LLM that saw one product name said "the ball screw drive looks normal" of any part: the corpus's
+    prompts name the trained classes, every shipped bank's class and generic parts (never the held-out
+    names), and its answers call a good part "the part", never by a product's name."""
     from iadgpt.data import load_answer_templates
     from iadgpt.prompt_bank import available_banks
     from iadgpt.training.corpus import HELD_OUT_NAMES, corpus_banks
@@ -69,10 +70,8 @@ def test_stage0_speaks_of_many_products_so_the_name_is_copied_from_the_prompt() 
     talks = conversation_batch(0, 0, 256, banks, load_answer_templates(), "sys")
     named = {t.messages[1]["content"].split("photo of a ")[1].split(" for industrial")[0] for t in talks}
     assert len(named) > 60
-    for t in talks:  # a good part's follow-up answers call it by the name in its prompt
-        words = t.messages[1]["content"].split("photo of a ")[1].split(" for industrial")[0]
-        if not t.anomalous and "looks normal" in t.answer:
-            assert f"the {words} looks normal" in t.answer.lower(), (words, t.answer)
+    normal = [t.answer for t in talks if "looks normal" in t.answer]
+    assert normal and all("the part looks normal" in a.lower() for a in normal), normal
 
 
 def test_slot_cells_say_how_many_cells_are_lit_but_not_where() -> None:

@@ -26,21 +26,25 @@ from iadgpt.evidence import SHAPE_WORDS, Evidence, bank_types
 from iadgpt.llm import inspection_messages
 from iadgpt.position import POSITIONS, positions_phrase
 from iadgpt.prompt_bank import PromptBank, available_banks, load_bank
-from iadgpt.prompts import class_words
 
 WHERE_QUESTIONS = ("Where is the defect?", "Where is the anomaly?", "Where is it?",
                    "Where exactly is the defect located?")
 WHERE_ANSWERS = ("The defect is at the {position} of the image.", "It is at the {position} of the image.",
                  "The anomaly is located at the {position} of the image.")
 KIND_QUESTIONS = ("What kind of defect is it?", "What type of anomaly is it?", "What kind of defect is this?")
-KIND_ANSWERS = ("It looks like {kinds}.", "This is most likely {kinds}.", "The defect looks like {kinds}.")
-NO_DEFECT_WHERE = "There is no defect in the image; the {words} looks normal."
-NO_DEFECT_KIND = "There is no defect to name; the {words} looks normal."
+# Size and type answers repeat the evidence line's own words before the value ("size: ", "likely type: "),
+# as "at the" comes before the place in both: the small LLM copies what follows matching words
+# (decision 0009, "Copying from the evidence line").
+KIND_ANSWERS = ("The likely type: {kinds}.",)
+# A good part is "the part": the LLM never names the product (it said "the ball screw drive looks
+# normal" of a magnetic tile, the one name it had been trained on).
+NO_DEFECT_WHERE = "There is no defect in the image; the part looks normal."
+NO_DEFECT_KIND = "There is no defect to name; the part looks normal."
 
-# Product names the corpus speaks of besides the trained classes and the shipped prompt banks: a
-# station inspects whatever the user calls a product, so the LLM must copy the name from the prompt
-# ("the {words} looks normal") rather than remember the one it was trained on. Parts, and the same
-# with a material in front; a few names are kept out of every list to check the copying on.
+# Product names the corpus's prompts speak of besides the trained classes and the shipped prompt
+# banks, so that the answers do not depend on the one name trained on, and types are copied from
+# many banks' names. Parts, and the same with a material in front; a few names are kept out of every
+# list to check on.
 PARTS = ("bolt", "nut", "washer", "gear", "bearing", "spring", "valve", "bracket", "hinge", "shaft", "pulley",
          "piston", "housing", "cover", "cap", "lid", "flange", "gasket", "seal", "bushing", "clip", "rivet",
          "connector", "socket", "plug", "terminal", "circuit board", "chip", "wafer", "lens", "mirror", "panel",
@@ -89,20 +93,20 @@ QUESTIONS: dict[str, tuple[str, ...]] = {
 QUESTION_KINDS = tuple(QUESTIONS)
 
 
-def answer(kind: str, anomalous: bool, evidence: Evidence, words: str, rng: np.random.Generator) -> str:
+def answer(kind: str, anomalous: bool, evidence: Evidence, rng: np.random.Generator) -> str:
     """The answer to a question of `kind` about a part, from the verdict and the evidence line."""
     e = evidence
     pct = f"{100 * e.area_fraction:.1f} %"
     shape = SHAPE_WORDS[e.shape] if e.shape else "defect"
     if not anomalous:
         return {
-            "where": NO_DEFECT_WHERE.format(words=words),
-            "type": NO_DEFECT_KIND.format(words=words),
-            "size": f"There is no defect to measure; the {words} looks normal.",
-            "count": f"There are no defects; the {words} looks normal.",
+            "where": NO_DEFECT_WHERE,
+            "type": NO_DEFECT_KIND,
+            "size": "There is no defect to measure; the part looks normal.",
+            "count": "There are no defects; the part looks normal.",
             "ship": "Yes, no anomaly was found; it can be shipped.",
-            "action": f"No action is needed; the {words} looks normal.",
-            "describe": f"The {words} looks normal; no anomaly stands out.",
+            "action": "No action is needed; the part looks normal.",
+            "describe": "The part looks normal; no anomaly stands out.",
             "compare": "It looks like the good references; nothing differs.",
         }[kind]
     if kind == "where":
@@ -113,11 +117,11 @@ def answer(kind: str, anomalous: bool, evidence: Evidence, words: str, rng: np.r
         return f"The type is unclear from the image; it is a {shape} at the {e.position}."
     count = "one defect region" if e.count == 1 else f"{e.count} defect regions"
     return {
-        "size": f"It is {e.size}: about {pct} of the image.",
+        "size": f"Its size: {e.size}, {pct} of the image.",
         "count": f"There is {count}." if e.count == 1 else f"There are {count}.",
         "ship": f"No, it should not be shipped: there is a defect at the {e.position}. Set it aside for review.",
         "action": f"Reject the part or send it for review: a {e.size} defect is at the {e.position}.",
-        "describe": f"A {e.size} {shape} at the {e.position}, about {pct} of the image; likely type: "
+        "describe": f"A {shape} at the {e.position}; size: {e.size}, {pct} of the image; likely type: "
                     f"{e.type_phrase}.",
         "compare": f"Compared with the good references, it differs at the {e.position}.",
     }[kind]
@@ -150,22 +154,21 @@ def sample_conversation(rng: np.random.Generator, class_name: str, bank: PromptB
     messages = inspection_messages(system_prompt, class_name, evidence.text())
     if rng.random() < 0.5:
         return Conversation(messages, first, anomalous, cells if anomalous else ())
-    turns, reply = follow_ups(rng, first, anomalous, evidence, class_name)
+    turns, reply = follow_ups(rng, first, anomalous, evidence)
     return Conversation(messages + turns, reply, anomalous, cells if anomalous else ())
 
 
-def follow_ups(rng: np.random.Generator, first: str, anomalous: bool, evidence: Evidence, class_name: str,
+def follow_ups(rng: np.random.Generator, first: str, anomalous: bool, evidence: Evidence,
                ) -> tuple[list[dict[str, str]], str]:
     """After the inspection prompt: the first answer and one to three follow-up questions of any kind,
     the earlier ones answered, each answer from the verdict and the evidence line. Returns the turns up
     to the last question and that question's answer (the one labelled)."""
-    words = class_words(class_name)
     turns = [{"role": "assistant", "content": first}]
     count = int(rng.integers(1, 4))
     for t in range(count):
         kind = QUESTION_KINDS[int(rng.integers(len(QUESTION_KINDS)))]
         question = QUESTIONS[kind][int(rng.integers(len(QUESTIONS[kind])))]
-        reply = answer(kind, anomalous, evidence, words, rng)
+        reply = answer(kind, anomalous, evidence, rng)
         turns.append({"role": "user", "content": question})
         if t == count - 1:
             return turns, reply

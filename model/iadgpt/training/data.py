@@ -98,7 +98,7 @@ class SyntheticAnomalyDataset(Dataset):
             answer = self.templates.normal
         turns: list[dict[str, str]] = []  # after the first question: its answer, follow-ups (none: first answer)
         if self.follow_up_ratio > 0 and rng.random() < self.follow_up_ratio:
-            turns, answer = follow_ups(rng, answer, bool(mask.any()), evidence, sample.class_name)
+            turns, answer = follow_ups(rng, answer, bool(mask.any()), evidence)
         return {"image": self.normalise(image), "mask": torch.from_numpy(mask.astype(np.float32)),
                 "answer": answer, "evidence": evidence.text(), "turns": turns, "class_name": sample.class_name,
                 "index": index}
