@@ -131,7 +131,7 @@ def test_training_batch_labels_only_the_answer(trainer) -> None:
         assert (ids[b] == llm.image_token_id).sum() == 1
     assert IMAGE_TOKEN in messages[1][1]["content"] and "metal nut" in messages[1][1]["content"]
     inspector = Inspector(trainer.preset)
-    evidence = "Map evidence: strongest response at the top; 1 region; small (1.0 % of the image)."
+    evidence = "Map evidence: strongest response at the top; 1 region; size: small, 1.0 % of the image."
     assert inspection_messages(inspector.preset.llm.system_prompt, inspector.class_name, evidence) == \
         inspector._conversation(evidence), "training asks exactly what inspection asks"
 

@@ -203,7 +203,7 @@ def test_stage0_llm_learns_to_answer_from_the_image_slots(data_root, tmp_path) -
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    evidence = "Map evidence: strongest response at the center; 1 region; small (1.0 % of the image)."
+    evidence = "Map evidence: strongest response at the center; 1 region; size: small, 1.0 % of the image."
     messages = inspection_messages(trainer.preset.llm.system_prompt, next(iter(trainer.banks)), evidence)
     answers, p_yes = [], []
     with torch.no_grad():
