@@ -185,8 +185,8 @@ def test_follow_up_items_ask_questions_answered_from_their_own_evidence(trainer)
         line = item["evidence"]
         position = line.split("strongest response at the ")[1].split(";")[0]
         assert positions_in(position), line
-        size = line.split("; ")[2].split(" (")[0]
-        area = float(line.split("(")[1].split(" %")[0]) / 100
+        size = line.split("size: ")[1].split(",")[0]
+        area = float(line.split("size: ")[1].split(", ")[1].split(" %")[0]) / 100
         evidence = Evidence(position, int(line.split("; ")[1].split()[0]), area, None, ())
         assert evidence.size == size
         kind = kind_of[turns[-1]["content"]]
