@@ -47,10 +47,6 @@ def local_time(t: datetime) -> str:
     return t.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def describe_row_decision(row: InspectionRow) -> str:
-    return describe_decision(row.operator_decision)
-
-
 class InspectionTableModel(QAbstractTableModel):
     """All inspections a filter selects, read a page at a time on demand; rowCount is the full count."""
 
@@ -173,7 +169,7 @@ class InspectionTableModel(QAbstractTableModel):
         if name == "Defect types":
             return describe_defect_types(row.defect_types, TYPES_IN_CELL) or "—"
         if name == "Decision":
-            return describe_row_decision(row)
+            return describe_decision(row.operator_decision)
         if name == "Latency (ms)":
             return f"{row.latency_ms:.0f}"
         return str(row.id)

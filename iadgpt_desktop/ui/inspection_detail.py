@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
 )
 
 from iadgpt_desktop.storage.records import InspectionRow, MessageRow
-from iadgpt_desktop.storage.wording import describe_defect_types
-from iadgpt_desktop.ui.history_model import describe_row_decision, local_time
+from iadgpt_desktop.storage.wording import describe_decision, describe_defect_types
+from iadgpt_desktop.ui.history_model import local_time
 from iadgpt_desktop.ui.image_view import ImageView
 from iadgpt_desktop.ui.overlay import render, to_qimage
 from iadgpt_desktop.workers.stored import describe_stored_reference
@@ -93,7 +93,7 @@ class InspectionDetail(QWidget):
         self.banner.setText(f"#{row.id}  {row.verdict.upper()}  score {row.score:.3f}")
         self.banner.setStyleSheet(f"background:{colour};color:white;font-size:15px;font-weight:bold;"
                                   "border-radius:4px;")
-        decided = describe_row_decision(row)
+        decided = describe_decision(row.operator_decision)
         if row.operator_decision:
             by = f" by {row.operator}" if row.operator else ""
             at = f" at {local_time(row.decided_at)}" if row.decided_at else ""

@@ -23,6 +23,7 @@ VERDICT_COLOURS = {Verdict.DEFECTIVE: QColor("#c62828"), Verdict.GOOD: QColor("#
 FAILED_COLOUR = QColor("#b71c1c")
 GONE_COLOUR = QColor("#9e9e9e")  # a result from History whose stored image is gone
 FAILED_MARK = "⚠"
+FAILED_SHAPE = (2, 3)  # (H, W) of a failure's mark: a blank of the thumbnails' usual 2:3
 
 
 def outcome_label(outcome: InspectionOutcome) -> str:
@@ -75,7 +76,7 @@ class RecentStrip(QListWidget):
     def add_failure(self, failure: InspectionFailure) -> None:
         """An image that could not be inspected, in its place in the sequence."""
         self._entries.append(failure)
-        item = QListWidgetItem(QIcon(_thumbnail(None, (2, 3), FAILED_COLOUR)), f"{FAILED_MARK} failed")
+        item = QListWidgetItem(QIcon(_thumbnail(None, FAILED_SHAPE, FAILED_COLOUR)), f"{FAILED_MARK} failed")
         item.setToolTip(f"{failure.name}: not inspected\n{failure.message}")
         item.setForeground(QBrush(FAILED_COLOUR))
         item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)

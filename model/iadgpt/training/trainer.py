@@ -166,7 +166,7 @@ class Trainer:
             samples += extra
         banks = {name: load_bank(name) for name in sorted({s.class_name for s in samples})}
         self.banks = banks
-        # stage 0 speaks of many products, so that the LLM copies the product's name from the prompt
+        # stage 0's prompts name many products, so its answers do not hang on the one trained on
         self.corpus_banks = corpus_banks(list(banks)) if self.pretext is not None else banks
         self.templates = load_answer_templates()
         self.prompts: dict[str, TextPrompts] = {
