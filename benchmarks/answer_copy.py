@@ -43,9 +43,7 @@ def main() -> int:
     ap.add_argument("--follow-ups", action="store_true", help="also ask size, type, describe, and where of a good part")
     args = ap.parse_args()
     torch.manual_seed(0)
-    inspector = Inspector(args.preset)
-    if args.weights != "shipped":
-        inspector.load_weights(args.weights)
+    inspector = Inspector(args.preset, weights=None if args.weights == "shipped" else args.weights)
     llm, heads_cfg = inspector.llm, inspector.preset.heads
     slots = PretextHeads(inspector.model.towers.embed_dim, llm.hidden_size, heads_cfg.fusion_grid,
                          heads_cfg.base_prompts)

@@ -70,9 +70,8 @@ def main() -> int:
         labels = np.array([int(mask.any()) for _, mask in val])
         masks = [mask for _, mask in val]
         for weights in args.weights:
-            inspector = Inspector(args.preset, class_name=args.name or data.name)
-            if weights != "shipped":
-                inspector.load_weights(weights)
+            inspector = Inspector(args.preset, class_name=args.name or data.name,
+                                  weights=None if weights == "shipped" else weights)
             for k in args.shots:
                 if k:
                     inspector.build_memory_bank([refs[i] for i in order[:k]])
