@@ -130,6 +130,28 @@ def test_training_batch_labels_only_the_answer(trainer) -> None:
         assert (labels[b] != IGNORE_INDEX).sum() == n - len(prompt)
         assert (ids[b] == llm.image_token_id).sum() == 1
     assert IMAGE_TOKEN in messages[1][1]["content"] and "metal nut" in messages[1][1]["content"]
+
+
+def test_turns_labels_every_earlier_answer_and_no_question(trainer) -> None:
+    """`--lm-loss turns`: the size an earlier answer gave is trained too, never the user's words."""
+    llm = trainer.llm
+    tok = llm.tokenizer
+    earlier = "A thin line at the top left; size: small, 1.0 % of the image; likely type: crack."
+    messages = inspection_messages("You inspect.", "carpet") + [
+        {"role": "assistant", "content": "Yes, there is a defect at the top left of the image."},
+        {"role": "user", "content": "Describe the defect."},
+        {"role": "assistant", "content": earlier},
+        {"role": "user", "content": "How big is it?"}]
+    last = "It is at the top left; size: small, 1.0 % of the image."
+    _, _, plain = build_training_batch(llm, [messages], [last])
+    ids, mask, labels = build_training_batch(llm, [messages], [last], history=True)
+    assert (labels != IGNORE_INDEX).sum() > (plain != IGNORE_INDEX).sum()
+    labelled = tok.decode(ids[0][labels[0] != IGNORE_INDEX])
+    assert "size: small, 1.0 % of the image; likely type: crack." in labelled, labelled
+    assert "there is a defect at the top left" in labelled and labelled.endswith(last + tok.eos_token)
+    assert "Describe" not in labelled and "How big" not in labelled and "inspect" not in labelled, labelled
+    first_words = [tok.decode(ids[0][i]) for i in range(ids.shape[1]) if labels[0, i] != IGNORE_INDEX][:1]
+    assert first_words != [" Yes"], "an earlier turn's first token (after 'Assistant: ') is not trained"
     inspector = Inspector(trainer.preset)
     evidence = "Map evidence: strongest response at the top; 1 region; size: small, 1.0 % of the image."
     assert inspection_messages(inspector.preset.llm.system_prompt, inspector.class_name, evidence) == \

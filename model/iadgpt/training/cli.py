@@ -45,8 +45,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="epochs of single stages instead, e.g. 2=23 3=24 (one command for every stage)")
     p.add_argument("--stage0-lr", type=float, default=1e-3, help="learning rate of stage 0 (default: 1e-3)")
     p.add_argument("--text-batch-size", type=int, default=16, help="conversations per stage-0 step")
-    p.add_argument("--lm-loss", choices=["answers", "all"], default="answers",
-                   help="stage-0 LM loss on the answer tokens (default) or on every text token")
+    p.add_argument("--lm-loss", choices=["answers", "turns", "all"], default="answers",
+                   help="stage-0 LM loss on the last answer's tokens (default), on every answer of the "
+                        "conversation (turns), or on every text token")
     p.add_argument("--init", dest="init_weights", type=Path,
                    help="start from this weights folder (e.g. towers and LLM of an earlier stage-0 run)")
     p.add_argument("--batch-size", type=int, default=8)

@@ -28,7 +28,9 @@ class TrainConfig:
     epochs_by_stage: dict[int, int] | None = None  # e.g. {2: 23}: these stages' epochs instead (--stage-epochs)
     stage0_lr: float = 1e-3  # towers and LLM from scratch need a larger rate than the heads
     text_batch_size: int = 16  # conversations per stage-0 step
-    lm_loss: str = "answers"  # stage-0 LM loss on the last answer ("answers") or on every text token ("all")
+    # stage-0 LM loss on the last answer ("answers"), on every answer of the conversation ("turns"), or on
+    # every text token ("all")
+    lm_loss: str = "answers"
     init_weights: Path | None = None  # start from a weights folder (e.g. a stage-0 run's towers and LLM)
     weight_decay: float = 0.01
     batch_size: int = 8
@@ -85,8 +87,8 @@ class TrainConfig:
         self.stages  # noqa: B018 - validates
         if self.synthesis not in METHODS:
             raise ConfigError(f"synthesis '{self.synthesis}' is not one of {', '.join(METHODS)}")
-        if self.lm_loss not in ("answers", "all"):
-            raise ConfigError(f"lm_loss '{self.lm_loss}' is not 'answers' or 'all'")
+        if self.lm_loss not in ("answers", "turns", "all"):
+            raise ConfigError(f"lm_loss '{self.lm_loss}' is not 'answers', 'turns' or 'all'")
         lo, hi = self.patch_frac
         if not 0.0 < lo <= hi < 1.0:
             raise ConfigError(f"patch_frac {lo} {hi}: need 0 < min <= max < 1 (fractions of the image side)")

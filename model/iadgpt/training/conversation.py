@@ -10,13 +10,18 @@ from iadgpt.llm import IGNORE_INDEX, LanguageModel
 
 
 def build_training_batch(llm: LanguageModel, messages_per_sample: Sequence[Sequence[dict[str, str]]],
-                         answers: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         answers: Sequence[str], *, history: bool = False,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Token ids (B, T), attention mask (B, T) and labels (B, T) of prompt + answer + end of sequence.
 
     The prompt is `llm.prompt_ids(messages, add_generation_prompt=True)`; the answer follows it
     directly (inference generates from the same prompt, so its first token is "Yes"/"No"), then the
     tokenizer's eos token. Prompt and answer are tokenized separately, so the label boundary is exact.
     Labels are IGNORE_INDEX on the prompt and on the right padding (pad id, attention mask 0).
+
+    With `history`, the earlier assistant turns inside the prompt are labelled too (`history_spans`),
+    except each turn's first token: in the transcript it follows "Assistant: " with a space (" Yes"),
+    while inference writes the first word right after the colon ("Yes"), as the last answer is trained.
     """
     assert len(messages_per_sample) == len(answers), "one answer per conversation"
     tok = llm.tokenizer
@@ -37,4 +42,29 @@ def build_training_batch(llm: LanguageModel, messages_per_sample: Sequence[Seque
         input_ids[b, :n] = torch.tensor(prompt + reply)
         attention_mask[b, :n] = 1
         labels[b, n_p:n] = torch.tensor(reply)
+        if history:
+            for start, stop in history_spans(llm, messages_per_sample[b], prompt):
+                labels[b, start:stop] = input_ids[b, start:stop]
     return input_ids, attention_mask, labels
+
+
+def history_spans(llm: LanguageModel, messages: Sequence[dict[str, str]], prompt: Sequence[int],
+                  ) -> list[tuple[int, int]]:
+    """[start, stop) token spans of `prompt` (the whole conversation's ids) holding the earlier assistant
+    turns, each from its second token through its end-of-turn token. A turn whose tokens are not where
+    the transcripts of the conversation's prefixes put them (the tokenizer merged across a turn's edge)
+    is left out, so a span never covers anything but an answer."""
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = llm.prompt_ids(messages[:i], add_generation_prompt=True)  # ends with "Assistant:"
+        after = llm.prompt_ids(messages[:i + 1], add_generation_prompt=False)  # ends after the turn
+        if list(prompt[:len(after)]) != list(after) or list(after[:len(before)]) != list(before):
+            continue
+        stop = len(after)
+        while stop > len(before) and not llm.tokenizer.decode(after[stop - 1:stop]).strip():
+            stop -= 1  # the newline after the end-of-turn token is the transcript's, not the answer's
+        if stop - len(before) > 1:
+            spans.append((len(before) + 1, stop))
+    return spans

@@ -282,9 +282,10 @@ class Trainer:
         module = module or self.pretext_step
         talks = conversation_batch(self.cfg.seed, step, self.cfg.text_batch_size, self.corpus_banks, self.templates,
                                    self.preset.llm.system_prompt)
-        ids, mask, labels = build_training_batch(self.llm, [t.messages for t in talks], [t.answer for t in talks])
+        ids, mask, labels = build_training_batch(self.llm, [t.messages for t in talks], [t.answer for t in talks],
+                                                 history=self.cfg.lm_loss == "turns")
         device = self.accelerator.device
-        answer_labels = labels.to(device) if self.cfg.lm_loss == "answers" else None
+        answer_labels = labels.to(device) if self.cfg.lm_loss != "all" else None
         anomalous = torch.tensor([t.anomalous for t in talks], device=device)
         cells = cells_tensor([t.slot_cells for t in talks]).to(device)
         if batch is None:  # a pretrained image tower: the LM alone
