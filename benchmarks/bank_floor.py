@@ -28,6 +28,7 @@ from iadgpt.config import TF_MEAN, TF_STD, ImageInput
 from iadgpt.data.datasets import load_sample, mvtec_samples
 from iadgpt.efficientnet import build_efficientnet
 from iadgpt.evaluation import choose_references
+from iadgpt.imageio import resize_map
 from iadgpt.inspector import Inspector
 from iadgpt.metrics import auroc, pixel_auroc
 from iadgpt.preprocess import preprocess
@@ -37,7 +38,7 @@ NEW_PRODUCT = "new_product"  # not a trained product: the inspector serves it by
 
 
 def _square(amap: np.ndarray) -> np.ndarray:
-    return cv2.resize(amap.astype(np.float32), (MAP_SIZE, MAP_SIZE), interpolation=cv2.INTER_LINEAR)
+    return resize_map(amap, MAP_SIZE, MAP_SIZE)  # as `iadgpt eval` resizes maps for the pixel metrics
 
 
 def floor_maps(tower, refs: list[np.ndarray], tests: list[np.ndarray], side: int,
