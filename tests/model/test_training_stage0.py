@@ -74,6 +74,34 @@ def test_stage0_speaks_of_many_products_and_calls_a_good_one_the_part() -> None:
     assert normal and all("the part looks normal" in a.lower() for a in normal), normal
 
 
+
+def test_size_answers_repeat_the_evidence_lines_span_from_the_place_to_the_size() -> None:
+    """After "size: " alone the small LLM said "tiny, 0.2 %" of every defect; it copies a span it has
+    started after "at the". So every corpus answer that gives the size repeats the evidence line from
+    "at the" through the size word for word, and is consistent with that evidence."""
+    from iadgpt.data import load_answer_templates
+    from iadgpt.evidence import Evidence
+    from iadgpt.grounding import consistent
+    from iadgpt.training.corpus import answer
+
+    rng = np.random.default_rng(0)
+    evidences = [Evidence("top left and center", 2, 0.031, "line", ("crack",)),
+                 Evidence("bottom", 1, 0.0004, None, ()), Evidence("right", 3, 0.15, "patch", ("stain",))]
+    for evidence in evidences:
+        line = evidence.text()
+        span = line[line.index("at the "):line.index(" of the image") + len(" of the image")]
+        assert span == f"at the {evidence.position}; size: {evidence.size_phrase}"
+        for kind in ("size", "describe"):
+            reply = answer(kind, True, evidence, rng)
+            assert span in reply and consistent(kind, reply, True, evidence), (kind, reply)
+        count = answer("count", True, evidence, rng)
+        assert f"regions: {evidence.count}" in line and consistent("count", count, True, evidence), count
+    talks = conversation_batch(1, 0, 256, {"carpet": load_bank("carpet")}, load_answer_templates(), "sys")
+    sized = [t for t in talks if t.anomalous and " size: " in t.answer]
+    assert sized, "the corpus asks about sizes"
+    for talk in sized:
+        line = talk.messages[1]["content"]
+        assert talk.answer[talk.answer.index("at the "):].rstrip(".").split("; likely type")[0] in line
 def test_slot_cells_say_how_many_cells_are_lit_but_not_where() -> None:
     """The place an answer names must be copied from the evidence line: the slots light as many cells
     as the defect covers, at random places, drawn without changing the text of the corpus."""

@@ -32,9 +32,11 @@ WHERE_QUESTIONS = ("Where is the defect?", "Where is the anomaly?", "Where is it
 WHERE_ANSWERS = ("The defect is at the {position} of the image.", "It is at the {position} of the image.",
                  "The anomaly is located at the {position} of the image.")
 KIND_QUESTIONS = ("What kind of defect is it?", "What type of anomaly is it?", "What kind of defect is this?")
-# Size and type answers repeat the evidence line's own words before the value ("size: ", "likely type: "),
-# as "at the" comes before the place in both: the small LLM copies what follows matching words
-# (decision 0009, "Copying from the evidence line").
+# Answers repeat the evidence line's own words before each value ("at the ", "size: ", "likely type: ",
+# "regions: "): the small LLM copies what follows matching words. The size comes right after the
+# place, as in the evidence line, so that it is copied as the rest of a span ("at the top left; size:
+# small, 1.0 % of the image"): after "size: " alone the LLM said "tiny, 0.2 %" whatever the line said
+# (decision 0009, "Copying from the evidence line" and "Sizes and counts").
 KIND_ANSWERS = ("The likely type: {kinds}.",)
 # A good part is "the part": the LLM never names the product (it said "the ball screw drive looks
 # normal" of a magnetic tile, the one name it had been trained on).
@@ -96,7 +98,6 @@ QUESTION_KINDS = tuple(QUESTIONS)
 def answer(kind: str, anomalous: bool, evidence: Evidence, rng: np.random.Generator) -> str:
     """The answer to a question of `kind` about a part, from the verdict and the evidence line."""
     e = evidence
-    pct = f"{100 * e.area_fraction:.1f} %"
     shape = SHAPE_WORDS[e.shape] if e.shape else "defect"
     if not anomalous:
         return {
@@ -115,14 +116,12 @@ def answer(kind: str, anomalous: bool, evidence: Evidence, rng: np.random.Genera
         if e.types:
             return KIND_ANSWERS[int(rng.integers(len(KIND_ANSWERS)))].format(kinds=e.type_phrase)
         return f"The type is unclear from the image; it is a {shape} at the {e.position}."
-    count = "one defect region" if e.count == 1 else f"{e.count} defect regions"
     return {
-        "size": f"Its size: {e.size}, {pct} of the image.",
-        "count": f"There is {count}." if e.count == 1 else f"There are {count}.",
+        "size": f"It is at the {e.position}; size: {e.size_phrase}.",
+        "count": f"Defect regions: {e.count}.",
         "ship": f"No, it should not be shipped: there is a defect at the {e.position}. Set it aside for review.",
         "action": f"Reject the part or send it for review: a {e.size} defect is at the {e.position}.",
-        "describe": f"A {shape} at the {e.position}; size: {e.size}, {pct} of the image; likely type: "
-                    f"{e.type_phrase}.",
+        "describe": f"A {shape} at the {e.position}; size: {e.size_phrase}; likely type: {e.type_phrase}.",
         "compare": f"Compared with the good references, it differs at the {e.position}.",
     }[kind]
 
