@@ -102,6 +102,31 @@ def test_size_answers_repeat_the_evidence_lines_span_from_the_place_to_the_size(
     for talk in sized:
         line = talk.messages[1]["content"]
         assert talk.answer[talk.answer.index("at the "):].rstrip(".").split("; likely type")[0] in line
+def test_flipped_slots_leave_the_text_and_say_the_other_state_of_follow_ups_only() -> None:
+    """With --flip-slots the image slots of some conversations with follow-ups say the other state than
+    the verdict, so the LLM must answer a follow-up from the verdict in the history: a good part whose
+    image tokens look like a defect's stays good after its "No". The text of every conversation is
+    the one drawn without flipping, and a first answer alone always has slots that agree with it."""
+    from iadgpt.data import load_answer_templates
+
+    banks, templates = {"carpet": load_bank("carpet")}, load_answer_templates()
+    plain = conversation_batch(2, 5, 128, banks, templates, "sys")
+    flipped = conversation_batch(2, 5, 128, banks, templates, "sys", flip_slots=1.0)
+    assert [(t.messages, t.answer, t.anomalous) for t in plain] == [(t.messages, t.answer, t.anomalous)
+                                                                    for t in flipped]
+    assert all(t.slot_state == t.anomalous for t in plain)
+    for talk in flipped:
+        if len(talk.messages) > 2:
+            assert talk.slot_state != talk.anomalous and not talk.slot_cells
+            verdict = talk.messages[2]["content"]
+            assert verdict.startswith("Yes" if talk.anomalous else "No"), verdict
+        else:
+            assert talk.slot_state == talk.anomalous
+    half = conversation_batch(2, 5, 128, banks, templates, "sys", flip_slots=0.5)
+    follow = [t for t in half if len(t.messages) > 2]
+    assert 0.3 < np.mean([t.slot_state != t.anomalous for t in follow]) < 0.7
+
+
 def test_slot_cells_say_how_many_cells_are_lit_but_not_where() -> None:
     """The place an answer names must be copied from the evidence line: the slots light as many cells
     as the defect covers, at random places, drawn without changing the text of the corpus."""
