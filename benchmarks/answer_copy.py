@@ -5,9 +5,13 @@ shapes) are put to the LLM with its stage-0 pretext slots saying "anomalous" but
 cells, drawn at random. Printed: the answers whose place is not exactly the evidence line's, and
 those not starting with "Yes". The slots are only in stage-0 checkpoints (pretext.safetensors);
 decision 0009 chose the stage-0 slot cells with this count. With --follow-ups, after each first answer
-the size, type and describe questions are asked too, and about a good part (slots "normal") the
-where question, each checked with `grounding.consistent` (the product's name included): the share
-of consistent answers per kind. The default class names include two the corpus never has.
+the size, count, type and describe questions are asked too, and about a good part (slots "normal")
+after its own first answer the where, size, count, describe and ship questions, each checked with
+`grounding.consistent` (the product's name included): the share of consistent answers per kind.
+"good, slots say a defect": the same good-part follow-ups after the verdict "No, there are no
+abnormalities in the image.", with the slots saying "anomalous" (as image tokens of a good part with a
+strong map can): the share consistent over all five kinds.
+The default class names include two the corpus never has.
 
     .venv/bin/python benchmarks/answer_copy.py --weights runs/s0/weights \\
         --slots runs/s0/checkpoints/last/pretext.safetensors
@@ -30,7 +34,12 @@ from iadgpt.position import POSITIONS, positions_phrase
 from iadgpt.training.pretext import PretextHeads
 
 SHAPES = (("spot", ("hole", "stain")), (None, ()), ("line", ("crack", "scratch")))
-FOLLOW_UPS = (("size", "How big is it?"), ("type", "What kind of defect is it?"), ("describe", "Describe it."))
+FOLLOW_UPS = (("size", "How big is it?"), ("count", "How many defects are there?"),
+              ("type", "What kind of defect is it?"), ("describe", "Describe it."))
+NO_VERDICT = "No, there are no abnormalities in the image."
+GOOD_FOLLOW_UPS = (("where", "Where is the defect?"), ("size", "How big is it?"),
+                   ("count", "How many defects are there?"), ("describe", "Describe it."),
+                   ("ship", "Is it safe to ship?"))
 
 
 def main() -> int:
@@ -40,7 +49,7 @@ def main() -> int:
     ap.add_argument("--preset", default="unified-lite0")
     ap.add_argument("--classes", nargs="+",
                     default=["bsdata", "ball_screw_drive", "magnetic_tile", "widget", "brake_disc", "fan_blade"])
-    ap.add_argument("--follow-ups", action="store_true", help="also ask size, type, describe, and where of a good part")
+    ap.add_argument("--follow-ups", action="store_true", help="also ask follow-ups, of a defective and of a good part")
     args = ap.parse_args()
     torch.manual_seed(0)
     inspector = Inspector(args.preset, weights=None if args.weights == "shipped" else args.weights)
@@ -49,7 +58,8 @@ def main() -> int:
                          heads_cfg.base_prompts)
     slots.load_state_dict(load_file(args.slots))
     rng = np.random.default_rng(1)
-    kinds = [kind for kind, _ in FOLLOW_UPS] + ["good where"] if args.follow_ups else []
+    kinds = ([k for k, _ in FOLLOW_UPS] + [f"good {k}" for k, _ in GOOD_FOLLOW_UPS] + ["good, slots say a defect"]
+             if args.follow_ups else [])
     print("| class name | answers | place not the evidence's | not answered Yes |" + "".join(f" {k} |" for k in kinds))
     print("| --- | --- | --- | --- |" + " --- |" * len(kinds))
     for name in args.classes:
@@ -73,8 +83,12 @@ def main() -> int:
                     hits[kind].append(consistent(kind, reply, True, evidence, name))
                 none = torch.zeros_like(lit)
                 first = _ask(llm, slots, messages, False, none)
-                reply = _ask(llm, slots, messages + _turn(first, "Where is the defect?"), False, none)
-                hits["good where"].append(consistent("where", reply, False, evidence, name))
+                for kind, question in GOOD_FOLLOW_UPS:
+                    reply = _ask(llm, slots, messages + _turn(first, question), False, none)
+                    hits[f"good {kind}"].append(consistent(kind, reply, False, evidence, name))
+                    said_no = messages + _turn(NO_VERDICT, question)
+                    reply = _ask(llm, slots, said_no, True, lit)
+                    hits["good, slots say a defect"].append(consistent(kind, reply, False, evidence, name))
         cells = "".join(f" {100 * np.mean(hits[k]):.0f} % |" for k in kinds)
         print(f"| {name} | 30 | {wrong} | {not_yes} |{cells}", flush=True)
     return 0

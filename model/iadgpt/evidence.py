@@ -3,7 +3,7 @@
 The inspector finds the map's regions (position.labelled_regions); from the same regions come the
 Position row on the screen, and an evidence line placed in the inspection prompt:
 
-    Map evidence: strongest response at the top left; 1 region; small (0.6 % of the image);
+    Map evidence: strongest response at the top left; size: small, 0.6 % of the image; regions: 1;
     shape: thin line; likely type: crack.
 
 The LLM is trained (training/corpus.py) to decide Yes/No from the image embeddings (the evidence
@@ -58,11 +58,19 @@ class Evidence:
     def type_phrase(self) -> str:
         return " or ".join(self.types) if self.types else "unclear"
 
+    @property
+    def size_phrase(self) -> str:
+        """ "small, 1.0 % of the image": what follows "size: " in the evidence line and the answers."""
+        return f"{self.size}, {100 * self.area_fraction:.1f} % of the image"
+
     def text(self) -> str:
-        regions = "1 region" if self.count == 1 else f"{self.count} regions"
+        # The place is followed by the size, in the evidence line and in the answers that give both
+        # ("Measured at the top left; size: small, ..."): the small LLM goes on copying a span it has
+        # started to copy after "at the", while a value after a word alone ("size: ") it did not copy
+        # (decision 0009, "Sizes").
         shape = SHAPE_WORDS[self.shape] if self.shape else "unclear"
-        return (f"Map evidence: strongest response at the {self.position}; {regions}; size: {self.size}, "
-                f"{100 * self.area_fraction:.1f} % of the image; shape: {shape}; likely type: {self.type_phrase}.")
+        return (f"Map evidence: strongest response at the {self.position}; size: {self.size_phrase}; "
+                f"regions: {self.count}; shape: {shape}; likely type: {self.type_phrase}.")
 
 
 def size_word(area_fraction: float) -> str:

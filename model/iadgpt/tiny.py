@@ -33,6 +33,9 @@ _CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}### Assistant:{% endif %}"
 )
 # Text the byte-level BPE learns its merges from: the words this product's prompts and answers use.
+# The words the evidence line and the answers share ("size:", "likely type:") and the shipped prompt
+# banks' defect words are in it, so each is one token: the small LLM copies one token after a matching
+# word far better than a word spelt out in pieces (" s" "i" "z" "e"; decision 0009).
 _CORPUS = """
 Yes, there is an anomaly in the image, at the top left of the image.
 No, there are no abnormalities in the image.
@@ -48,6 +51,16 @@ I do? Reject the part or send it for review. No action is needed. Describe it. C
 references, it differs. It looks like the good references; nothing differs. There is one defect region.
 There are 3 defect regions. The type is unclear from the image. 0 1 2 3 4 5 6 7 8 9 %
 ### Human: ### Assistant: ### System:
+Map evidence: strongest response at the left; size: small, 1.0 % of the image; regions: 4; shape: unclear.
+It is at the top; size: tiny, 0.3 % of the image. Defect regions: 2. The likely type: hole or dent.
+A thin line at the top; size: large, 12.0 % of the image; likely type: crack. What size is the anomaly?
+How large is the defect? How many anomalies do you see? Is the part OK? What do you see? Describe the defect.
+There is no defect to name; the part looks normal. There is no defect to measure. Compare it with the reference.
+blowhole break crack fray uneven pitting scratch hole dent stain bent broken bubble burn burnt burr chip
+colour contamination corrosion cut damage damaged deformation deformed dirt discolouration edge extra
+fold foreign glue leak liquid loose melt melted metal misaligned misplaced missing mould oil print residue
+rough rust solder splinter split squeeze thread wear worn wax wire wick lead pin bristles shell teeth
+The likely type: blowhole. The likely type: blowhole or stain. Answer from the image and its map evidence.
 """
 
 

@@ -31,7 +31,8 @@ def test_every_step_is_a_valid_train_run_starting_where_the_last_ended(tmp_path:
     assert plan[-1].name == "final" and [s.name for s in plan].index("s0b") > [s.name for s in plan].index("s3d")
     stage0 = [config_from_args(build_parser().parse_args(command(s, data, out)[3:])) for s in plan
               if s.args[s.args.index("--stage") + 1] == "0"]
-    assert sum(c.stage_epochs(0) for c in stage0) == 188 + 100 + 200
+    assert sum(c.stage_epochs(0) for c in stage0) == 188 + 100 + 200 + 150 + 100
+    assert [c.flip_slots for c in stage0] == [0.0, 0.0, 0.0, 0.0, 0.5], "only the last stage 0 flips slots"
 
 
 def test_dry_run_prints_every_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -74,6 +74,59 @@ def test_stage0_speaks_of_many_products_and_calls_a_good_one_the_part() -> None:
     assert normal and all("the part looks normal" in a.lower() for a in normal), normal
 
 
+
+def test_size_answers_repeat_the_evidence_lines_span_from_the_place_to_the_size() -> None:
+    """After "size: " alone the small LLM said "tiny, 0.2 %" of every defect; it copies a span it has
+    started after "at the". So every corpus answer that gives the size repeats the evidence line from
+    "at the" through the size word for word, and is consistent with that evidence."""
+    from iadgpt.data import load_answer_templates
+    from iadgpt.evidence import Evidence
+    from iadgpt.grounding import consistent
+    from iadgpt.training.corpus import answer
+
+    rng = np.random.default_rng(0)
+    evidences = [Evidence("top left and center", 2, 0.031, "line", ("crack",)),
+                 Evidence("bottom", 1, 0.0004, None, ()), Evidence("right", 3, 0.15, "patch", ("stain",))]
+    for evidence in evidences:
+        line = evidence.text()
+        span = line[line.index("at the "):line.index(" of the image") + len(" of the image")]
+        assert span == f"at the {evidence.position}; size: {evidence.size_phrase}"
+        for kind in ("size", "describe"):
+            reply = answer(kind, True, evidence, rng)
+            assert span in reply and consistent(kind, reply, True, evidence), (kind, reply)
+        count = answer("count", True, evidence, rng)
+        assert f"regions: {evidence.count}" in line and consistent("count", count, True, evidence), count
+    talks = conversation_batch(1, 0, 256, {"carpet": load_bank("carpet")}, load_answer_templates(), "sys")
+    sized = [t for t in talks if t.anomalous and " size: " in t.answer]
+    assert sized, "the corpus asks about sizes"
+    for talk in sized:
+        line = talk.messages[1]["content"]
+        assert talk.answer[talk.answer.index("at the "):].rstrip(".").split("; likely type")[0] in line
+def test_flipped_slots_leave_the_text_and_say_the_other_state_of_follow_ups_only() -> None:
+    """With --flip-slots the image slots of some conversations with follow-ups say the other state than
+    the verdict, so the LLM must answer a follow-up from the verdict in the history: a good part whose
+    image tokens look like a defect's stays good after its "No". The text of every conversation is
+    the one drawn without flipping, and a first answer alone always has slots that agree with it."""
+    from iadgpt.data import load_answer_templates
+
+    banks, templates = {"carpet": load_bank("carpet")}, load_answer_templates()
+    plain = conversation_batch(2, 5, 128, banks, templates, "sys")
+    flipped = conversation_batch(2, 5, 128, banks, templates, "sys", flip_slots=1.0)
+    assert [(t.messages, t.answer, t.anomalous) for t in plain] == [(t.messages, t.answer, t.anomalous)
+                                                                    for t in flipped]
+    assert all(t.slot_state == t.anomalous for t in plain)
+    for talk in flipped:
+        if len(talk.messages) > 2:
+            assert talk.slot_state != talk.anomalous and not talk.slot_cells
+            verdict = talk.messages[2]["content"]
+            assert verdict.startswith("Yes" if talk.anomalous else "No"), verdict
+        else:
+            assert talk.slot_state == talk.anomalous
+    half = conversation_batch(2, 5, 128, banks, templates, "sys", flip_slots=0.5)
+    follow = [t for t in half if len(t.messages) > 2]
+    assert 0.3 < np.mean([t.slot_state != t.anomalous for t in follow]) < 0.7
+
+
 def test_slot_cells_say_how_many_cells_are_lit_but_not_where() -> None:
     """The place an answer names must be copied from the evidence line: the slots light as many cells
     as the defect covers, at random places, drawn without changing the text of the corpus."""

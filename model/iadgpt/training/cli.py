@@ -48,6 +48,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--lm-loss", choices=["answers", "turns", "all"], default="answers",
                    help="stage-0 LM loss on the last answer's tokens (default), on every answer of the "
                         "conversation (turns), or on every text token")
+    p.add_argument("--flip-slots", type=float, default=0.0, metavar="P",
+                   help="share of stage-0 conversations with follow-ups whose image slots say the other state "
+                        "than the verdict, so follow-up answers follow the verdict in the history (default 0)")
     p.add_argument("--init", dest="init_weights", type=Path,
                    help="start from this weights folder (e.g. towers and LLM of an earlier stage-0 run)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -102,6 +105,7 @@ def config_from_args(args: argparse.Namespace):
                        stage0_lr=getattr(args, "stage0_lr", 1e-3),
                        text_batch_size=getattr(args, "text_batch_size", 16),
                        lm_loss=getattr(args, "lm_loss", "answers"),
+                       flip_slots=getattr(args, "flip_slots", 0.0),
                        init_weights=getattr(args, "init_weights", None),
                        checkpoint_every=getattr(args, "checkpoint_every", 1),
                        patch_frac=tuple(getattr(args, "patch_frac", (0.05, 0.3))),

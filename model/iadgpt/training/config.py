@@ -31,6 +31,8 @@ class TrainConfig:
     # stage-0 LM loss on the last answer ("answers"), on every answer of the conversation ("turns"), or on
     # every text token ("all")
     lm_loss: str = "answers"
+    # share of stage-0 conversations with follow-ups whose slots say the other state (corpus.conversation_batch)
+    flip_slots: float = 0.0
     init_weights: Path | None = None  # start from a weights folder (e.g. a stage-0 run's towers and LLM)
     weight_decay: float = 0.01
     batch_size: int = 8
@@ -94,6 +96,8 @@ class TrainConfig:
             raise ConfigError(f"patch_frac {lo} {hi}: need 0 < min <= max < 1 (fractions of the image side)")
         if not 0.0 <= self.anomaly_ratio <= 1.0:
             raise ConfigError(f"anomaly_ratio {self.anomaly_ratio} must lie in [0, 1]")
+        if not 0.0 <= self.flip_slots <= 1.0:
+            raise ConfigError(f"flip_slots {self.flip_slots} must lie in [0, 1] (a share of the conversations)")
         if not 0.0 <= self.follow_ups <= 1.0:
             raise ConfigError(f"follow_ups {self.follow_ups} must lie in [0, 1] (a share of the training items)")
         if self.epochs < 1 or self.batch_size < 1 or (self.stage0_epochs is not None and self.stage0_epochs < 1):

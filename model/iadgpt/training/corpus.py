@@ -32,9 +32,13 @@ WHERE_QUESTIONS = ("Where is the defect?", "Where is the anomaly?", "Where is it
 WHERE_ANSWERS = ("The defect is at the {position} of the image.", "It is at the {position} of the image.",
                  "The anomaly is located at the {position} of the image.")
 KIND_QUESTIONS = ("What kind of defect is it?", "What type of anomaly is it?", "What kind of defect is this?")
-# Size and type answers repeat the evidence line's own words before the value ("size: ", "likely type: "),
-# as "at the" comes before the place in both: the small LLM copies what follows matching words
-# (decision 0009, "Copying from the evidence line").
+# Answers repeat the evidence line's own words before each value ("at the ", "size: ", "likely type: ",
+# "regions: "): the small LLM copies what follows matching words. The size comes right after the
+# place, as in the evidence line, so that it is copied as the rest of a span ("at the top left; size:
+# small, 1.0 % of the image"): after "size: " alone the LLM said "tiny, 0.2 %" whatever the line said.
+# Each defect answer starts with its own first word ("Measured", not "It is" as a where answer does):
+# a size answer that began like a where answer was finished as another template, and a good part's
+# "There is no defect ..." came out as "It is no defect ..." (decision 0009, "Sizes").
 KIND_ANSWERS = ("The likely type: {kinds}.",)
 # A good part is "the part": the LLM never names the product (it said "the ball screw drive looks
 # normal" of a magnetic tile, the one name it had been trained on).
@@ -76,6 +80,11 @@ class Conversation:
     anomalous: bool
     cells: tuple[int, ...]  # indices into position.POSITIONS (row-major 3x3) of the defect, may be empty
     slot_cells: tuple[int, ...] = ()  # the cells the pretext slots light: as many, at random places
+    slots_anomalous: bool | None = None  # the state the pretext slots say; None: `anomalous`
+
+    @property
+    def slot_state(self) -> bool:
+        return self.anomalous if self.slots_anomalous is None else self.slots_anomalous
 
 
 # Every kind of question users ask, with the answer for a defective and for a good part. The
@@ -96,7 +105,6 @@ QUESTION_KINDS = tuple(QUESTIONS)
 def answer(kind: str, anomalous: bool, evidence: Evidence, rng: np.random.Generator) -> str:
     """The answer to a question of `kind` about a part, from the verdict and the evidence line."""
     e = evidence
-    pct = f"{100 * e.area_fraction:.1f} %"
     shape = SHAPE_WORDS[e.shape] if e.shape else "defect"
     if not anomalous:
         return {
@@ -115,14 +123,12 @@ def answer(kind: str, anomalous: bool, evidence: Evidence, rng: np.random.Genera
         if e.types:
             return KIND_ANSWERS[int(rng.integers(len(KIND_ANSWERS)))].format(kinds=e.type_phrase)
         return f"The type is unclear from the image; it is a {shape} at the {e.position}."
-    count = "one defect region" if e.count == 1 else f"{e.count} defect regions"
     return {
-        "size": f"Its size: {e.size}, {pct} of the image.",
-        "count": f"There is {count}." if e.count == 1 else f"There are {count}.",
+        "size": f"Measured at the {e.position}; size: {e.size_phrase}.",
+        "count": f"Defect regions: {e.count}.",
         "ship": f"No, it should not be shipped: there is a defect at the {e.position}. Set it aside for review.",
         "action": f"Reject the part or send it for review: a {e.size} defect is at the {e.position}.",
-        "describe": f"A {shape} at the {e.position}; size: {e.size}, {pct} of the image; likely type: "
-                    f"{e.type_phrase}.",
+        "describe": f"A {shape} at the {e.position}; size: {e.size_phrase}; likely type: {e.type_phrase}.",
         "compare": f"Compared with the good references, it differs at the {e.position}.",
     }[kind]
 
@@ -177,9 +183,15 @@ def follow_ups(rng: np.random.Generator, first: str, anomalous: bool, evidence: 
 
 
 def conversation_batch(seed: int, step: int, size: int, banks: dict[str, PromptBank],
-                       templates: AnswerTemplates, system_prompt: str) -> list[Conversation]:
+                       templates: AnswerTemplates, system_prompt: str, flip_slots: float = 0.0,
+                       ) -> list[Conversation]:
     """`size` conversations, a pure function of (seed, step): resumed runs see the same text. Their
-    slot cells come from a generator of their own, so they never change the text drawn."""
+    slot cells come from a generator of their own, so they never change the text drawn.
+
+    flip_slots: the share of conversations with follow-up questions whose slots say the other state
+    than their verdict (no cells lit). Their answers still follow the verdict the history's first
+    answer gives: the follow-ups of a part with a map as strong as a defect's, answered "No" by the
+    verdict, must stay those of a good part (decision 0009, "The verdict in the history")."""
     rng = np.random.default_rng([seed, 7919, step])
     slot_rng = np.random.default_rng([seed, 104729, step])
     names: Sequence[str] = sorted(banks)
@@ -188,5 +200,8 @@ def conversation_batch(seed: int, step: int, size: int, banks: dict[str, PromptB
         name = names[int(rng.integers(len(names)))]
         talk = sample_conversation(rng, name, banks[name], templates, system_prompt)
         lit = slot_rng.permutation(len(POSITIONS))[:len(talk.cells)]
+        if flip_slots and len(talk.messages) > 2 and slot_rng.random() < flip_slots:
+            out.append(replace(talk, slots_anomalous=not talk.anomalous))
+            continue
         out.append(replace(talk, slot_cells=tuple(int(c) for c in lit)))
     return out

@@ -1,8 +1,9 @@
 """The built-in model's training recipe as one command: `python -m iadgpt.training.recipe --data DIR --out DIR`.
 
-The shipped `unified-lite0` weights were made in eight steps on top of each other while the code
-changed under them (MODEL_CARD.md). With every change in the code from the start, the same steps
-with the same epochs and seeds are:
+The shipped `unified-lite0` weights are this recipe's, run once from scratch: steps 1-6 with the code
+of commit cbac4c8 (whose size answer began "It is at the ..."), step 7 with the code of today
+(MODEL_CARD.md). Run today, every step uses today's code, so the weights are not the same bit for bit.
+The steps, with their epochs and seeds:
 
 1. stage 0 (the LLM alone on the conversation corpus), kept apart because step 6 continues from its
    checkpoint (the stage-0 slots, which final weights leave out);
@@ -11,9 +12,13 @@ with the same epochs and seeds are:
    changes the decoder, so this continues from the end of step 2);
 4. stage 3 three times (8, 12 and 20 epochs; the last with other products' textures as bank maps);
 5. stage 3 again (24 epochs);
-6. stage 0 continued with step 1's slots (100 and 200 epochs), then stage 3 once more (24 epochs).
+6. stage 0 continued with step 1's slots (100 and 200 epochs), then stage 3 once more (24 epochs);
+7. stage 0 continued from there (150 epochs), then 100 epochs in which half of the conversations with
+   follow-up questions have image slots that say the other state than their verdict (`--flip-slots`,
+   with every answer of the conversation labelled, `--lm-loss turns`), then stage 3 twice (24 epochs
+   each, the second at half the learning rate).
 
-(The model card numbers the same work as its steps 1-8.)
+(The model card numbers the same work as its steps; it says which code each step ran with.)
 
 Each step runs `iadgpt train` in its own process (its log goes to OUT/<step>.log) and the minutes
 each took are printed as a table. `--dry-run` prints the commands without running them.
@@ -62,7 +67,14 @@ def steps(textures: Path) -> list[Step]:
              slots_from="s0/checkpoints/last"),
         Step("s0c", (*stage0, "--stage0-epochs", "200", "--stage0-lr", "5e-4", "--seed", "7"),
              init="s0b/checkpoints/last"),
-        Step("final", (*stage3, *tex, "--epochs", "24", "--seed", "8"), init="s0c/weights"),
+        Step("s3e", (*stage3, *tex, "--epochs", "24", "--seed", "8"), init="s0c/weights"),
+        Step("s0d", (*stage0, "--stage0-epochs", "150", "--stage0-lr", "5e-4", "--seed", "17",
+                     "--checkpoint-every", "25"), init="s3e/weights", slots_from="s0c/checkpoints/last"),
+        Step("s0e", (*stage0, "--stage0-epochs", "100", "--stage0-lr", "5e-4", "--seed", "27", "--flip-slots", "0.5",
+                     "--lm-loss", "turns", "--checkpoint-every", "25"), init="s0d/checkpoints/last"),
+        Step("s3f", (*stage3, *tex, "--epochs", "24", "--seed", "18"), init="s0e/weights"),
+        Step("final", (*stage3[:2], "--lr", "1e-3", *stage3[4:], *tex, "--epochs", "24", "--seed", "19"),
+             init="s3f/weights"),
     ]
 
 

@@ -281,12 +281,12 @@ class Trainer:
         assert self.pretext_step is not None, "stage 0 is not part of this run"
         module = module or self.pretext_step
         talks = conversation_batch(self.cfg.seed, step, self.cfg.text_batch_size, self.corpus_banks, self.templates,
-                                   self.preset.llm.system_prompt)
+                                   self.preset.llm.system_prompt, self.cfg.flip_slots)
         ids, mask, labels = build_training_batch(self.llm, [t.messages for t in talks], [t.answer for t in talks],
                                                  history=self.cfg.lm_loss == "turns")
         device = self.accelerator.device
         answer_labels = labels.to(device) if self.cfg.lm_loss != "all" else None
-        anomalous = torch.tensor([t.anomalous for t in talks], device=device)
+        anomalous = torch.tensor([t.slot_state for t in talks], device=device)
         cells = cells_tensor([t.slot_cells for t in talks]).to(device)
         if batch is None:  # a pretrained image tower: the LM alone
             classes = next(iter(self.prompts.values())).decoder_classes
