@@ -209,7 +209,7 @@ def test_follow_up_items_ask_questions_answered_from_their_own_evidence(trainer)
         assert positions_in(position), line
         size = line.split("size: ")[1].split(",")[0]
         area = float(line.split("size: ")[1].split(", ")[1].split(" %")[0]) / 100
-        evidence = Evidence(position, int(line.split("; ")[1].split()[0]), area, None, ())
+        evidence = Evidence(position, int(line.split("regions: ")[1].split(";")[0]), area, None, ())
         assert evidence.size == size
         kind = kind_of[turns[-1]["content"]]
         if kind in ("where", "size", "count", "ship", "action", "compare"):
