@@ -224,6 +224,27 @@ def test_follow_up_items_ask_questions_answered_from_their_own_evidence(trainer)
         assert tok.decode(labelled[:-1]) == answer, "only the last answer is trained on"
 
 
+def test_type_banks_name_the_follow_ups_types_from_other_products(trainer) -> None:
+    """With --tune-llm the LLM learns in stage 3 too: a defective item's follow-ups then read types named
+    from another product's bank, so the LLM must copy the type from the evidence line instead of
+    learning the trained product's ("pitting or dent" said of a magnetic tile's blowhole)."""
+    from iadgpt.prompt_bank import load_bank
+
+    ds = trainer.dataset
+    ds.set_epoch(0)
+    tile = load_bank("magnetic_tile")
+    ds.follow_up_ratio, ds.type_banks = 1.0, [tile]
+    try:
+        items = [ds[i] for i in range(len(ds))]
+    finally:
+        ds.follow_up_ratio, ds.type_banks = 0.0, []
+    named = [item["evidence"].split("likely type: ")[1].rstrip(".") for item in items if item["mask"].any()]
+    types = [t for line in named if line != "unclear" for t in line.split(" or ")]
+    assert types, named
+    assert set(types) <= set(tile.names), (types, tile.names)
+    assert ds[0]["turns"] == [], "without follow-ups the product's own bank names the types"
+
+
 def test_class_batches_are_seeded_and_single_class() -> None:
     by_class = {"a": [0, 1, 2, 3, 4], "b": [5, 6, 7]}
     sampler = ClassBatchSampler(by_class, batch_size=2, seed=3)
@@ -296,6 +317,26 @@ def test_stage_trains_only_its_parts(data_root, tmp_path, stage) -> None:
     assert {"loss", "ce", "lr", "images_per_s"} <= set(lines[0])
     assert json.loads((tmp_path / "config.json").read_text())["stage"] == stage
     assert (tmp_path / "train.log").read_text().strip()
+
+
+def test_tune_llm_trains_the_llm_in_stage_three_and_saves_it(data_root, tmp_path) -> None:
+    """--tune-llm: stage 3 trains the LLM beside TGE and MMF (on follow-up answers with real image
+    tokens, which stage 0 never showed it), the saved weights hold that LLM, and it loads back; the
+    towers and the decoder stay as they were."""
+    from iadgpt.weights import load_trainable
+
+    cfg = TrainConfig(data=data_root, out_dir=tmp_path, stage=3, batch_size=2, max_steps=2, lr=1e-2,
+                      anomaly_ratio=0.5, follow_ups=1.0, tune_llm=True, progress=False)
+    t = Trainer(cfg)
+    towers, decoder, llm = _snapshot(t.model.towers), _snapshot(t.model.decoder), _snapshot(t.llm.model)
+    t.run()
+    tuned = _snapshot(t.llm.model)
+    assert not _same(llm, tuned), "the LLM was trained"
+    assert _same(towers, _snapshot(t.model.towers)) and _same(decoder, _snapshot(t.model.decoder))
+    _, parts = load_trainable(tmp_path / "weights")
+    assert _same({k: v for k, v in tuned.items()}, {k: v.to(tuned[k].dtype) for k, v in parts["llm"].items()})
+    with pytest.raises(ConfigError, match="needs --stage 3"):
+        TrainConfig(data=data_root, out_dir=tmp_path / "x", stage=2, tune_llm=True).check()
 
 
 def test_resume_gives_the_same_weights_and_they_load(tmp_path, monkeypatch) -> None:

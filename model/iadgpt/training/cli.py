@@ -66,6 +66,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="stages 1-3: this share of the items (0-1, default 0) asks one to three follow-up questions "
                         "(where, type, size, ship, ...) after the first answer and trains on the last answer, so "
                         "the image tokens TGE and MMF write keep the chat consistent with the evidence line")
+    p.add_argument("--tune-llm", action="store_true",
+                   help="stage 3 trains the LLM too (with TGE and MMF), so it answers with real image tokens, "
+                        "which stage 0 never showed it; use with --follow-ups")
     p.add_argument("--decoder-only", action="store_true",
                    help="stage 2 trains the decoder alone on focal + dice, without the LLM (fast; MMF kept)")
     p.add_argument("--bank-only", type=Path, default=None, metavar="DIR",
@@ -111,7 +114,8 @@ def config_from_args(args: argparse.Namespace):
                        patch_frac=tuple(getattr(args, "patch_frac", (0.05, 0.3))),
                        bank_maps=getattr(args, "bank_maps", False), bank_only=getattr(args, "bank_only", None),
                        decoder_only=getattr(args, "decoder_only", False),
-                       follow_ups=getattr(args, "follow_ups", 0.0))
+                       follow_ups=getattr(args, "follow_ups", 0.0),
+                       tune_llm=getattr(args, "tune_llm", False))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

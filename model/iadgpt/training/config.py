@@ -47,6 +47,9 @@ class TrainConfig:
     patch_frac: tuple[float, float] = (0.05, 0.3)  # synthetic patch side / image side (min, max)
     anomaly_ratio: float = 0.5
     follow_ups: float = 0.0  # stages 1-3: share of items trained on a follow-up answer instead of the first
+    # stage 3 trains the LLM too, so that it answers (follow-ups above all) with real image tokens, which
+    # stage 0 never showed it (the slots stand for the image there)
+    tune_llm: bool = False
     resume: bool = False
     checkpoint_every: int = 1  # epochs between checkpoints; a stage's last epoch is always saved
     max_steps: int | None = None  # per stage
@@ -98,6 +101,8 @@ class TrainConfig:
             raise ConfigError(f"anomaly_ratio {self.anomaly_ratio} must lie in [0, 1]")
         if not 0.0 <= self.flip_slots <= 1.0:
             raise ConfigError(f"flip_slots {self.flip_slots} must lie in [0, 1] (a share of the conversations)")
+        if self.tune_llm and 3 not in self.stages:
+            raise ConfigError("--tune-llm trains the LLM in stage 3: it needs --stage 3 or all")
         if not 0.0 <= self.follow_ups <= 1.0:
             raise ConfigError(f"follow_ups {self.follow_ups} must lie in [0, 1] (a share of the training items)")
         if self.epochs < 1 or self.batch_size < 1 or (self.stage0_epochs is not None and self.stage0_epochs < 1):

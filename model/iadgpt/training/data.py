@@ -29,14 +29,19 @@ class SyntheticAnomalyDataset(Dataset):
     decides whether it is anomalous, picks the source image (another normal image of the class),
     draws the synthesis and the answer template. With `follow_up_ratio` > 0, that share of the items
     also asks one to three follow-up questions after the first answer (`corpus.follow_ups`), answered
-    from the item's evidence line, and the last of those answers is the one trained on.
+    from the item's evidence line, and the last of those answers is the one trained on. With
+    `type_banks`, a defective item's follow-ups read an evidence line whose types are named from one of
+    those banks, drawn per item: an LLM trained on them (`--tune-llm`) must copy the type from the line,
+    not learn the trained product's ("pitting or dent" said of a magnetic tile's blowhole).
     """
 
     def __init__(self, samples: Sequence[Sample], preset: Preset, templates: AnswerTemplates, *,
                  method: str = "nsa", anomaly_ratio: float = 0.5, seed: int = 0,
                  object_classes: Sequence[str] = (), patch_frac: tuple[float, float] = (0.05, 0.3),
-                 banks: dict[str, PromptBank] | None = None, follow_up_ratio: float = 0.0) -> None:
+                 banks: dict[str, PromptBank] | None = None, follow_up_ratio: float = 0.0,
+                 type_banks: Sequence[PromptBank] = ()) -> None:
         self.samples = list(samples)
+        self.type_banks = list(type_banks)
         self.follow_up_ratio = follow_up_ratio
         self.banks = banks or {}
         self.spec = preset.image_input
@@ -98,6 +103,8 @@ class SyntheticAnomalyDataset(Dataset):
             answer = self.templates.normal
         turns: list[dict[str, str]] = []  # after the first question: its answer, follow-ups (none: first answer)
         if self.follow_up_ratio > 0 and rng.random() < self.follow_up_ratio:
+            if self.type_banks and mask.any():
+                evidence = mask_evidence(mask, self.type_banks[int(rng.integers(len(self.type_banks)))].names)
             turns, answer = follow_ups(rng, answer, bool(mask.any()), evidence)
         return {"image": self.normalise(image), "mask": torch.from_numpy(mask.astype(np.float32)),
                 "answer": answer, "evidence": evidence.text(), "turns": turns, "class_name": sample.class_name,

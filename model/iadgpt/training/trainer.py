@@ -176,7 +176,8 @@ class Trainer:
             samples, self.preset, self.templates, method=cfg.synthesis,
             anomaly_ratio=cfg.anomaly_ratio, seed=cfg.seed, patch_frac=tuple(cfg.patch_frac),
             object_classes=[n for n, b in banks.items() if b.is_object], banks=banks,
-            follow_up_ratio=cfg.follow_ups)
+            follow_up_ratio=cfg.follow_ups,
+            type_banks=list(corpus_banks(list(banks)).values()) if cfg.tune_llm else ())
         self.class_banks: dict[str, LeaveOutBanks] = self._class_banks() if cfg.bank_maps else {}
         self.sampler = ClassBatchSampler(self.dataset.by_class, cfg.batch_size, cfg.seed, frozenset(self.bank_only))
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
@@ -260,7 +261,8 @@ class Trainer:
             return list(self.model.decoder.parameters())
         if self.vision is not None:
             self.vision.requires_grad_(stage == 0)
-        self.llm.model.requires_grad_(stage == 0)
+        tune_llm = stage == 3 and self.cfg.tune_llm
+        self.llm.model.requires_grad_(stage == 0 or tune_llm)
         if stage == 0:
             assert self.pretext is not None, "stage 0 needs a preset whose towers have no pretrained weights"
             self.towers_trained = True
@@ -268,7 +270,8 @@ class Trainer:
                 return list(self.llm.model.parameters()) + list(self.pretext.parameters())
             return (list(self.vision.parameters()) + list(self.llm.model.parameters())
                     + list(self.model.decoder.parameters()) + list(self.pretext.parameters()))
-        return [p for name in STAGE_PARTS[stage] for p in getattr(self.model, name).parameters()]
+        params = [p for name in STAGE_PARTS[stage] for p in getattr(self.model, name).parameters()]
+        return params + list(self.llm.model.parameters()) if tune_llm else params
 
     def stage_steps(self, stage: int = 1) -> int:
         """Optimiser steps of one stage on this process (the loader is sharded across processes)."""
@@ -324,10 +327,10 @@ class Trainer:
         parts = {name: {k: v.float() for k, v in getattr(self.model, name).state_dict().items()}
                  for name in TRAINABLE_PARTS}
         extra = dict(extra)
-        if self.towers_trained:
+        if self.towers_trained and self.vision is not None:
             # Stage 0 made the towers: they belong to these weights, not to the preset.
-            if self.vision is not None:
-                parts["vision"] = {k: v.float() for k, v in self.vision.state_dict().items()}
+            parts["vision"] = {k: v.float() for k, v in self.vision.state_dict().items()}
+        if self.towers_trained or self.cfg.tune_llm:  # so did stage 0, or stage 3 tuned the LLM
             parts["llm"] = {k: v.float() for k, v in self.llm.model.state_dict().items()}
             extra["tokenizer"] = tokenizer_fingerprint(self.llm.tokenizer)
         if pretext and self.pretext is not None:
@@ -442,6 +445,8 @@ class Trainer:
             parts = ("llm",)
         elif stage == 2 and cfg.decoder_only:
             parts = ("decoder",)
+        elif stage == 3 and cfg.tune_llm:
+            parts = (*parts, "llm")
         log.info("stage %d: training %s, %d steps (warm-up %d), lr %g", stage, parts, total, warmup, lr)
         show = cfg.progress and sys.stderr.isatty() and acc.is_local_main_process
         bar = tqdm(total=total, initial=step, desc=f"stage {stage}", disable=not show, dynamic_ncols=True)
