@@ -50,7 +50,10 @@ class Step:
 def steps(textures: Path) -> list[Step]:
     """The recipe, in order; `textures` is a folder from `python -m iadgpt.data.textures`."""
     stage0 = ("--stage", "0", "--text-batch-size", "16")
-    stage3 = ("--stage", "3", "--lr", "2e-3", "--batch-size", "16", *SYNTHESIS, "--bank-maps")
+
+    def stage3(lr: str = "2e-3") -> tuple[str, ...]:
+        return ("--stage", "3", "--lr", lr, "--batch-size", "16", *SYNTHESIS, "--bank-maps")
+
     tex = ("--bank-only", str(textures))
     return [
         Step("s0", (*stage0, "--stage0-epochs", "188", "--stage0-lr", "1e-3", "--seed", "0",
@@ -59,22 +62,21 @@ def steps(textures: Path) -> list[Step]:
                       *SYNTHESIS, "--bank-maps", "--checkpoint-every", "25"), init="s0/weights"),
         Step("decoder", ("--stage", "2", "--decoder-only", "--epochs", "15", "--lr", "3e-3", "--batch-size", "16",
                          "--seed", "1", *SYNTHESIS, "--anomaly-ratio", "0.8"), init="s123/weights"),
-        Step("s3a", (*stage3, "--epochs", "8", "--seed", "2"), init="decoder/weights"),
-        Step("s3b", (*stage3, "--epochs", "12", "--seed", "3"), init="s3a/weights"),
-        Step("s3c", (*stage3, *tex, "--epochs", "20", "--seed", "4"), init="s3b/weights"),
-        Step("s3d", (*stage3, *tex, "--epochs", "24", "--seed", "5"), init="s3c/weights"),
+        Step("s3a", (*stage3(), "--epochs", "8", "--seed", "2"), init="decoder/weights"),
+        Step("s3b", (*stage3(), "--epochs", "12", "--seed", "3"), init="s3a/weights"),
+        Step("s3c", (*stage3(), *tex, "--epochs", "20", "--seed", "4"), init="s3b/weights"),
+        Step("s3d", (*stage3(), *tex, "--epochs", "24", "--seed", "5"), init="s3c/weights"),
         Step("s0b", (*stage0, "--stage0-epochs", "100", "--stage0-lr", "5e-4", "--seed", "6"), init="s3d/weights",
              slots_from="s0/checkpoints/last"),
         Step("s0c", (*stage0, "--stage0-epochs", "200", "--stage0-lr", "5e-4", "--seed", "7"),
              init="s0b/checkpoints/last"),
-        Step("s3e", (*stage3, *tex, "--epochs", "24", "--seed", "8"), init="s0c/weights"),
+        Step("s3e", (*stage3(), *tex, "--epochs", "24", "--seed", "8"), init="s0c/weights"),
         Step("s0d", (*stage0, "--stage0-epochs", "150", "--stage0-lr", "5e-4", "--seed", "17",
                      "--checkpoint-every", "25"), init="s3e/weights", slots_from="s0c/checkpoints/last"),
         Step("s0e", (*stage0, "--stage0-epochs", "100", "--stage0-lr", "5e-4", "--seed", "27", "--flip-slots", "0.5",
                      "--lm-loss", "turns", "--checkpoint-every", "25"), init="s0d/checkpoints/last"),
-        Step("s3f", (*stage3, *tex, "--epochs", "24", "--seed", "18"), init="s0e/weights"),
-        Step("final", (*stage3[:2], "--lr", "1e-3", *stage3[4:], *tex, "--epochs", "24", "--seed", "19"),
-             init="s3f/weights"),
+        Step("s3f", (*stage3(), *tex, "--epochs", "24", "--seed", "18"), init="s0e/weights"),
+        Step("final", (*stage3("1e-3"), *tex, "--epochs", "24", "--seed", "19"), init="s3f/weights"),
     ]
 
 

@@ -166,8 +166,10 @@ class Trainer:
             samples += extra
         banks = {name: load_bank(name) for name in sorted({s.class_name for s in samples})}
         self.banks = banks
-        # stage 0's prompts name many products, so its answers do not hang on the one trained on
-        self.corpus_banks = corpus_banks(list(banks)) if self.pretext is not None else banks
+        # stage 0's prompts name many products, so its answers do not hang on the one trained on; with
+        # --tune-llm, stage 3's follow-ups name their types from the same banks
+        many = corpus_banks(list(banks)) if self.pretext is not None or cfg.tune_llm else banks
+        self.corpus_banks = many if self.pretext is not None else banks
         self.templates = load_answer_templates()
         self.prompts: dict[str, TextPrompts] = {
             name: build_text_prompts(self.model.towers, bank).to(self.accelerator.device, torch.float32)
@@ -177,7 +179,7 @@ class Trainer:
             anomaly_ratio=cfg.anomaly_ratio, seed=cfg.seed, patch_frac=tuple(cfg.patch_frac),
             object_classes=[n for n, b in banks.items() if b.is_object], banks=banks,
             follow_up_ratio=cfg.follow_ups,
-            type_banks=list(corpus_banks(list(banks)).values()) if cfg.tune_llm else ())
+            type_banks=list(many.values()) if cfg.tune_llm else ())
         self.class_banks: dict[str, LeaveOutBanks] = self._class_banks() if cfg.bank_maps else {}
         self.sampler = ClassBatchSampler(self.dataset.by_class, cfg.batch_size, cfg.seed, frozenset(self.bank_only))
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
