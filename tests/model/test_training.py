@@ -332,11 +332,36 @@ def test_tune_llm_trains_the_llm_in_stage_three_and_saves_it(data_root, tmp_path
     t.run()
     tuned = _snapshot(t.llm.model)
     assert not _same(llm, tuned), "the LLM was trained"
+    words = [k for k in llm if "embed_tokens" in k or "lm_head" in k]
+    assert words and all(torch.equal(llm[k], tuned[k]) for k in words), \
+        "its word embeddings and output head stay (other products' words keep their place)"
     assert _same(towers, _snapshot(t.model.towers)) and _same(decoder, _snapshot(t.model.decoder))
     _, parts = load_trainable(tmp_path / "weights")
     assert _same({k: v for k, v in tuned.items()}, {k: v.to(tuned[k].dtype) for k, v in parts["llm"].items()})
     with pytest.raises(ConfigError, match="needs --stage 3"):
         TrainConfig(data=data_root, out_dir=tmp_path / "x", stage=2, tune_llm=True).check()
+    with pytest.raises(ConfigError, match="give both"):
+        TrainConfig(data=data_root, out_dir=tmp_path / "x", stage=3, tune_embeddings=True).check()
+    cfg.out_dir, cfg.tune_embeddings = tmp_path / "words", True
+    t = Trainer(cfg)
+    t.run()
+    assert not all(torch.equal(llm[k], _snapshot(t.llm.model)[k]) for k in words), "--tune-embeddings trains them"
+
+
+def test_llm_lr_moves_the_tuned_llm_at_its_own_rate(data_root, tmp_path) -> None:
+    """--llm-lr: with --tune-llm the LLM has its own learning rate (a tiny one leaves it nearly as it was,
+    while TGE and MMF train at --lr); without --tune-llm it is refused."""
+    cfg = TrainConfig(data=data_root, out_dir=tmp_path, stage=3, batch_size=2, max_steps=2, lr=1e-2, llm_lr=1e-9,
+                      warmup_steps=0, anomaly_ratio=0.5, follow_ups=1.0, tune_llm=True, progress=False)
+    t = Trainer(cfg)
+    tge, llm = _snapshot(t.model.tge), _snapshot(t.llm.model)
+    t.run()
+    after = _snapshot(t.llm.model)
+    moved = max(float((after[k] - llm[k]).abs().max()) for k in llm)
+    assert 0 < moved < 1e-6, f"the LLM moved by {moved} at lr 1e-9"
+    assert max(float((v - tge[k]).abs().max()) for k, v in _snapshot(t.model.tge).items()) > 1e-4
+    with pytest.raises(ConfigError, match="only with --tune-llm"):
+        TrainConfig(data=data_root, out_dir=tmp_path / "x", stage=3, llm_lr=1e-4).check()
 
 
 def test_resume_gives_the_same_weights_and_they_load(tmp_path, monkeypatch) -> None:

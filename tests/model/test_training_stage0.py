@@ -267,3 +267,35 @@ def test_stage0_llm_learns_to_answer_from_the_image_slots(data_root, tmp_path) -
             answers.append("".join(trainer.llm.stream(embeds, mask, max_new_tokens=16)).strip())
     assert p_yes[0] < 0.5 < p_yes[1], p_yes
     assert answers[0].startswith("No") and answers[1].startswith("Yes"), answers
+
+
+def test_replay_trains_the_tuned_llm_on_the_stage0_corpus_through_its_slots(data_root, tmp_path) -> None:
+    """--tune-llm --replay W: every stage-3 step also takes the stage-0 LM loss on a corpus batch (the
+    slots for the image, frozen), weighted W; the slots come from --init and stay in the checkpoints, so
+    a resumed run replays the same; weights without slots, or --replay without --tune-llm, are refused."""
+    from iadgpt.training.pretext import PRETEXT_PART
+    from iadgpt.weights import load_trainable
+
+    common = dict(data=data_root, batch_size=2, text_batch_size=2, seed=4, progress=False)
+    first = Trainer(TrainConfig(out_dir=tmp_path / "s0", stage=0, stage0_epochs=1, **common))
+    first.run()
+    checkpoint = tmp_path / "s0" / "checkpoints" / "last"
+    t = Trainer(TrainConfig(out_dir=tmp_path / "s3", stage=3, max_steps=2, lr=1e-2, tune_llm=True, replay=0.5,
+                            init_weights=checkpoint, **common))
+    slots, llm = _snapshot(t.pretext), _snapshot(t.llm.model)
+    t.run()
+    assert _same(slots, _snapshot(t.pretext)), "the slots are read, not trained"
+    assert not _same(llm, _snapshot(t.llm.model)), "the LLM was tuned"
+    steps = [json.loads(line) for line in (tmp_path / "s3" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if r["kind"] == "step"]
+    assert len(steps) == 2
+    for r in steps:
+        assert r["replay"] > 0
+        assert r["loss"] == pytest.approx(r["ce"] + 0.5 * r["replay"], rel=1e-4)
+    _, saved = load_trainable(tmp_path / "s3" / "checkpoints" / "last")
+    assert PRETEXT_PART in saved
+    with pytest.raises(ConfigError, match="holds none"):
+        Trainer(TrainConfig(out_dir=tmp_path / "x", stage=3, tune_llm=True, replay=1.0,
+                            init_weights=tmp_path / "s0" / "weights", **common))
+    with pytest.raises(ConfigError, match="only with --tune-llm"):
+        TrainConfig(data=data_root, out_dir=tmp_path / "y", stage=3, replay=1.0).check()

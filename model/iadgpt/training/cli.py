@@ -69,6 +69,16 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tune-llm", action="store_true",
                    help="stage 3 trains the LLM too (with TGE and MMF), so it answers with real image tokens, "
                         "which stage 0 never showed it; use with --follow-ups")
+    p.add_argument("--llm-lr", type=float, default=None, metavar="LR",
+                   help="with --tune-llm: the LLM's learning rate (default: --lr, as TGE's and MMF's)")
+    p.add_argument("--tune-embeddings", action="store_true",
+                   help="with --tune-llm: train the LLM's word embeddings and output head too (by default they "
+                        "stay as stage 0 made them, so the words of other products' types keep their place)")
+    p.add_argument("--replay", type=float, default=0.0, metavar="WEIGHT",
+                   help="with --tune-llm: every stage-3 step also trains the LLM on a batch of the stage-0 corpus "
+                        "(--text-batch-size conversations of many products, the stage-0 slots for the image), its "
+                        "loss weighted WEIGHT, so it keeps copying types and sizes from the evidence line; --init "
+                        "must hold the stage-0 slots (a stage-0 checkpoint, or recipe.with_slots)")
     p.add_argument("--decoder-only", action="store_true",
                    help="stage 2 trains the decoder alone on focal + dice, without the LLM (fast; MMF kept)")
     p.add_argument("--bank-only", type=Path, default=None, metavar="DIR",
@@ -115,7 +125,9 @@ def config_from_args(args: argparse.Namespace):
                        bank_maps=getattr(args, "bank_maps", False), bank_only=getattr(args, "bank_only", None),
                        decoder_only=getattr(args, "decoder_only", False),
                        follow_ups=getattr(args, "follow_ups", 0.0),
-                       tune_llm=getattr(args, "tune_llm", False))
+                       tune_llm=getattr(args, "tune_llm", False),
+                       tune_embeddings=getattr(args, "tune_embeddings", False),
+                       llm_lr=getattr(args, "llm_lr", None), replay=getattr(args, "replay", 0.0))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -50,6 +50,11 @@ class TrainConfig:
     # stage 3 trains the LLM too, so that it answers (follow-ups above all) with real image tokens, which
     # stage 0 never showed it (the slots stand for the image there)
     tune_llm: bool = False
+    llm_lr: float | None = None  # with tune_llm: the LLM's learning rate (None: `lr`, as the heads')
+    tune_embeddings: bool = False  # with tune_llm: its word embeddings and output head too (else they stay)
+    # with tune_llm: weight of a stage-0 corpus batch (its slots for the image) trained beside every stage-3
+    # step, so the LLM keeps copying every product's types and sizes from the evidence line (0: none)
+    replay: float = 0.0
     resume: bool = False
     checkpoint_every: int = 1  # epochs between checkpoints; a stage's last epoch is always saved
     max_steps: int | None = None  # per stage
@@ -103,6 +108,13 @@ class TrainConfig:
             raise ConfigError(f"flip_slots {self.flip_slots} must lie in [0, 1] (a share of the conversations)")
         if self.tune_llm and 3 not in self.stages:
             raise ConfigError("--tune-llm trains the LLM in stage 3: it needs --stage 3 or all")
+        if self.llm_lr is not None and (not self.tune_llm or self.llm_lr <= 0):
+            raise ConfigError(f"--llm-lr {self.llm_lr}: a positive learning rate, and only with --tune-llm")
+        if self.tune_embeddings and not self.tune_llm:
+            raise ConfigError("--tune-embeddings is a part of --tune-llm: give both")
+        if self.replay < 0 or (self.replay and not self.tune_llm):
+            raise ConfigError(f"--replay {self.replay}: a weight of 0 or more, and only with --tune-llm (it keeps "
+                              f"the LLM that stage 3 tunes reading the stage-0 corpus)")
         if not 0.0 <= self.follow_ups <= 1.0:
             raise ConfigError(f"follow_ups {self.follow_ups} must lie in [0, 1] (a share of the training items)")
         if self.epochs < 1 or self.batch_size < 1 or (self.stage0_epochs is not None and self.stage0_epochs < 1):

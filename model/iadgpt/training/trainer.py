@@ -136,7 +136,7 @@ class Trainer:
         self.step_module = TrainStep(self.model, self.llm)
         self.pretext: PretextHeads | None = None
         self.pretext_step: PretextStep | None = None
-        if scratch:
+        if scratch or cfg.replay:  # --replay trains on the stage-0 corpus too, through its slots
             towers, heads = self.model.towers, self.preset.heads
             with torch.random.fork_rng():  # the other parts' initial weights do not depend on stage 0
                 torch.manual_seed(cfg.seed + 1)
@@ -146,8 +146,13 @@ class Trainer:
             self.pretext_step = PretextStep(towers, self.model.decoder, self.pretext, self.llm.model,
                                             self.llm.image_token_id, self.llm.tokenizer.pad_token_id,
                                             train_vision=self.vision is not None)
+        self.slots_loaded = False  # whether the pretext slots came from a weights folder (_load_parts)
         if cfg.init_weights is not None:  # after the pretext heads: a stage-0 checkpoint continues with its slots
             self.towers_trained = self._load_parts(cfg.init_weights)
+        if cfg.replay and not self.slots_loaded:
+            raise ConfigError(f"--replay trains on the stage-0 corpus through the stage-0 slots, but --init "
+                              f"{cfg.init_weights} holds none; start from a stage-0 checkpoint (its "
+                              f"checkpoints/last) or join weights and slots with iadgpt.training.recipe.with_slots")
 
         samples = [s for s in mvtec_samples(Path(cfg.data), "train", cfg.classes) if s.label == 0]
         if not samples:
@@ -265,6 +270,13 @@ class Trainer:
             self.vision.requires_grad_(stage == 0)
         tune_llm = stage == 3 and self.cfg.tune_llm
         self.llm.model.requires_grad_(stage == 0 or tune_llm)
+        if tune_llm and not self.cfg.tune_embeddings:
+            # The word embeddings and the output head stay as stage 0 made them: stage 3's answers speak of
+            # one product, and Adam would move every word they never use (other products' types) away
+            self.llm.model.get_input_embeddings().requires_grad_(False)
+            self.llm.model.get_output_embeddings().requires_grad_(False)
+        if self.pretext is not None:  # trained in stage 0; --replay reads them as they are
+            self.pretext.requires_grad_(stage == 0)
         if stage == 0:
             assert self.pretext is not None, "stage 0 needs a preset whose towers have no pretrained weights"
             self.towers_trained = True
@@ -273,7 +285,7 @@ class Trainer:
             return (list(self.vision.parameters()) + list(self.llm.model.parameters())
                     + list(self.model.decoder.parameters()) + list(self.pretext.parameters()))
         params = [p for name in STAGE_PARTS[stage] for p in getattr(self.model, name).parameters()]
-        return params + list(self.llm.model.parameters()) if tune_llm else params
+        return params + [p for p in self.llm.model.parameters() if p.requires_grad] if tune_llm else params
 
     def stage_steps(self, stage: int = 1) -> int:
         """Optimiser steps of one stage on this process (the loader is sharded across processes)."""
@@ -346,7 +358,7 @@ class Trainer:
         folder = self.run_dir / "checkpoints" / "last"
         self._save_weights(folder, {"stage": progress["stage"], "epoch": progress["epoch"],
                                     "global_step": progress["global_step"]},
-                           pretext=progress["stage"] == 0)
+                           pretext=progress["stage"] == 0 or self.cfg.replay > 0)
         save_trainer_state(folder / TRAINER_STATE, optimizer, scheduler, progress)
         log.info("checkpoint %s: stage %d epoch %d batch %d step %d", folder, progress["stage"],
                  progress["epoch"], progress["batch"], progress["global_step"])
@@ -374,6 +386,7 @@ class Trainer:
             self.llm.model.load_state_dict(parts["llm"], strict=True)
         if PRETEXT_PART in parts and self.pretext is not None:  # a checkpoint, or --init to continue stage 0
             self.pretext.load_state_dict(parts[PRETEXT_PART], strict=True)
+            self.slots_loaded = True
         return "llm" in parts
 
     def _load_checkpoint(self) -> tuple[dict[str, Any], dict, dict] | None:
@@ -432,7 +445,12 @@ class Trainer:
         epochs, lr = cfg.stage_epochs(stage), cfg.stage_lr(stage)
         warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(cfg.warmup_ratio * total)
         warmup = min(max(warmup, 0), total)
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        groups: list[dict[str, Any]] = [{"params": params}]
+        if stage == 3 and cfg.tune_llm and cfg.llm_lr is not None:  # the LLM at its own rate
+            own = {id(p) for p in self.llm.model.parameters()}
+            groups = [{"params": [p for p in params if id(p) not in own]},
+                      {"params": [p for p in params if id(p) in own], "lr": cfg.llm_lr}]
+        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
         epoch, skip, step = 0, 0, 0
         if resumed is not None:
@@ -449,7 +467,8 @@ class Trainer:
             parts = ("decoder",)
         elif stage == 3 and cfg.tune_llm:
             parts = (*parts, "llm")
-        log.info("stage %d: training %s, %d steps (warm-up %d), lr %g", stage, parts, total, warmup, lr)
+        log.info("stage %d: training %s, %d steps (warm-up %d), lr %s", stage, parts, total, warmup,
+                 " / ".join(f"{g.get('initial_lr', g['lr']):g}" for g in optimizer.param_groups))
         show = cfg.progress and sys.stderr.isatty() and acc.is_local_main_process
         bar = tqdm(total=total, initial=step, desc=f"stage {stage}", disable=not show, dynamic_ncols=True)
         result = StageResult(stage, 0, 0, 0.0)
@@ -523,6 +542,9 @@ class Trainer:
             out = self.pretext_forward(batch, stage_step, module)
         else:
             out = self.forward(batch, self.map_source(stage, stage_step), module)
+            if stage == 3 and self.cfg.replay:
+                out["replay"] = self.pretext_forward(None, stage_step)["loss"]
+                out["loss"] = out["loss"] + self.cfg.replay * out["replay"]
         acc.backward(out["loss"])
         if self.cfg.max_grad_norm and acc.sync_gradients:
             acc.clip_grad_norm_(params, self.cfg.max_grad_norm)
