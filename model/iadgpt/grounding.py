@@ -52,6 +52,22 @@ def names_product(answer: str, class_name: str) -> bool:
     return all(n in (words, "part") for n in named)
 
 
+def types_agree(answer: str, evidence: Evidence) -> bool:
+    """The answer's types are the evidence line's: after "type:" the names it lists ("blowhole or
+    stain") are some of the evidence's and no others ("hole or stain" for "blowhole or stain" is not);
+    an answer without "type:" must name one of them as a whole word. No types in the evidence: the
+    answer says the type is unclear."""
+    low = answer.lower()
+    if not evidence.types:
+        return "unclear" in low
+    wanted = {t.lower() for t in evidence.types}
+    listed = re.search(r"type:\s*([^.;]*)", low)
+    if listed is None:
+        return any(re.search(rf"\b{re.escape(t)}\b", low) for t in wanted)
+    named = {n.strip() for n in listed.group(1).split(" or ") if n.strip()}
+    return bool(named) and named <= wanted
+
+
 def consistent(kind: str, answer: str, defective: bool, evidence: Evidence, product: str | None = None) -> bool:
     """Whether a chat answer to a question of `kind` agrees with the verdict and the evidence (and, given
     the product's class name, calls the part by it)."""
@@ -68,9 +84,7 @@ def consistent(kind: str, answer: str, defective: bool, evidence: Evidence, prod
     if kind in ("where", "action", "compare"):
         return position_agrees(low, evidence)
     if kind == "type":
-        if evidence.types:
-            return any(t.lower() in low for t in evidence.types)
-        return "unclear" in low
+        return types_agree(low, evidence)
     if kind == "size":
         sizes = [w for w in SIZE_WORDS if re.search(rf"\b{w}\b", low)]
         return sizes == [evidence.size]
@@ -79,7 +93,8 @@ def consistent(kind: str, answer: str, defective: bool, evidence: Evidence, prod
         numbers += [v for w, v in _NUMBER_WORDS.items() if re.search(rf"\b{w}\b", low)]
         return numbers == [evidence.count]
     if kind == "describe":
-        return position_agrees(low, evidence) and evidence.size in low
+        typed = "type:" not in low or types_agree(low, evidence)  # "... likely type: blowhole or stain."
+        return position_agrees(low, evidence) and evidence.size in low and typed
     raise ValueError(f"unknown question kind {kind!r}; one of {', '.join(QUESTIONS)}")
 
 

@@ -149,3 +149,21 @@ def test_scripted_chat_counts_each_question_kind_apart():
     hits = scripted_chat(Chatty(), [("grounded.png", result), ("denied.png", result)])
     assert set(hits) == set(QUESTIONS)
     assert all(share == pytest.approx(0.5) for share in hits.values()), hits
+
+
+def test_a_type_answer_lists_the_evidence_lines_types_and_no_others():
+    """The chat said "The likely type: hole or stain." of a tile whose Likely-defect row says blowhole and
+    stain: "stain" is right, "hole" is a type the screen does not show, so the answer is not consistent."""
+    ev = Evidence("bottom right", 1, 0.004, "spot", ("blowhole", "stain"))
+    assert consistent("type", "The likely type: blowhole or stain.", True, ev)
+    assert consistent("type", "The likely type: stain.", True, ev)
+    assert not consistent("type", "The likely type: hole or stain.", True, ev)
+    assert not consistent("type", "The likely type:Me thread.", True, ev)
+    assert not consistent("type", "The likely type: .", True, ev)
+    describe = "A compact spot at the bottom right; size: tiny, 0.4 % of the image; likely type: {}."
+    assert consistent("describe", describe.format("blowhole or stain"), True, ev)
+    assert not consistent("describe", describe.format("pitting or stain"), True, ev)
+    unclear = Evidence("bottom right", 1, 0.004, None, ())
+    assert consistent("type", "The type is unclear from the image; it is a defect at the bottom right.", True,
+                      unclear)
+    assert not consistent("type", "The likely type: crack.", True, unclear)

@@ -299,3 +299,25 @@ def test_replay_trains_the_tuned_llm_on_the_stage0_corpus_through_its_slots(data
                             init_weights=tmp_path / "s0" / "weights", **common))
     with pytest.raises(ConfigError, match="only with --tune-llm"):
         TrainConfig(data=data_root, out_dir=tmp_path / "y", stage=3, replay=1.0).check()
+
+
+def test_by_bank_says_a_rare_banks_defect_names_as_often_as_the_generic_ones() -> None:
+    """Some 250 part names share the generic bank, so drawn by name a bank that one product has (a
+    magnetic tile's "blowhole") is almost never said; drawn bank first, every distinct bank is."""
+    from iadgpt.data import load_answer_templates
+    from iadgpt.training.corpus import corpus_banks, distinct_banks
+
+    banks = corpus_banks(["ball_screw_drive"])
+    groups = distinct_banks(banks)
+    assert len(groups) < len(banks) // 4 and any(len(names) > 100 for names in groups.values())
+    templates = load_answer_templates()
+
+    def share(by_bank: float) -> float:
+        talks = [t for step in range(8) for t in conversation_batch(5, step, 256, banks, templates, "sys",
+                                                                    by_bank=by_bank)]
+        return sum("magnetic tile" in t.messages[1]["content"] for t in talks) / len(talks)
+
+    by_name, first = share(0.0), share(1.0)
+    assert by_name < 2.0 / len(groups) < 2 * first and first > 2 * by_name, (by_name, first)
+    assert conversation_batch(5, 0, 64, banks, templates, "sys") == \
+        conversation_batch(5, 0, 64, banks, templates, "sys", by_bank=0.0), "by default the corpus is as it was"

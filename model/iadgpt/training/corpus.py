@@ -182,22 +182,39 @@ def follow_ups(rng: np.random.Generator, first: str, anomalous: bool, evidence: 
     raise AssertionError("unreachable")
 
 
+def distinct_banks(banks: dict[str, PromptBank]) -> dict[tuple[str, ...], list[str]]:
+    """The class names of each distinct list of defect names (most generic part names share one bank)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name in sorted(banks):
+        groups.setdefault(tuple(banks[name].names), []).append(name)
+    return groups
+
+
 def conversation_batch(seed: int, step: int, size: int, banks: dict[str, PromptBank],
                        templates: AnswerTemplates, system_prompt: str, flip_slots: float = 0.0,
-                       ) -> list[Conversation]:
+                       by_bank: float = 0.0) -> list[Conversation]:
     """`size` conversations, a pure function of (seed, step): resumed runs see the same text. Their
     slot cells come from a generator of their own, so they never change the text drawn.
 
     flip_slots: the share of conversations with follow-up questions whose slots say the other state
     than their verdict (no cells lit). Their answers still follow the verdict the history's first
     answer gives: the follow-ups of a part with a map as strong as a defect's, answered "No" by the
-    verdict, must stay those of a good part (decision 0009, "The verdict in the history")."""
+    verdict, must stay those of a good part (decision 0009, "The verdict in the history").
+
+    by_bank: the share of conversations whose class is drawn bank first (a distinct bank, then one of its
+    class names), so that the defect names of a bank only one product has (a magnetic tile's "blowhole")
+    are said as often as the generic bank's, which some 250 part names share."""
     rng = np.random.default_rng([seed, 7919, step])
     slot_rng = np.random.default_rng([seed, 104729, step])
     names: Sequence[str] = sorted(banks)
+    groups = list(distinct_banks(banks).values()) if by_bank else []
     out = []
     for _ in range(size):
-        name = names[int(rng.integers(len(names)))]
+        if by_bank and rng.random() < by_bank:
+            group = groups[int(rng.integers(len(groups)))]
+            name = group[int(rng.integers(len(group)))]
+        else:
+            name = names[int(rng.integers(len(names)))]
         talk = sample_conversation(rng, name, banks[name], templates, system_prompt)
         lit = slot_rng.permutation(len(POSITIONS))[:len(talk.cells)]
         if flip_slots and len(talk.messages) > 2 and slot_rng.random() < flip_slots:

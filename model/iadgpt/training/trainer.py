@@ -60,7 +60,7 @@ from iadgpt.tiny import tokenizer_fingerprint
 from iadgpt.training.banks import LeaveOutBanks
 from iadgpt.training.config import STAGE_PARTS, TrainConfig
 from iadgpt.training.conversation import build_training_batch
-from iadgpt.training.corpus import conversation_batch, corpus_banks
+from iadgpt.training.corpus import conversation_batch, corpus_banks, distinct_banks
 from iadgpt.training.data import ClassBatchSampler, SyntheticAnomalyDataset, collate
 from iadgpt.training.pretext import PRETEXT_PART, PretextHeads, PretextStep, cells_tensor
 from iadgpt.training.state import load_trainer_state, save_trainer_state
@@ -99,6 +99,9 @@ def _release_accelerator_state(mixed_precision: str) -> None:
 
     if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
         AcceleratorState._reset_state(reset_partial_state=True)  # accelerate's own way (its test utilities)
+
+
+REPLAY_BY_BANK = 0.5  # --replay: share of its conversations whose class is drawn bank first
 
 
 class Trainer:
@@ -184,7 +187,8 @@ class Trainer:
             anomaly_ratio=cfg.anomaly_ratio, seed=cfg.seed, patch_frac=tuple(cfg.patch_frac),
             object_classes=[n for n, b in banks.items() if b.is_object], banks=banks,
             follow_up_ratio=cfg.follow_ups,
-            type_banks=list(many.values()) if cfg.tune_llm else ())
+            # one of each distinct bank: the generic one, shared by most part names, would drown the rest
+            type_banks=[many[names[0]] for names in distinct_banks(many).values()] if cfg.tune_llm else ())
         self.class_banks: dict[str, LeaveOutBanks] = self._class_banks() if cfg.bank_maps else {}
         self.sampler = ClassBatchSampler(self.dataset.by_class, cfg.batch_size, cfg.seed, frozenset(self.bank_only))
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
@@ -292,13 +296,13 @@ class Trainer:
         steps = self.cfg.stage_epochs(stage) * len(self.loader)
         return min(steps, self.cfg.max_steps) if self.cfg.max_steps else steps
 
-    def pretext_forward(self, batch: dict[str, Any], step: int, module: nn.Module | None = None
-                        ) -> dict[str, torch.Tensor]:
-        """Stage-0 losses for an image batch and the corpus batch of `step`."""
+    def pretext_forward(self, batch: dict[str, Any], step: int, module: nn.Module | None = None,
+                        by_bank: float = 0.0) -> dict[str, torch.Tensor]:
+        """Stage-0 losses for an image batch and the corpus batch of `step` (by_bank: conversation_batch's)."""
         assert self.pretext_step is not None, "stage 0 is not part of this run"
         module = module or self.pretext_step
         talks = conversation_batch(self.cfg.seed, step, self.cfg.text_batch_size, self.corpus_banks, self.templates,
-                                   self.preset.llm.system_prompt, self.cfg.flip_slots)
+                                   self.preset.llm.system_prompt, self.cfg.flip_slots, by_bank)
         ids, mask, labels = build_training_batch(self.llm, [t.messages for t in talks], [t.answer for t in talks],
                                                  history=self.cfg.lm_loss == "turns")
         device = self.accelerator.device
@@ -543,7 +547,8 @@ class Trainer:
         else:
             out = self.forward(batch, self.map_source(stage, stage_step), module)
             if stage == 3 and self.cfg.replay:
-                out["replay"] = self.pretext_forward(None, stage_step)["loss"]
+                # half its classes drawn bank first, as stage 3's follow-ups name their types (one per bank)
+                out["replay"] = self.pretext_forward(None, stage_step, by_bank=REPLAY_BY_BANK)["loss"]
                 out["loss"] = out["loss"] + self.cfg.replay * out["replay"]
         acc.backward(out["loss"])
         if self.cfg.max_grad_norm and acc.sync_gradients:
