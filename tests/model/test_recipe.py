@@ -33,6 +33,9 @@ def test_every_step_is_a_valid_train_run_starting_where_the_last_ended(tmp_path:
               if s.args[s.args.index("--stage") + 1] == "0"]
     assert sum(c.stage_epochs(0) for c in stage0) == 188 + 100 + 200 + 150 + 100
     assert [c.flip_slots for c in stage0] == [0.0, 0.0, 0.0, 0.0, 0.5], "only the last stage 0 flips slots"
+    final = config_from_args(build_parser().parse_args(command(plan[-1], data, out)[3:]))
+    assert final.tune_llm and final.replay > 0 and final.llm_lr < final.lr and not final.tune_embeddings
+    assert plan[-1].slots_from == "s0e/checkpoints/last", "the replay reads the slots of the last stage 0"
 
 
 def test_dry_run_prints_every_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

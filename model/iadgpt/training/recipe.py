@@ -1,7 +1,7 @@
 """The built-in model's training recipe as one command: `python -m iadgpt.training.recipe --data DIR --out DIR`.
 
 The shipped `unified-lite0` weights are this recipe's, run once from scratch: steps 1-6 with the code
-of commit cbac4c8 (whose size answer began "It is at the ..."), step 7 with the code of today
+of commit cbac4c8 (whose size answer began "It is at the ..."), steps 7 and 8 with the code of today
 (MODEL_CARD.md). Run today, every step uses today's code, so the weights are not the same bit for bit.
 The steps, with their epochs and seeds:
 
@@ -16,7 +16,10 @@ The steps, with their epochs and seeds:
 7. stage 0 continued from there (150 epochs), then 100 epochs in which half of the conversations with
    follow-up questions have image slots that say the other state than their verdict (`--flip-slots`,
    with every answer of the conversation labelled, `--lm-loss turns`), then stage 3 twice (24 epochs
-   each, the second at half the learning rate).
+   each, the second at half the learning rate);
+8. stage 3 with the LLM trained too (`--tune-llm`, 12 epochs): its layers at a fifth of the heads' rate,
+   its word embeddings and output head kept, on follow-up answers with real image tokens, each step
+   beside a batch of the stage-0 corpus read through step 7's slots (`--replay`).
 
 (The model card numbers the same work as its steps; it says which code each step ran with.)
 
@@ -76,7 +79,10 @@ def steps(textures: Path) -> list[Step]:
         Step("s0e", (*stage0, "--stage0-epochs", "100", "--stage0-lr", "5e-4", "--seed", "27", "--flip-slots", "0.5",
                      "--lm-loss", "turns", "--checkpoint-every", "25"), init="s0d/checkpoints/last"),
         Step("s3f", (*stage3(), *tex, "--epochs", "24", "--seed", "18"), init="s0e/weights"),
-        Step("final", (*stage3("1e-3"), *tex, "--epochs", "24", "--seed", "19"), init="s3f/weights"),
+        Step("s3g", (*stage3("1e-3"), *tex, "--epochs", "24", "--seed", "19"), init="s3f/weights"),
+        Step("final", (*stage3("5e-4"), *tex, "--tune-llm", "--llm-lr", "1e-4", "--replay", "1.0", "--follow-ups",
+                       "0.5", "--flip-slots", "0.5", "--lm-loss", "turns", "--text-batch-size", "16",
+                       "--epochs", "12", "--seed", "29"), init="s3g/weights", slots_from="s0e/checkpoints/last"),
     ]
 
 
