@@ -302,7 +302,7 @@ def test_replay_trains_the_tuned_llm_on_the_stage0_corpus_through_its_slots(data
 
 
 def test_by_bank_says_a_rare_banks_defect_names_as_often_as_the_generic_ones() -> None:
-    """Some 250 part names share the generic bank, so drawn by name a bank that one product has (a
+    """Some 130 of the 158 class names share the generic bank, so drawn by name a bank that one product has (a
     magnetic tile's "blowhole") is almost never said; drawn bank first, every distinct bank is."""
     from iadgpt.data import load_answer_templates
     from iadgpt.training.corpus import corpus_banks, distinct_banks

@@ -276,7 +276,7 @@ class Trainer:
         self.llm.model.requires_grad_(stage == 0 or tune_llm)
         if tune_llm and not self.cfg.tune_embeddings:
             # The word embeddings and the output head stay as stage 0 made them: stage 3's answers speak of
-            # one product, and Adam would move every word they never use (other products' types) away
+            # one product, and the words they never use (other products' types) need not move (decision 0009)
             self.llm.model.get_input_embeddings().requires_grad_(False)
             self.llm.model.get_output_embeddings().requires_grad_(False)
         if self.pretext is not None:  # trained in stage 0; --replay reads them as they are
