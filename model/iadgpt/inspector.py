@@ -23,6 +23,7 @@ import torch
 
 from iadgpt.builder import build_model, preset_dtype, vision_module
 from iadgpt.config import Preset, load_preset, with_overrides
+from iadgpt.cpu_threads import is_small, one_thread_if
 from iadgpt.encoders import VisualFeatures
 from iadgpt.errors import CancelledError, WeightsError
 from iadgpt.evidence import Evidence, map_evidence
@@ -176,6 +177,7 @@ class Inspector:
         if weights is not None:
             self.load_weights(weights)
         self.model.to(self.device, self.dtype).eval()
+        self._small_heads = is_small(self.model.tge, self.model.mmf)  # run on one CPU thread (decision 0012)
         self.memory_bank: MemoryBank | None = None
         self.references: ReferenceSet | None = None  # the bank's reference images by F_img, when known
         # image embeddings and the map's own evidence line (None: not worked out, a shown map was read)
@@ -293,6 +295,9 @@ class Inspector:
     def _encode(self, rgb: np.ndarray) -> VisualFeatures:
         return self.model.towers.encode_image(self._preprocess(rgb))
 
+    def _heads_threads(self):
+        return one_thread_if(self._small_heads, self.device)
+
     def _conversation(self, evidence: str | None = None) -> list[dict[str, str]]:
         return inspection_messages(self.preset.llm.system_prompt, self.class_name, evidence)
 
@@ -344,7 +349,7 @@ class Inspector:
         with stage("anomaly_map"):
             maps = self.model.layer_maps(features, self.prompts, self.memory_bank, use_decoder=self.use_decoder)
         self._check_finite("anomaly map", maps)
-        with stage("heads"):
+        with stage("heads"), self._heads_threads():
             image_embeds = self.model.image_embeddings(features, self.prompts, maps)
             self._check_finite("image embeddings", image_embeds)
         with stage("postprocess"):
@@ -435,7 +440,8 @@ class Inspector:
         if cached is None or (shown_map is None and cached[1] is None):
             features = self.model.towers.encode_image(x)
             maps = self.model.layer_maps(features, self.prompts, self.memory_bank, use_decoder=self.use_decoder)
-            embeds = self.model.image_embeddings(features, self.prompts, maps)
+            with self._heads_threads():
+                embeds = self.model.image_embeddings(features, self.prompts, maps)
             own = None  # the map's own evidence, worked out only when no shown map replaces it
             if shown_map is None:
                 _, small, _, _ = self._postprocess(maps[0], x.shape[-2:], tuple(x.shape[-2:]))

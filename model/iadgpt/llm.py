@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from iadgpt.cpu_threads import is_small, one_thread_if
 from iadgpt.errors import WeightsError
 from iadgpt.prompts import class_words
 
@@ -228,6 +229,7 @@ class LanguageModel:
                                f"there is no verdict to read; use a chat LLM whose tokenizer spells English words")
         model.requires_grad_(False)
         model.eval()
+        self.small = is_small(model)  # its forward passes run on one CPU thread (decision 0012)
 
     @classmethod
     def load(cls, folder: str | Path, device: torch.device | str = "cpu",
@@ -285,6 +287,12 @@ class LanguageModel:
                                            self.tokenizer.pad_token_id, mask)
         return embeds, mask
 
+    def _forward(self, **inputs):
+        """One forward pass of the LLM; a small one on one CPU thread (decision 0012)."""
+        first = inputs.get("inputs_embeds", inputs.get("input_ids"))
+        with one_thread_if(self.small, first.device):
+            return self.model(**inputs)
+
     @torch.no_grad()
     def verdict(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> list[Verdict]:
         """Fast path: P(Yes) against P(No) as the answer's first word; no manual threshold.
@@ -292,7 +300,7 @@ class LanguageModel:
         A spelling that is one token is read from the first answer token's logits; one that splits
         into pieces is scored as the sequence (one more forward pass per such spelling).
         """
-        logits = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits  # (B, T, V)
+        logits = self._forward(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits  # (B, T, V)
         last = attention_mask.shape[1] - 1 - attention_mask.flip(1).float().argmax(dim=1)  # last real token
         first = logits[torch.arange(logits.shape[0]), last].float().log_softmax(dim=-1)  # (B, V)
         yes = self._log_prob(first, self.yes_sequences, inputs_embeds, attention_mask)
@@ -325,7 +333,7 @@ class LanguageModel:
         for b in range(inputs_embeds.shape[0]):
             row = inputs_embeds[b, attention_mask[b].bool()]  # (T_b, D)
             extended = torch.cat([row, pieces.to(row.dtype)]).unsqueeze(0)  # (1, T_b+S-1, D)
-            logits = self.model(inputs_embeds=extended).logits[0, -len(targets):].float()  # (S-1, V)
+            logits = self._forward(inputs_embeds=extended).logits[0, -len(targets):].float()  # (S-1, V)
             out.append(logits.log_softmax(dim=-1).gather(1, targets[:, None]).sum())
         return torch.stack(out)
 
@@ -342,7 +350,7 @@ class LanguageModel:
         generator = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
         eos = {self.tokenizer.eos_token_id} | set(getattr(self.model.generation_config, "eos_token_id", None)
                                                    and _as_list(self.model.generation_config.eos_token_id) or [])
-        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=True)
+        out = self._forward(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=True)
         generated: list[int] = []
         shown = ""
         for _ in range(max_new_tokens):
@@ -373,8 +381,8 @@ class LanguageModel:
                 break
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(1, 1)], dim=1)
             next_ids = torch.tensor([[token]], device=inputs_embeds.device)
-            out = self.model(input_ids=next_ids, attention_mask=attention_mask, use_cache=True,
-                             **_cache_kwargs(out))
+            out = self._forward(input_ids=next_ids, attention_mask=attention_mask, use_cache=True,
+                                **_cache_kwargs(out))
         # The answer ended (end of sequence or token budget): show what was held back.
         final = self.tokenizer.decode(generated, skip_special_tokens=True).rstrip("\ufffd")
         if len(final) > len(shown):
