@@ -68,6 +68,14 @@ def types_agree(answer: str, evidence: Evidence) -> bool:
     return bool(named) and named <= wanted
 
 
+def share_agrees(answer: str, evidence: Evidence) -> bool:
+    """The share of the image an answer gives ("1.7 % of the image") is the evidence line's, as the
+    line writes it (one decimal): "small, 1.7 %" said of a 1.2 % region is the size word right and the
+    number wrong, which a user comparing the chat with the screen sees. An answer giving no share passes."""
+    said = re.findall(r"(\d+(?:\.\d+)?)\s*%", answer)
+    return all(s == f"{100 * evidence.area_fraction:.1f}" for s in said)
+
+
 def consistent(kind: str, answer: str, defective: bool, evidence: Evidence, product: str | None = None) -> bool:
     """Whether a chat answer to a question of `kind` agrees with the verdict and the evidence (and, given
     the product's class name, calls the part by it)."""
@@ -87,14 +95,14 @@ def consistent(kind: str, answer: str, defective: bool, evidence: Evidence, prod
         return types_agree(low, evidence)
     if kind == "size":
         sizes = [w for w in SIZE_WORDS if re.search(rf"\b{w}\b", low)]
-        return sizes == [evidence.size]
+        return sizes == [evidence.size] and share_agrees(low, evidence)
     if kind == "count":
         numbers = [int(n) for n in re.findall(r"\b(\d+)\b", low)]
         numbers += [v for w, v in _NUMBER_WORDS.items() if re.search(rf"\b{w}\b", low)]
         return numbers == [evidence.count]
     if kind == "describe":
         typed = "type:" not in low or types_agree(low, evidence)  # "... likely type: blowhole or stain."
-        return position_agrees(low, evidence) and evidence.size in low and typed
+        return position_agrees(low, evidence) and evidence.size in low and share_agrees(low, evidence) and typed
     raise ValueError(f"unknown question kind {kind!r}; one of {', '.join(QUESTIONS)}")
 
 

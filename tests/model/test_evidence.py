@@ -86,6 +86,18 @@ def test_consistency_checks_accept_the_grounded_answer_and_reject_others(kind, g
     assert not consistent(kind, bad, True, EV)
 
 
+def test_a_size_answer_with_another_share_than_the_screen_is_inconsistent():
+    """The chat once said "small, 1.7 % of the image" of regions the evidence line gave as 1.0-1.5 %."""
+    ev = Evidence("right", 1, 0.012, "spot", ("hole", "stain"))
+    assert consistent("size", "Measured at the right; size: small, 1.2 % of the image.", True, ev)
+    assert consistent("size", "It is small.", True, ev)
+    assert not consistent("size", "Measured at the right; size: small, 1.7 % of the image.", True, ev)
+    assert consistent("describe", "A compact spot at the right; size: small, 1.2 % of the image; likely type: "
+                      "hole or stain.", True, ev)
+    assert not consistent("describe", "A compact spot at the right; size: small, 1.7 % of the image; likely "
+                          "type: hole or stain.", True, ev)
+
+
 def test_good_parts_must_be_answered_negatively_without_a_position():
     assert consistent("where", "There is no defect in the image; the tile looks normal.", False, EV)
     assert not consistent("where", "The defect is at the top left.", False, EV)

@@ -31,11 +31,17 @@ def test_every_step_is_a_valid_train_run_starting_where_the_last_ended(tmp_path:
     assert plan[-1].name == "final" and [s.name for s in plan].index("s0b") > [s.name for s in plan].index("s3d")
     stage0 = [config_from_args(build_parser().parse_args(command(s, data, out)[3:])) for s in plan
               if s.args[s.args.index("--stage") + 1] == "0"]
-    assert sum(c.stage_epochs(0) for c in stage0) == 188 + 100 + 200 + 150 + 100
-    assert [c.flip_slots for c in stage0] == [0.0, 0.0, 0.0, 0.0, 0.5], "only the last stage 0 flips slots"
-    final = config_from_args(build_parser().parse_args(command(plan[-1], data, out)[3:]))
-    assert final.tune_llm and final.replay > 0 and final.llm_lr < final.lr and not final.tune_embeddings
-    assert plan[-1].slots_from == "s0e/checkpoints/last", "the replay reads the slots of the last stage 0"
+    assert sum(c.stage_epochs(0) for c in stage0) == 188 + 100 + 200 + 150 + 100 + 60 + 90
+    assert [c.flip_slots for c in stage0] == [0.0] * 4 + [0.5] * 3, "the last three stage 0 flip slots"
+    assert [c.copy_weight for c in stage0] == [1.0] * 5 + [5.0, 20.0]
+    tuned = [config_from_args(build_parser().parse_args(command(s, data, out)[3:])) for s in plan
+             if "--tune-llm" in s.args]
+    assert [c.copy_weight for c in tuned] == [1.0, 20.0]
+    for c in tuned:
+        assert c.tune_llm and c.replay > 0 and c.llm_lr < c.lr and not c.tune_embeddings
+    by_name = {s.name: s for s in plan}
+    assert by_name["s3h"].slots_from == "s0e/checkpoints/last", "the replay reads the slots of the last stage 0"
+    assert plan[-1].init == "s0g/checkpoints/last", "the last step replays through the slots of the stage 0 before"
 
 
 def test_dry_run_prints_every_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -321,3 +321,76 @@ def test_by_bank_says_a_rare_banks_defect_names_as_often_as_the_generic_ones() -
     assert by_name < 2.0 / len(groups) < 2 * first and first > 2 * by_name, (by_name, first)
     assert conversation_batch(5, 0, 64, banks, templates, "sys") == \
         conversation_batch(5, 0, 64, banks, templates, "sys", by_bank=0.0), "by default the corpus is as it was"
+
+
+def test_copy_vocabulary_holds_the_evidence_lines_fields_and_not_its_wording() -> None:
+    """--copy-weight: the tokens an answer copies from the evidence line are its place, share, count and
+    type names ("1.7 %" was said of every small region: the decimal was never copied)."""
+    from iadgpt.builder import build_model
+    from iadgpt.evidence import Evidence
+    from iadgpt.training.conversation import copy_vocabulary
+
+    _, llm = build_model(load_preset("tiny-test"), "cpu", torch.float32)
+    line = Evidence("top left and center", 3, 0.012, "spot", ("blowhole", "stain")).text()
+    prompt = inspection_messages("sys", "magnetic_tile", line)[1]["content"]
+    vocab = copy_vocabulary(llm, [prompt, "no evidence line here"])
+    tok = llm.tokenizer
+    words = {tok.decode([i]).strip() for i in vocab[0].nonzero().flatten().tolist()}
+    for field in ("top left center", "small", "1.2", "3", "blowhole stain"):
+        ids = tok(" " + field, add_special_tokens=False)["input_ids"]
+        assert all(vocab[0, i] for i in ids if any(c.isalnum() for c in tok.decode([i]))), (field, words)
+    assert not words & {"the", "or", "and", "size", "image", "Map", "evidence", "%", ".", ","}, words
+    verdict = sorted(llm.yes_ids | llm.no_ids)
+    assert verdict and vocab[:, verdict].all(), "the verdict word counts as much as the copied fields"
+    assert int(vocab[1].sum()) == len(verdict), "no evidence line: the verdict words only"
+
+
+def test_copy_weight_counts_the_copied_tokens_w_times_in_the_answer_loss() -> None:
+    """losses.lm_loss with weight w is the weighted mean of the copied and the other labelled tokens' mean
+    losses, each taken by the LLM's own loss; w = 1 is its plain loss."""
+    from iadgpt.builder import build_model
+    from iadgpt.data import load_answer_templates
+    from iadgpt.llm import IGNORE_INDEX, embed_with_image
+    from iadgpt.training.conversation import build_training_batch, copy_vocabulary
+    from iadgpt.training.losses import lm_loss
+
+    _, llm = build_model(load_preset("tiny-test"), "cpu", torch.float32)
+    talks = conversation_batch(5, 0, 6, {"carpet": load_bank("carpet")}, load_answer_templates(), "sys")
+    ids, mask, labels = build_training_batch(llm, [t.messages for t in talks], [t.answer for t in talks])
+    vocab = copy_vocabulary(llm, [t.messages[1]["content"] for t in talks])
+    image = torch.zeros(len(talks), 4, llm.hidden_size)
+    embeds, attn, spliced = embed_with_image(llm.model, ids, image, llm.image_token_id, llm.tokenizer.pad_token_id,
+                                             mask, labels)
+    copied = torch.zeros_like(spliced, dtype=torch.bool)
+    copied[:, 1:] = vocab.gather(1, spliced[:, 1:].clamp(min=0)) & (spliced[:, 1:] != IGNORE_INDEX)
+    only = {flag: spliced.masked_fill(copied != flag, IGNORE_INDEX) for flag in (True, False)}
+    counts = {flag: int((only[flag][:, 1:] != IGNORE_INDEX).sum()) for flag in (True, False)}
+    assert counts[True] > 0 and counts[False] > 0
+    with torch.no_grad():
+        means = {flag: float(llm.model(inputs_embeds=embeds, attention_mask=attn, labels=only[flag]).loss)
+                 for flag in (True, False)}
+        plain = float(lm_loss(llm.model, embeds, attn, spliced))
+        for w in (1.0, 4.0):
+            want = (counts[False] * means[False] + w * counts[True] * means[True]) / (counts[False] + w * counts[True])
+            assert float(lm_loss(llm.model, embeds, attn, spliced, vocab, w)) == pytest.approx(want, rel=1e-4)
+        assert float(lm_loss(llm.model, embeds, attn, spliced, vocab, 1.0)) == pytest.approx(plain, rel=1e-6)
+    with pytest.raises(ConfigError, match="copy-weight"):
+        TrainConfig(copy_weight=0.5).check()
+
+
+def test_stage0_and_stage3_train_with_a_copy_weight(data_root, tmp_path) -> None:
+    """--copy-weight reaches both LLM losses: a stage-0 run and a tuned stage 3 with replay train and log
+    finite losses that differ from the plain mean's on the same batch."""
+    common = dict(data=data_root, batch_size=2, text_batch_size=2, seed=4, progress=False)
+    plain = Trainer(TrainConfig(out_dir=tmp_path / "p", stage=0, **common))
+    weighted = Trainer(TrainConfig(out_dir=tmp_path / "w", stage=0, copy_weight=6.0, **common))
+    batch = plain.batch([0, 1])
+    with torch.no_grad():
+        a, b = float(plain.pretext_forward(batch, 0)["lm"]), float(weighted.pretext_forward(batch, 0)["lm"])
+    assert np.isfinite(a) and np.isfinite(b) and abs(a - b) > 1e-4
+    weighted.run()
+    t = Trainer(TrainConfig(out_dir=tmp_path / "s3", stage=3, max_steps=1, tune_llm=True, replay=0.5, follow_ups=1.0,
+                            copy_weight=6.0, init_weights=tmp_path / "w" / "checkpoints" / "last", **common))
+    t.run()
+    steps = [json.loads(line) for line in (tmp_path / "s3" / "metrics.jsonl").read_text().splitlines()]
+    assert [np.isfinite(r["ce"]) and np.isfinite(r["replay"]) for r in steps if r["kind"] == "step"] == [True]

@@ -51,6 +51,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--flip-slots", type=float, default=0.0, metavar="P",
                    help="share of stage-0 conversations with follow-ups whose image slots say the other state "
                         "than the verdict, so follow-up answers follow the verdict in the history (default 0)")
+    p.add_argument("--copy-weight", type=float, default=1.0, metavar="W",
+                   help="the answer tokens copied from the evidence line (place, share of the image, region count, "
+                        "type names) count W times in the LLM's loss, stages 0 and 3 (default 1: a plain mean)")
     p.add_argument("--init", dest="init_weights", type=Path,
                    help="start from this weights folder (e.g. towers and LLM of an earlier stage-0 run)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -119,6 +122,7 @@ def config_from_args(args: argparse.Namespace):
                        text_batch_size=getattr(args, "text_batch_size", 16),
                        lm_loss=getattr(args, "lm_loss", "answers"),
                        flip_slots=getattr(args, "flip_slots", 0.0),
+                       copy_weight=getattr(args, "copy_weight", 1.0),
                        init_weights=getattr(args, "init_weights", None),
                        checkpoint_every=getattr(args, "checkpoint_every", 1),
                        patch_frac=tuple(getattr(args, "patch_frac", (0.05, 0.3))),

@@ -33,6 +33,9 @@ class TrainConfig:
     lm_loss: str = "answers"
     # share of stage-0 conversations with follow-ups whose slots say the other state (corpus.conversation_batch)
     flip_slots: float = 0.0
+    # weight of the answer tokens copied from the evidence line (its place, share, count and type names)
+    # in the LLM's loss, stage 0 and stage 3 alike (losses.lm_loss; 1: a plain mean)
+    copy_weight: float = 1.0
     init_weights: Path | None = None  # start from a weights folder (e.g. a stage-0 run's towers and LLM)
     weight_decay: float = 0.01
     batch_size: int = 8
@@ -104,6 +107,8 @@ class TrainConfig:
             raise ConfigError(f"patch_frac {lo} {hi}: need 0 < min <= max < 1 (fractions of the image side)")
         if not 0.0 <= self.anomaly_ratio <= 1.0:
             raise ConfigError(f"anomaly_ratio {self.anomaly_ratio} must lie in [0, 1]")
+        if not self.copy_weight >= 1.0:
+            raise ConfigError(f"--copy-weight {self.copy_weight}: a weight of 1 (a plain mean) or more")
         if not 0.0 <= self.flip_slots <= 1.0:
             raise ConfigError(f"flip_slots {self.flip_slots} must lie in [0, 1] (a share of the conversations)")
         if self.tune_llm and 3 not in self.stages:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -68,3 +69,34 @@ def history_spans(llm: LanguageModel, messages: Sequence[dict[str, str]], prompt
         if stop - len(before) > 1:
             spans.append((len(before) + 1, stop))
     return spans
+
+
+# The fields of the evidence line (evidence.Evidence.text) that answers copy, each after a space.
+_FIELDS = re.compile(r"strongest response at the (?P<place>[^;]*); size: (?P<size>[a-z]+), (?P<share>[\d.]+) %[^;]*; "
+                     r"regions: (?P<count>\d+);[^;]*; likely type: (?P<types>[^\n]*)\.")
+_CONNECTORS = {"and", "or", "unclear"}
+
+
+def copy_vocabulary(llm: LanguageModel, prompts: Sequence[str]) -> torch.Tensor:
+    """(B, V) bool: per conversation, the token ids its evidence line writes the place, the size word, the
+    share of the image, the region count and the type names with ("top", "left", "small", "1", "2" of
+    "1.2 %", "blowhole").
+
+    An answer copies these from the line; `losses.lm_loss` weights its tokens that are among them
+    (--copy-weight). The verdict words ("Yes", "No") are in every row's too: weighting the copied fields
+    alone left the verdict a smaller share of the first answer's loss, and the verdict on validation
+    lost one or two parts of 24. Punctuation and the connectors "and"/"or" are left out: every answer
+    has them. A prompt without an evidence line gets the verdict words only."""
+    tok = llm.tokenizer
+    vocab = torch.zeros(len(prompts), llm.model.get_input_embeddings().num_embeddings, dtype=torch.bool)
+    vocab[:, sorted(llm.yes_ids | llm.no_ids)] = True
+    for b, text in enumerate(prompts):
+        found = _FIELDS.search(text)
+        if found is None:
+            continue
+        for field in found.groupdict().values():
+            for i in tok(" " + field, add_special_tokens=False)["input_ids"]:
+                word = tok.decode([i]).strip().lower()
+                if any(c.isalnum() for c in word) and word not in _CONNECTORS:
+                    vocab[b, i] = True
+    return vocab

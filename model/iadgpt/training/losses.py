@@ -1,11 +1,14 @@
-"""Segmentation losses on the decoder's anomaly probabilities (stage 2).
+"""Segmentation losses on the decoder's anomaly probabilities (stage 2), and the LLM's answer loss.
 
-Both take probabilities in [0, 1] (not logits): the decoder already ends in a softmax (Eq. 1).
+focal and dice take probabilities in [0, 1] (not logits): the decoder already ends in a softmax (Eq. 1).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+from iadgpt.llm import IGNORE_INDEX
 
 _CLAMP = 1e-6  # keeps log() finite where the decoder is (numerically) certain
 
@@ -52,3 +55,23 @@ def dice_loss(pred_prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -
     intersection = (p * y).sum()
     dice = (2.0 * intersection + eps) / (p.sum() + y.sum() + eps)
     return 1.0 - dice
+
+
+def lm_loss(llm_model: torch.nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+            labels: torch.Tensor, copy_vocab: torch.Tensor | None = None, copy_weight: float = 1.0) -> torch.Tensor:
+    """Causal LM cross-entropy on the labelled tokens (IGNORE_INDEX elsewhere), their mean.
+
+    With `copy_vocab` ((B, V) bool, conversation.copy_vocabulary) and `copy_weight` w != 1, a labelled
+    token whose id is in its row's vocabulary counts w times in a weighted mean: the few tokens an
+    answer copies from the evidence line (the decimal of "1.2 %", a rare type name) are a tiny share
+    of a plain mean, and the small LLM wrote them from its prior ("1.7 %" for every small region)."""
+    if copy_vocab is None or copy_weight == 1.0:
+        return llm_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels).loss
+    logits = llm_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits  # (B, T, V)
+    target = labels[:, 1:]  # (B, T-1): token t+1 is predicted at t
+    labelled = target != IGNORE_INDEX
+    copied = copy_vocab.to(target.device).gather(1, target.clamp(min=0)) & labelled  # (B, T-1)
+    weight = labelled.float() + (copy_weight - 1.0) * copied.float()
+    ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=IGNORE_INDEX,
+                         reduction="none")  # (B, T-1)
+    return (ce * weight).sum() / weight.sum().clamp(min=1e-8)

@@ -27,7 +27,7 @@ from iadgpt.decoder import VisionGuidedDecoder
 from iadgpt.encoders import ClipTowers
 from iadgpt.llm import IGNORE_INDEX, embed_with_image
 from iadgpt.position import POSITIONS
-from iadgpt.training.losses import dice_loss, focal_loss
+from iadgpt.training.losses import dice_loss, focal_loss, lm_loss
 
 PRETEXT_PART = "pretext"  # checkpoint part name of the stage-0 heads (never in final weights)
 SLOT_NOISE = 0.02  # std of the noise added to the slots, so the LLM reads their direction, not exact values
@@ -73,6 +73,7 @@ class PretextStep(nn.Module):
         self.llm_model = llm_model
         self.image_token_id = image_token_id
         self.pad_token_id = pad_token_id
+        self.copy_weight = 1.0  # --copy-weight: tokens copied from the evidence line (losses.lm_loss)
 
     def image_losses(self, images: torch.Tensor, masks: torch.Tensor, text_classes: torch.Tensor
                      ) -> dict[str, torch.Tensor]:
@@ -93,7 +94,8 @@ class PretextStep(nn.Module):
                 "cls": F.binary_cross_entropy_with_logits(logit, label)}
 
     def lm_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, anomalous: torch.Tensor,
-                cells: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+                cells: torch.Tensor, labels: torch.Tensor | None = None,
+                copy_vocab: torch.Tensor | None = None) -> torch.Tensor:
         """Causal LM loss on `labels`; None: on every real text token (slots and padding ignored).
 
         Labels on the answers only matter: on every token, the one verdict token that depends on
@@ -105,15 +107,16 @@ class PretextStep(nn.Module):
         slots = self.heads.slots(anomalous, cells)  # (B, K, D)
         embeds, mask, spliced = embed_with_image(self.llm_model, input_ids, slots, self.image_token_id,
                                                  self.pad_token_id, attention_mask, labels)
-        return self.llm_model(inputs_embeds=embeds, attention_mask=mask, labels=spliced).loss
+        return lm_loss(self.llm_model, embeds, mask, spliced, copy_vocab, self.copy_weight)
 
     def forward(self, images: torch.Tensor | None, masks: torch.Tensor | None, text_classes: torch.Tensor,
                 input_ids: torch.Tensor, attention_mask: torch.Tensor, anomalous: torch.Tensor,
-                cells: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                cells: torch.Tensor, labels: torch.Tensor | None = None,
+                copy_vocab: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         # With a pretrained image tower there is nothing to pretrain on images (stage 2 trains the
         # decoder): stage 0 is the LM alone, and images is None.
         out = self.image_losses(images, masks, text_classes) if images is not None else {}
-        out["lm"] = self.lm_loss(input_ids, attention_mask, anomalous, cells, labels)
+        out["lm"] = self.lm_loss(input_ids, attention_mask, anomalous, cells, labels, copy_vocab)
         out = {k: v.float() for k, v in out.items()}
         out["loss"] = sum(out.values())
         return out

@@ -1,8 +1,8 @@
 """The built-in model's training recipe as one command: `python -m iadgpt.training.recipe --data DIR --out DIR`.
 
 The shipped `unified-lite0` weights are this recipe's, run once from scratch: steps 1-6 with the code
-of commit cbac4c8 (whose size answer began "It is at the ..."), steps 7 and 8 with the code of today
-(MODEL_CARD.md). Run today, every step uses today's code, so the weights are not the same bit for bit.
+of commit cbac4c8 (whose size answer began "It is at the ..."), steps 7-9 with later code
+(MODEL_CARD.md says which). Run today, every step uses today's code, so the weights are not the same bit for bit.
 The steps, with their epochs and seeds:
 
 1. stage 0 (the LLM alone on the conversation corpus), kept apart because step 6 continues from its
@@ -19,7 +19,10 @@ The steps, with their epochs and seeds:
    each, the second at half the learning rate);
 8. stage 3 with the LLM trained too (`--tune-llm`, 12 epochs): its layers at a fifth of the heads' rate,
    its word embeddings and output head kept, on follow-up answers with real image tokens, each step
-   beside a batch of the stage-0 corpus read through step 7's slots (`--replay`).
+   beside a batch of the stage-0 corpus read through step 7's slots (`--replay`);
+9. stage 0 from there with new slots, the answer tokens copied from the evidence line (place, size,
+   share, count, types) and the verdict word weighted (`--copy-weight`, 5 for 60 epochs, then 20 for
+   90), then step 8 again from its checkpoint with `--copy-weight 20` (decision 0013).
 
 (The model card numbers the same work as its steps; it says which code each step ran with.)
 
@@ -58,6 +61,9 @@ def steps(textures: Path) -> list[Step]:
         return ("--stage", "3", "--lr", lr, "--batch-size", "16", *SYNTHESIS, "--bank-maps")
 
     tex = ("--bank-only", str(textures))
+    turns = ("--flip-slots", "0.5", "--lm-loss", "turns")
+    tuned = (*stage3("5e-4"), *tex, "--tune-llm", "--llm-lr", "1e-4", "--replay", "1.0", "--follow-ups", "0.5",
+             *turns, "--text-batch-size", "16", "--epochs", "12")
     return [
         Step("s0", (*stage0, "--stage0-epochs", "188", "--stage0-lr", "1e-3", "--seed", "0",
                     "--checkpoint-every", "25")),
@@ -80,9 +86,12 @@ def steps(textures: Path) -> list[Step]:
                      "--lm-loss", "turns", "--checkpoint-every", "25"), init="s0d/checkpoints/last"),
         Step("s3f", (*stage3(), *tex, "--epochs", "24", "--seed", "18"), init="s0e/weights"),
         Step("s3g", (*stage3("1e-3"), *tex, "--epochs", "24", "--seed", "19"), init="s3f/weights"),
-        Step("final", (*stage3("5e-4"), *tex, "--tune-llm", "--llm-lr", "1e-4", "--replay", "1.0", "--follow-ups",
-                       "0.5", "--flip-slots", "0.5", "--lm-loss", "turns", "--text-batch-size", "16",
-                       "--epochs", "12", "--seed", "29"), init="s3g/weights", slots_from="s0e/checkpoints/last"),
+        Step("s3h", (*tuned, "--seed", "29"), init="s3g/weights", slots_from="s0e/checkpoints/last"),
+        Step("s0f", (*stage0, *turns, "--stage0-epochs", "60", "--stage0-lr", "5e-4", "--seed", "37",
+                     "--copy-weight", "5", "--checkpoint-every", "20"), init="s3h/weights"),
+        Step("s0g", (*stage0, *turns, "--stage0-epochs", "90", "--stage0-lr", "5e-4", "--seed", "38",
+                     "--copy-weight", "20", "--checkpoint-every", "30"), init="s0f/checkpoints/last"),
+        Step("final", (*tuned, "--seed", "39", "--copy-weight", "20"), init="s0g/checkpoints/last"),
     ]
 
 
