@@ -79,7 +79,7 @@ def image_tokens(inspector: Inspector, image: str) -> torch.Tensor:
     """The LLM's image tokens of `image` read through the decoder's map; zeros of that shape for 'none'."""
     rgb = np.full((64, 64, 3), 128, np.uint8) if image == "none" else load_image(image)
     with torch.no_grad():
-        features = inspector.model.towers.encode_image(inspector._preprocess(rgb))
+        features = inspector._encode(rgb)
         maps = inspector.model.layer_maps(features, inspector.prompts, None, use_decoder=True)
         tokens = inspector.model.image_embeddings(features, inspector.prompts, maps)
     return torch.zeros_like(tokens) if image == "none" else tokens

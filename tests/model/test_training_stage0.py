@@ -372,8 +372,10 @@ def test_copy_weight_counts_the_copied_tokens_w_times_in_the_answer_loss() -> No
         plain = float(lm_loss(llm.model, embeds, attn, spliced))
         for w in (1.0, 4.0):
             want = (counts[False] * means[False] + w * counts[True] * means[True]) / (counts[False] + w * counts[True])
-            assert float(lm_loss(llm.model, embeds, attn, spliced, vocab, w)) == pytest.approx(want, rel=1e-4)
-        assert float(lm_loss(llm.model, embeds, attn, spliced, vocab, 1.0)) == pytest.approx(plain, rel=1e-6)
+            weights = 1.0 + (w - 1.0) * vocab.float()
+            assert float(lm_loss(llm.model, embeds, attn, spliced, weights)) == pytest.approx(want, rel=1e-4)
+        assert float(lm_loss(llm.model, embeds, attn, spliced, torch.ones(vocab.shape))) == pytest.approx(plain,
+                                                                                                        rel=1e-6)
     with pytest.raises(ConfigError, match="copy-weight"):
         TrainConfig(copy_weight=0.5).check()
 

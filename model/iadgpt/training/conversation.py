@@ -82,8 +82,8 @@ def copy_vocabulary(llm: LanguageModel, prompts: Sequence[str]) -> torch.Tensor:
     share of the image, the region count and the type names with ("top", "left", "small", "1", "2" of
     "1.2 %", "blowhole").
 
-    An answer copies these from the line; `losses.lm_loss` weights its tokens that are among them
-    (--copy-weight). The verdict words ("Yes", "No") are in every row's too: weighting the copied fields
+    An answer copies these from the line; with --copy-weight, `losses.lm_loss` weights its tokens that
+    are among them. The verdict words ("Yes", "No") are in every row's too: weighting the copied fields
     alone left the verdict a smaller share of the first answer's loss, and the verdict on validation
     lost one or two parts of 24. Punctuation and the connectors "and"/"or" are left out: every answer
     has them. A prompt without an evidence line gets the verdict words only."""

@@ -58,20 +58,20 @@ def dice_loss(pred_prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -
 
 
 def lm_loss(llm_model: torch.nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
-            labels: torch.Tensor, copy_vocab: torch.Tensor | None = None, copy_weight: float = 1.0) -> torch.Tensor:
+            labels: torch.Tensor, token_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Causal LM cross-entropy on the labelled tokens (IGNORE_INDEX elsewhere), their mean.
 
-    With `copy_vocab` ((B, V) bool, conversation.copy_vocabulary) and `copy_weight` w != 1, a labelled
-    token whose id is in its row's vocabulary counts w times in a weighted mean: the few tokens an
-    answer copies from the evidence line (the decimal of "1.2 %", a rare type name) are a tiny share
-    of a plain mean, and the small LLM wrote them from its prior ("1.7 %" for every small region)."""
-    if copy_vocab is None or copy_weight == 1.0:
+    With `token_weights` ((B, V): per row, the weight of each token id; Trainer builds them for
+    --copy-weight from conversation.copy_vocabulary) a weighted mean: the few tokens an answer copies
+    from the evidence line (the decimal of "1.2 %", a rare type name) are a tiny share of a plain
+    mean, and the small LLM wrote them from its prior ("1.7 %" for every small region). None: the
+    LLM's own loss."""
+    if token_weights is None:
         return llm_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels).loss
     logits = llm_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits  # (B, T, V)
     target = labels[:, 1:]  # (B, T-1): token t+1 is predicted at t
     labelled = target != IGNORE_INDEX
-    copied = copy_vocab.to(target.device).gather(1, target.clamp(min=0)) & labelled  # (B, T-1)
-    weight = labelled.float() + (copy_weight - 1.0) * copied.float()
+    weight = token_weights.to(target.device).gather(1, target.clamp(min=0)) * labelled.float()  # (B, T-1)
     ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=IGNORE_INDEX,
                          reduction="none")  # (B, T-1)
     return (ce * weight).sum() / weight.sum().clamp(min=1e-8)

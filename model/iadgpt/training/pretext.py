@@ -73,7 +73,6 @@ class PretextStep(nn.Module):
         self.llm_model = llm_model
         self.image_token_id = image_token_id
         self.pad_token_id = pad_token_id
-        self.copy_weight = 1.0  # --copy-weight: tokens copied from the evidence line (losses.lm_loss)
 
     def image_losses(self, images: torch.Tensor, masks: torch.Tensor, text_classes: torch.Tensor
                      ) -> dict[str, torch.Tensor]:
@@ -95,7 +94,7 @@ class PretextStep(nn.Module):
 
     def lm_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, anomalous: torch.Tensor,
                 cells: torch.Tensor, labels: torch.Tensor | None = None,
-                copy_vocab: torch.Tensor | None = None) -> torch.Tensor:
+                token_weights: torch.Tensor | None = None) -> torch.Tensor:
         """Causal LM loss on `labels`; None: on every real text token (slots and padding ignored).
 
         Labels on the answers only matter: on every token, the one verdict token that depends on
@@ -107,16 +106,16 @@ class PretextStep(nn.Module):
         slots = self.heads.slots(anomalous, cells)  # (B, K, D)
         embeds, mask, spliced = embed_with_image(self.llm_model, input_ids, slots, self.image_token_id,
                                                  self.pad_token_id, attention_mask, labels)
-        return lm_loss(self.llm_model, embeds, mask, spliced, copy_vocab, self.copy_weight)
+        return lm_loss(self.llm_model, embeds, mask, spliced, token_weights)
 
     def forward(self, images: torch.Tensor | None, masks: torch.Tensor | None, text_classes: torch.Tensor,
                 input_ids: torch.Tensor, attention_mask: torch.Tensor, anomalous: torch.Tensor,
                 cells: torch.Tensor, labels: torch.Tensor | None = None,
-                copy_vocab: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                token_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         # With a pretrained image tower there is nothing to pretrain on images (stage 2 trains the
         # decoder): stage 0 is the LM alone, and images is None.
         out = self.image_losses(images, masks, text_classes) if images is not None else {}
-        out["lm"] = self.lm_loss(input_ids, attention_mask, anomalous, cells, labels, copy_vocab)
+        out["lm"] = self.lm_loss(input_ids, attention_mask, anomalous, cells, labels, token_weights)
         out = {k: v.float() for k, v in out.items()}
         out["loss"] = sum(out.values())
         return out

@@ -27,12 +27,11 @@ class TrainStep(nn.Module):
         self.pad_token_id = llm.tokenizer.pad_token_id
         self.seg_loss = False
         self.answer_loss = True  # False: the decoder's maps alone (`--decoder-only`), no LLM pass
-        self.copy_weight = 1.0  # --copy-weight: tokens copied from the evidence line (losses.lm_loss)
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor, labels: torch.Tensor, win: torch.Tensor,
                 apg: torch.Tensor, memory_bank: BankMaps | None = None,
-                use_decoder: bool = True, copy_vocab: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                use_decoder: bool = True, token_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         towers = self.model.towers
         dtype = next(towers.parameters()).dtype
         features = towers.encode_image(images.to(dtype))  # no grad: frozen
@@ -44,7 +43,7 @@ class TrainStep(nn.Module):
             image_embeds = self.model.image_embeddings(features, prompts, maps)  # (B, K, D)
             embeds, mask, spliced = embed_with_image(self.llm_model, input_ids, image_embeds, self.image_token_id,
                                                      self.pad_token_id, attention_mask, labels)
-            out["ce"] = lm_loss(self.llm_model, embeds, mask, spliced, copy_vocab, self.copy_weight).float()
+            out["ce"] = lm_loss(self.llm_model, embeds, mask, spliced, token_weights).float()
         if self.seg_loss:
             size = masks.shape[-2:]
             pred = F.interpolate(maps.float().mean(dim=1, keepdim=True), size=size, mode="bilinear",

@@ -137,7 +137,6 @@ class Trainer:
         self.llm.model.requires_grad_(False)
         self.llm.model.eval()
         self.step_module = TrainStep(self.model, self.llm)
-        self.step_module.copy_weight = cfg.copy_weight
         self.pretext: PretextHeads | None = None
         self.pretext_step: PretextStep | None = None
         if scratch or cfg.replay:  # --replay trains on the stage-0 corpus too, through its slots
@@ -150,7 +149,6 @@ class Trainer:
             self.pretext_step = PretextStep(towers, self.model.decoder, self.pretext, self.llm.model,
                                             self.llm.image_token_id, self.llm.tokenizer.pad_token_id,
                                             train_vision=self.vision is not None)
-            self.pretext_step.copy_weight = cfg.copy_weight
         self.slots_loaded = False  # whether the pretext slots came from a weights folder (_load_parts)
         if cfg.init_weights is not None:  # after the pretext heads: a stage-0 checkpoint continues with its slots
             self.towers_trained = self._load_parts(cfg.init_weights)
@@ -248,7 +246,7 @@ class Trainer:
         bank = banks.for_items(batch["index"].tolist()) if banks is not None else None
         return (module or self.step_module)(batch["image"].to(device), batch["mask"].to(device), ids.to(device),
                                             mask.to(device), labels.to(device), prompts.win, prompts.apg,
-                                            bank, source != "bank" or bank is None, self._copy_vocab(messages))
+                                            bank, source != "bank" or bank is None, self._token_weights(messages))
 
     @torch.no_grad()
     def losses(self, batch: dict[str, Any]) -> dict[str, float]:
@@ -311,23 +309,26 @@ class Trainer:
         answer_labels = labels.to(device) if self.cfg.lm_loss != "all" else None
         anomalous = torch.tensor([t.slot_state for t in talks], device=device)
         cells = cells_tensor([t.slot_cells for t in talks]).to(device)
-        copy_vocab = self._copy_vocab([t.messages for t in talks])
+        weights = self._token_weights([t.messages for t in talks])
         if batch is None:  # a pretrained image tower: the LM alone
             classes = next(iter(self.prompts.values())).decoder_classes
             return module(None, None, classes, ids.to(device), mask.to(device), anomalous, cells, answer_labels,
-                          copy_vocab)
+                          weights)
         names = set(batch["class_name"])
         assert len(names) == 1, f"a batch must hold one class, got {sorted(names)}"
         classes = self.prompts[names.pop()].decoder_classes
         return module(batch["image"].to(device), batch["mask"].to(device), classes, ids.to(device),
-                      mask.to(device), anomalous, cells, answer_labels, copy_vocab)
+                      mask.to(device), anomalous, cells, answer_labels, weights)
 
-    def _copy_vocab(self, conversations: list[list[dict[str, str]]]) -> torch.Tensor | None:
-        """--copy-weight: the ids each conversation's evidence line writes its fields with; None without it."""
+    def _token_weights(self, conversations: list[list[dict[str, str]]]) -> torch.Tensor | None:
+        """--copy-weight W: per conversation, the answer loss's weight of each token id ((B, V): W for the
+        ids its evidence line writes its fields with and the verdict words, 1 for the rest); None: a
+        plain mean."""
         if self.cfg.copy_weight == 1.0:
             return None
         prompts = ["\n".join(m["content"] for m in messages if m["role"] == "user") for messages in conversations]
-        return copy_vocabulary(self.llm, prompts).to(self.accelerator.device)
+        copied = copy_vocabulary(self.llm, prompts).float()
+        return (1.0 + (self.cfg.copy_weight - 1.0) * copied).to(self.accelerator.device)
 
     # -- logging ----------------------------------------------------------------------------
     def _metrics(self, record: dict[str, Any]) -> None:
