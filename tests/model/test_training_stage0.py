@@ -194,6 +194,7 @@ def test_stage0_lowers_its_loss_on_a_fixed_batch(data_root, tmp_path) -> None:
 
 def test_stage0_weights_hold_towers_and_llm_and_load_in_inspector(data_root, tmp_path) -> None:
     from iadgpt.inspector import Inspector
+    from iadgpt.weights import load_trainable
 
     cfg = TrainConfig(data=data_root, out_dir=tmp_path / "run", stage="all", batch_size=2, max_steps=2,
                       text_batch_size=2, progress=False)
@@ -204,6 +205,12 @@ def test_stage0_weights_hold_towers_and_llm_and_load_in_inspector(data_root, tmp
     manifest = json.loads((weights / "manifest.json").read_text())
     assert set(manifest["files"]) == {f"{p}.safetensors" for p in ("decoder", "tge", "mmf", "vision", "llm")}
     assert manifest["extra"]["tokenizer"] and manifest["extra"]["stages"] == [0, 1, 2, 3]
+    # Final weights leave the stage-0 slots out; the last checkpoint (stage 3) keeps them, so a tuned
+    # stage 3 with --replay can start from it.
+    checkpoint = json.loads((cfg.out_dir / "checkpoints" / "last" / "manifest.json").read_text())
+    assert checkpoint["extra"]["stage"] == 3 and "pretext.safetensors" in checkpoint["files"]
+    _, saved = load_trainable(cfg.out_dir / "checkpoints" / "last")
+    assert _same(saved["pretext"], _snapshot(trainer.pretext))
     vision_after = _snapshot(trainer.model.towers.clip.visual)
     assert not _same(vision_before, vision_after), "stage 0 trained the image tower"
 

@@ -150,6 +150,7 @@ class Trainer:
                                             self.llm.image_token_id, self.llm.tokenizer.pad_token_id,
                                             train_vision=self.vision is not None)
         self.slots_loaded = False  # whether the pretext slots came from a weights folder (_load_parts)
+        self.slots_trained = False  # whether stage 0 ran in this run
         if cfg.init_weights is not None:  # after the pretext heads: a stage-0 checkpoint continues with its slots
             self.towers_trained = self._load_parts(cfg.init_weights)
         if cfg.replay and not self.slots_loaded:
@@ -374,7 +375,8 @@ class Trainer:
         folder = self.run_dir / "checkpoints" / "last"
         self._save_weights(folder, {"stage": progress["stage"], "epoch": progress["epoch"],
                                     "global_step": progress["global_step"]},
-                           pretext=progress["stage"] == 0 or self.cfg.replay > 0)
+                           # slots trained or loaded stay in every checkpoint: later stages continue from it
+                           pretext=progress["stage"] == 0 or self.slots_trained or self.slots_loaded)
         save_trainer_state(folder / TRAINER_STATE, optimizer, scheduler, progress)
         log.info("checkpoint %s: stage %d epoch %d batch %d step %d", folder, progress["stage"],
                  progress["epoch"], progress["batch"], progress["global_step"])
@@ -439,6 +441,7 @@ class Trainer:
                     if stage == progress["stage"]:
                         start = resumed
                 global_step = self._run_stage(stage, global_step, start)
+                self.slots_trained = self.slots_trained or stage == 0
                 resumed = None
             weights = self.run_dir / "weights"
             if self.accelerator.is_main_process:
