@@ -149,11 +149,12 @@ class Trainer:
             self.pretext_step = PretextStep(towers, self.model.decoder, self.pretext, self.llm.model,
                                             self.llm.image_token_id, self.llm.tokenizer.pad_token_id,
                                             train_vision=self.vision is not None)
-        self.slots_loaded = False  # whether the pretext slots came from a weights folder (_load_parts)
-        self.slots_trained = False  # whether stage 0 ran in this run
+        # whether the pretext slots hold trained values (loaded by _load_parts, or stage 0 runs): then they
+        # go in every checkpoint, so later stages and --replay runs can continue from it
+        self.slots_ready = False
         if cfg.init_weights is not None:  # after the pretext heads: a stage-0 checkpoint continues with its slots
             self.towers_trained = self._load_parts(cfg.init_weights)
-        if cfg.replay and not self.slots_loaded:
+        if cfg.replay and not self.slots_ready:
             raise ConfigError(f"--replay trains on the stage-0 corpus through the stage-0 slots, but --init "
                               f"{cfg.init_weights} holds none; start from a stage-0 checkpoint (its "
                               f"checkpoints/last) or join weights and slots with iadgpt.training.recipe.with_slots")
@@ -375,8 +376,7 @@ class Trainer:
         folder = self.run_dir / "checkpoints" / "last"
         self._save_weights(folder, {"stage": progress["stage"], "epoch": progress["epoch"],
                                     "global_step": progress["global_step"]},
-                           # slots trained or loaded stay in every checkpoint: later stages continue from it
-                           pretext=progress["stage"] == 0 or self.slots_trained or self.slots_loaded)
+                           pretext=self.slots_ready)
         save_trainer_state(folder / TRAINER_STATE, optimizer, scheduler, progress)
         log.info("checkpoint %s: stage %d epoch %d batch %d step %d", folder, progress["stage"],
                  progress["epoch"], progress["batch"], progress["global_step"])
@@ -404,7 +404,7 @@ class Trainer:
             self.llm.model.load_state_dict(parts["llm"], strict=True)
         if PRETEXT_PART in parts and self.pretext is not None:  # a checkpoint, or --init to continue stage 0
             self.pretext.load_state_dict(parts[PRETEXT_PART], strict=True)
-            self.slots_loaded = True
+            self.slots_ready = True
         return "llm" in parts
 
     def _load_checkpoint(self) -> tuple[dict[str, Any], dict, dict] | None:
@@ -440,8 +440,8 @@ class Trainer:
                         continue  # finished before the interruption
                     if stage == progress["stage"]:
                         start = resumed
+                self.slots_ready = self.slots_ready or stage == 0
                 global_step = self._run_stage(stage, global_step, start)
-                self.slots_trained = self.slots_trained or stage == 0
                 resumed = None
             weights = self.run_dir / "weights"
             if self.accelerator.is_main_process:
