@@ -184,6 +184,9 @@ class EfficientNetTower(nn.Module):
         self.requires_grad_(False)
         self.eval()
         fold_batch_norms(self.net)
+        # Depthwise convolutions run 1.7x (one image) to 2.5x (a batch of 16) faster on a CPU with
+        # channels-last tensors (benchmarks/inference.py); the features are the same within 1e-4.
+        self.net.to(memory_format=torch.channels_last)
 
     @property
     def layer_dims(self) -> list[int]:
@@ -196,6 +199,7 @@ class EfficientNetTower(nn.Module):
     def encode_image(self, images: torch.Tensor) -> VisualFeatures:
         """images (B, 3, H, W), normalised to [-1, 1], H and W multiples of 32 -> VisualFeatures."""
         net = self.net
+        images = images.contiguous(memory_format=torch.channels_last)
         x = net.bn1(net.conv_stem(images))  # (B, C0, H/2, W/2); timm's bn1 includes the activation
         grid = (images.shape[-2] // self.grid_stride, images.shape[-1] // self.grid_stride)
         taps: list[torch.Tensor] = []

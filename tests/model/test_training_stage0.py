@@ -403,3 +403,57 @@ def test_stage0_and_stage3_train_with_a_copy_weight(data_root, tmp_path) -> None
     t.run()
     steps = [json.loads(line) for line in (tmp_path / "s3" / "metrics.jsonl").read_text().splitlines()]
     assert [np.isfinite(r["ce"]) and np.isfinite(r["replay"]) for r in steps if r["kind"] == "step"] == [True]
+
+
+def test_the_answer_loss_on_labelled_positions_is_the_llms_own_loss_and_gradient() -> None:
+    """lm_loss runs the output layer on the labelled positions only (a Llama-family LLM): the loss and
+    the gradients reaching the image embeddings and the LLM's layers are those of the LLM's own loss
+    on its full logits, so the shortcut changes how fast stage 0 runs, not what it learns."""
+    from iadgpt.builder import build_model
+    from iadgpt.data import load_answer_templates
+    from iadgpt.llm import embed_with_image
+    from iadgpt.training.conversation import build_training_batch
+    from iadgpt.training.losses import _output_head, lm_loss
+
+    _, llm = build_model(load_preset("tiny-test"), "cpu", torch.float32)
+    llm.model.requires_grad_(True)  # as stage 0 trains it
+    assert _output_head(llm.model) is not None, "the built-in LLM takes the labelled-positions path"
+    talks = conversation_batch(5, 0, 6, {"carpet": load_bank("carpet")}, load_answer_templates(), "sys")
+    ids, mask, labels = build_training_batch(llm, [t.messages for t in talks], [t.answer for t in talks])
+    image = torch.randn(len(talks), 4, llm.hidden_size, generator=torch.Generator().manual_seed(0))
+
+    def loss_and_grads(own: bool) -> tuple[float, torch.Tensor, torch.Tensor]:
+        llm.model.zero_grad()
+        slots = image.clone().requires_grad_(True)
+        embeds, attn, spliced = embed_with_image(llm.model, ids, slots, llm.image_token_id,
+                                                 llm.tokenizer.pad_token_id, mask, labels)
+        loss = (llm.model(inputs_embeds=embeds, attention_mask=attn, labels=spliced).loss if own
+                else lm_loss(llm.model, embeds, attn, spliced))
+        loss.backward()
+        layer = dict(llm.model.named_parameters())["model.layers.0.self_attn.q_proj.weight"]
+        return float(loss.detach()), slots.grad.clone(), layer.grad.clone()
+
+    own, fast = loss_and_grads(True), loss_and_grads(False)
+    assert fast[0] == pytest.approx(own[0], rel=1e-5)
+    for a, b in zip(fast[1:], own[1:], strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(b.abs().max()))
+        assert float(b.abs().max()) > 0, "the gradient reaches the part"
+
+
+def test_an_llm_outside_the_llama_family_keeps_its_own_logits(monkeypatch) -> None:
+    """A model type whose logits may be scaled or soft-capped is not second-guessed: lm_loss runs its
+    whole forward, and the loss is still its own."""
+    from iadgpt.builder import build_model
+    from iadgpt.training.losses import _output_head, lm_loss
+
+    _, llm = build_model(load_preset("tiny-test"), "cpu", torch.float32)
+    monkeypatch.setattr(llm.model.config, "model_type", "gemma2")
+    assert _output_head(llm.model) is None
+    ids = torch.randint(5, 200, (2, 12), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    labels = ids.clone()
+    labels[:, :6] = -100
+    embeds = llm.model.get_input_embeddings()(ids)
+    with torch.no_grad():
+        want = float(llm.model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss)
+        assert float(lm_loss(llm.model, embeds, mask, labels)) == pytest.approx(want, rel=1e-6)
