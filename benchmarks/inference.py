@@ -63,7 +63,11 @@ def bench(preset: str, mode: str, runs: int, device: str, bank_size: int) -> dic
         inspector.inspect(image, generate_answer=False)
         inspector.model.towers.encode_image(x)
     small = (inspector._small_heads, inspector.llm.small)
+    tower = inspector.model.towers
+    layout = getattr(tower, "memory_format", None)  # the EfficientNet tower's (decision 0015)
     encoder_alone: list[float] = []
+    contiguous_encoder: list[float] = []
+    contiguous: list[float] = []
     stage_runs: dict[str, list[float]] = {s: [] for s in STAGES}
     without_llm, with_verdict, baseline = [], [], []
     # Interleaved, so that a slower spell of the machine slows each column alike.
@@ -81,6 +85,13 @@ def bench(preset: str, mode: str, runs: int, device: str, bank_size: int) -> dic
         inspector._small_heads = inspector.llm.small = False
         baseline.append(sum(inspector.inspect(image, generate_answer=False).timings_ms[s] for s in STAGES))
         inspector._small_heads, inspector.llm.small = small
+        if layout is not None:  # the same inspection with the tower in the contiguous layout (before 0015)
+            tower.use_memory_format(torch.contiguous_format)
+            t0 = time.perf_counter()
+            tower.encode_image(x)
+            contiguous_encoder.append((time.perf_counter() - t0) * 1000)
+            contiguous.append(sum(inspector.inspect(image, generate_answer=False).timings_ms[s] for s in STAGES))
+            tower.use_memory_format(layout)
     row = {s: statistics.median(v) for s, v in stage_runs.items()}
     row["encoder_alone"] = statistics.median(encoder_alone)
     row["inspection"] = statistics.median(without_llm)
@@ -89,6 +100,10 @@ def bench(preset: str, mode: str, runs: int, device: str, bank_size: int) -> dic
     row["ratio_with_verdict"] = row["with_verdict"] / row["encoder_alone"]
     row["all_threads"] = statistics.median(baseline)
     row["ratio_all_threads"] = row["all_threads"] / row["encoder_alone"]
+    nan = float("nan")
+    row["contiguous_encoder"] = statistics.median(contiguous_encoder) if contiguous_encoder else nan
+    row["contiguous"] = statistics.median(contiguous) if contiguous else nan
+    row["speedup"] = row["contiguous"] / row["with_verdict"] if contiguous else nan
     row["bank_build_s"] = bank_s
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
@@ -105,7 +120,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
           f"a shipped pitting sample, median of {args.runs} runs (ms)\n")
     cols = ("encoder_alone",) + STAGES + ("inspection", "ratio", "with_verdict", "ratio_with_verdict",
-                                          "all_threads", "ratio_all_threads", "bank_build_s", "peak_rss_mb")
+                                          "all_threads", "ratio_all_threads", "contiguous_encoder", "contiguous",
+                                          "speedup", "bank_build_s", "peak_rss_mb")
     print("| preset | mode | " + " | ".join(cols) + " |")
     print("|---|---|" + "---:|" * len(cols))
     for preset in args.presets:
@@ -118,7 +134,9 @@ def main() -> None:
           "with_verdict adds the LLM's one-pass Yes/No read-out (the whole inspection the app shows before "
           "the answer streams; target <= 150 ms for unified-lite0); all_threads: the same with verdict, every part "
           "on all CPU threads (before decision 0012: small models on one thread), interleaved with the "
-          "others in the same run; bank_build_s: few-shot memory bank of "
+          "others in the same run; contiguous_encoder, contiguous: the encoder alone and the inspection with "
+          "verdict with the EfficientNet tower in the contiguous layout (before decision 0015: channels-last), "
+          "speedup = contiguous / with_verdict; bank_build_s: few-shot memory bank of "
           f"{args.bank_size} references (target <= 10 s); peak_rss_mb: the process so far.")
 
 

@@ -184,9 +184,14 @@ class EfficientNetTower(nn.Module):
         self.requires_grad_(False)
         self.eval()
         fold_batch_norms(self.net)
-        # Depthwise convolutions run 1.7x (one image) to 2.5x (a batch of 16) faster on a CPU with
-        # channels-last tensors (benchmarks/inference.py); the features are the same within 1e-4.
-        self.net.to(memory_format=torch.channels_last)
+        self.use_memory_format(torch.channels_last)
+
+    def use_memory_format(self, memory_format: torch.memory_format) -> None:
+        """Run the network in `memory_format`. Channels-last (the default) makes the depthwise
+        convolutions 1.7x (one image) to 2.5x (a batch of 16) faster on a CPU, with the same features
+        within 1e-4 (decision 0015); benchmarks/inference.py measures the contiguous layout beside it."""
+        self.memory_format = memory_format
+        self.net.to(memory_format=memory_format)
 
     @property
     def layer_dims(self) -> list[int]:
@@ -199,7 +204,7 @@ class EfficientNetTower(nn.Module):
     def encode_image(self, images: torch.Tensor) -> VisualFeatures:
         """images (B, 3, H, W), normalised to [-1, 1], H and W multiples of 32 -> VisualFeatures."""
         net = self.net
-        images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=self.memory_format)
         x = net.bn1(net.conv_stem(images))  # (B, C0, H/2, W/2); timm's bn1 includes the activation
         grid = (images.shape[-2] // self.grid_stride, images.shape[-1] // self.grid_stride)
         taps: list[torch.Tensor] = []

@@ -79,6 +79,21 @@ def test_folded_batch_norms_give_the_wheels_features():
     assert torch.allclose(feats.global_embedding, means, rtol=1e-3, atol=1e-4)
 
 
+def test_the_channels_last_layout_gives_the_contiguous_layouts_features():
+    """The tower runs channels-last for speed; every patch token and F_img must be those of the
+    plain layout, or the maps and the shipped heads' inputs would move with the layout."""
+    tower = build_efficientnet("lite0", (2, 3, 4, 5))
+    assert tower.memory_format == torch.channels_last
+    x = torch.from_numpy(np.random.default_rng(4).uniform(-1, 1, (2, 3, 192, 256)).astype(np.float32))
+    fast = tower.encode_image(x)
+    tower.use_memory_format(torch.contiguous_format)
+    plain = tower.encode_image(x)
+    for a, b in zip([fast.global_embedding, *fast.patch_tokens], [plain.global_embedding, *plain.patch_tokens],
+                    strict=True):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
 def test_hashed_text_tells_normal_from_abnormal_sentences_and_is_fixed():
     enc = HashedTextEncoder(256, seed=0)
     a = enc(["a photo of a flawless tile.", "a photo of a damaged tile.", "a photo of a flawless tile."])
