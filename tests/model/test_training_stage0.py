@@ -406,24 +406,20 @@ def test_stage0_and_stage3_train_with_a_copy_weight(data_root, tmp_path) -> None
 
 
 def test_the_answer_loss_on_labelled_positions_is_the_llms_own_loss_and_gradient() -> None:
-    """lm_loss runs the output layer on the labelled positions only and the rows in two length groups
-    cut to their longest row (a Llama-family LLM): the loss and
+    """lm_loss runs the output layer on the labelled positions only (a Llama-family LLM): the loss and
     the gradients reaching the image embeddings and the LLM's layers are those of the LLM's own loss
     on its full logits, so the shortcut changes how fast stage 0 runs, not what it learns."""
     from iadgpt.builder import build_model
     from iadgpt.data import load_answer_templates
     from iadgpt.llm import embed_with_image
     from iadgpt.training.conversation import build_training_batch
-    from iadgpt.training.losses import _length_groups, _output_head, lm_loss
+    from iadgpt.training.losses import _output_head, lm_loss
 
     _, llm = build_model(load_preset("tiny-test"), "cpu", torch.float32)
     llm.model.requires_grad_(True)  # as stage 0 trains it
     assert _output_head(llm.model) is not None, "the built-in LLM takes the labelled-positions path"
     talks = conversation_batch(8, 0, 6, {"carpet": load_bank("carpet")}, load_answer_templates(), "sys")
     ids, mask, labels = build_training_batch(llm, [t.messages for t in talks], [t.answer for t in talks])
-    groups = _length_groups(mask)
-    assert len(groups) == 2, "rows of unlike lengths run in two groups, each cut to its longest row"
-    assert sorted(torch.cat([rows for rows, _ in groups]).tolist()) == list(range(len(talks)))
     image = torch.randn(len(talks), 4, llm.hidden_size, generator=torch.Generator().manual_seed(0))
 
     def loss_and_grads(own: bool) -> tuple[float, torch.Tensor, torch.Tensor]:
@@ -462,14 +458,3 @@ def test_an_llm_outside_the_llama_family_keeps_its_own_logits(monkeypatch) -> No
         want = float(llm.model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss)
         assert float(lm_loss(llm.model, embeds, mask, labels)) == pytest.approx(want, rel=1e-6)
 
-
-def test_only_trailing_padding_is_cut_from_the_answer_loss() -> None:
-    """Rows are cut to their group's longest row only when every row is padded on the right (its
-    tokens then never see the padding); left padding, or rows of one length, run as one batch."""
-    from iadgpt.training.losses import _length_groups
-
-    right = torch.tensor([[1] * 10, [1] * 9 + [0], [1] * 3 + [0] * 7, [1] * 2 + [0] * 8])
-    groups = _length_groups(right)
-    assert [(sorted(rows.tolist()), length) for rows, length in groups] == [([2, 3], 3), ([0, 1], 10)]
-    assert len(_length_groups(right.flip(1))) == 1, "left padding: the whole batch"
-    assert len(_length_groups(torch.ones(4, 10, dtype=torch.long))) == 1, "nothing to cut"

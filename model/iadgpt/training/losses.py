@@ -68,55 +68,26 @@ def lm_loss(llm_model: torch.nn.Module, inputs_embeds: torch.Tensor, attention_m
     plain mean, as the LLM's own loss computes it.
 
     Where the model's logits are its output layer on the last hidden state (`_output_head`), the
-    layer runs on the labelled positions only (a sixth of a training batch's), and the rows run in
-    two groups of similar length, each cut to its own longest row (`_length_groups`; a third of a
-    stage-0 batch is right padding): the same loss, and stage 0's steps no longer spend their time on
-    logits nobody reads and on padding."""
+    layer runs on the labelled positions only (a sixth of a training batch's): the same loss, and
+    stage 0's steps no longer spend a fifth of their time on logits nobody reads."""
     target = labels[:, 1:]  # (B, T-1): token t+1 is predicted at t
     labelled = target != IGNORE_INDEX
-    weight = None if token_weights is None else token_weights.to(target.device).gather(1, target.clamp(min=0))
     head = _output_head(llm_model)
     if head is None:
         if token_weights is None:
             return llm_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels).loss
         logits = llm_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits[:, :-1]  # (B, T-1, V)
-        picked, picked_target = logits[labelled], target[labelled]  # (N, V), (N,)
-        picked_weight = None if weight is None else weight[labelled]
     else:
         body, output = head
-        parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
-        for rows, length in _length_groups(attention_mask):
-            hidden = body(inputs_embeds=inputs_embeds[rows, :length], attention_mask=attention_mask[rows, :length],
-                          use_cache=False).last_hidden_state  # (b, length, H)
-            keep = labelled[rows, :length - 1]  # the rows' labels past `length` are padding's: none
-            parts.append((output(hidden[:, :-1][keep]), target[rows, :length - 1][keep],
-                          None if weight is None else weight[rows, :length - 1][keep]))
-        picked = torch.cat([p[0] for p in parts])  # (N, V), N labelled positions
-        picked_target = torch.cat([p[1] for p in parts])
-        picked_weight = None if weight is None else torch.cat([p[2] for p in parts])  # type: ignore[misc]
-    ce = F.cross_entropy(picked.float(), picked_target, reduction="none")  # (N,)
-    if picked_weight is None:
+        hidden = body(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                      use_cache=False).last_hidden_state  # (B, T, H)
+        logits = output(hidden[:, :-1][labelled])  # (N, V), N labelled positions
+    picked = logits if head is not None else logits[labelled]  # (N, V)
+    ce = F.cross_entropy(picked.float(), target[labelled], reduction="none")  # (N,)
+    if token_weights is None:
         return ce.mean()
-    return (ce * picked_weight).sum() / picked_weight.sum().clamp(min=1e-8)
-
-
-def _length_groups(attention_mask: torch.Tensor, min_saving: float = 0.2) -> list[tuple[torch.Tensor, int]]:
-    """(row indices, length) groups that cover a right-padded batch's rows: the rows sorted by length
-    and cut in two where that leaves the fewest padded positions, when it saves at least `min_saving`
-    of them; else one group of every row at the batch's length. A row's tokens attend only to those
-    before them, so cutting trailing padding changes none of its outputs. Any other padding (left, or
-    holes) keeps the whole batch as it is."""
-    rows, width = attention_mask.shape
-    whole = [(torch.arange(rows, device=attention_mask.device), width)]
-    if rows < 2 or not bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all()):
-        return whole
-    lengths, order = attention_mask.sum(dim=1).sort()
-    sizes = lengths.tolist()
-    longest = max(1, sizes[-1])
-    cost, cut = min((k * sizes[k - 1] + (rows - k) * longest, k) for k in range(1, rows))
-    if cost > (1.0 - min_saving) * rows * width:
-        return whole
-    return [(order[:cut], max(1, sizes[cut - 1])), (order[cut:], longest)]
+    weight = token_weights.to(target.device).gather(1, target.clamp(min=0))[labelled]  # (N,)
+    return (ce * weight).sum() / weight.sum().clamp(min=1e-8)
 
 
 def _output_head(llm_model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module] | None:
