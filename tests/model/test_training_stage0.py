@@ -442,7 +442,7 @@ def test_the_answer_loss_on_labelled_positions_is_the_llms_own_loss_and_gradient
 
 def test_an_llm_outside_the_llama_family_keeps_its_own_logits(monkeypatch) -> None:
     """A model type whose logits may be scaled or soft-capped is not second-guessed: lm_loss runs its
-    whole forward, and the loss is still its own."""
+    whole forward, and the loss, weighted or not, is still its own."""
     from iadgpt.builder import build_model
     from iadgpt.training.losses import _output_head, lm_loss
 
@@ -457,4 +457,6 @@ def test_an_llm_outside_the_llama_family_keeps_its_own_logits(monkeypatch) -> No
     with torch.no_grad():
         want = float(llm.model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss)
         assert float(lm_loss(llm.model, embeds, mask, labels)) == pytest.approx(want, rel=1e-6)
+        ones = torch.ones(2, llm.model.config.vocab_size)  # the weighted path on the full logits
+        assert float(lm_loss(llm.model, embeds, mask, labels, ones)) == pytest.approx(want, rel=1e-5)
 

@@ -76,13 +76,13 @@ def lm_loss(llm_model: torch.nn.Module, inputs_embeds: torch.Tensor, attention_m
     if head is None:
         if token_weights is None:
             return llm_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels).loss
-        logits = llm_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits[:, :-1]  # (B, T-1, V)
+        logits = llm_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits  # (B, T, V)
+        picked = logits[:, :-1][labelled]  # (N, V), N labelled positions
     else:
         body, output = head
         hidden = body(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                       use_cache=False).last_hidden_state  # (B, T, H)
-        logits = output(hidden[:, :-1][labelled])  # (N, V), N labelled positions
-    picked = logits if head is not None else logits[labelled]  # (N, V)
+        picked = output(hidden[:, :-1][labelled])  # (N, V)
     ce = F.cross_entropy(picked.float(), target[labelled], reduction="none")  # (N,)
     if token_weights is None:
         return ce.mean()
@@ -92,8 +92,8 @@ def lm_loss(llm_model: torch.nn.Module, inputs_embeds: torch.Tensor, attention_m
 
 def _output_head(llm_model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module] | None:
     """(the transformer body, the output layer) of a causal LM whose logits are exactly
-    output(body(...).last_hidden_state): the Llama, Qwen2 and Mistral families, the built-in LLM's
-    included. None for any other (logit scaling or soft-capping, another layout): the full forward."""
+    output(body(...).last_hidden_state): the Llama, Mistral, Qwen2 and Qwen3 families, the built-in
+    LLM's included. None for any other (logit scaling or soft-capping, another layout): the full forward."""
     config = getattr(llm_model, "config", None)
     if config is None or getattr(config, "model_type", None) not in _PLAIN_HEAD_TYPES:
         return None
