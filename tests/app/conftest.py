@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, QTimer
 
 from iadgpt_desktop.settings import Settings
 from iadgpt_desktop.ui.main_window import DEFAULT_SIZE, MainWindow, sample_dir
@@ -43,6 +44,14 @@ def emitted(qtbot, signal, action, check=None, timeout: int = 60000) -> tuple:
 
     qtbot.waitUntil(lambda: hit() is not None, timeout=timeout)
     return hit()
+
+
+def wait_for_worker(qtbot, window: MainWindow, timeout: int = 120000) -> None:
+    """Until the worker thread has done everything queued to it before now (the first run's bank build,
+    say) and has emitted its signals: a no-op queued behind that work, waited for."""
+    done = threading.Event()
+    QTimer.singleShot(0, window.worker, done.set)
+    qtbot.waitUntil(done.is_set, timeout=timeout)
 
 
 def wait_for_model(qtbot, window: MainWindow, timeout: int = 60000) -> None:

@@ -19,6 +19,8 @@ from iadgpt_desktop.qt_compat import emit_drops_true_references
 from iadgpt_desktop.ui.main_window import sample_dir
 from iadgpt_desktop.workers.inference import ProductInfo
 
+from tests.app.conftest import wait_for_worker
+
 REFERENCES = 96  # 96 x 256 patches: a coreset of 4096 from 24,576 rows, the long phase of the crash
 STREAMED = 24
 
@@ -66,16 +68,16 @@ def test_large_bank_while_a_folder_streams_and_chat_runs(station, qtbot, tmp_pat
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     samples = sorted((sample_dir() / "inspect").glob("*.png"))
-    results, tokens, finished, banks, progress = [], [], [], [], []
+    # The first run may still be building the sample product's bank (its memory bank is set before its
+    # bank_ready is emitted): let it finish, so that only this test's bank is counted below.
+    wait_for_worker(qtbot, w)
+    results, tokens, finished, failed, banks, progress = [], [], [], [], [], []
     w.worker.result.connect(results.append)
     w.worker.chat_token.connect(lambda _i, piece: tokens.append(piece))
     w.worker.chat_finished.connect(lambda i, answer, _c: finished.append((i, answer)))
+    w.worker.chat_failed.connect(lambda i, message: failed.append((i, message)))
     w.worker.bank_ready.connect(banks.append)
     w.worker.bank_progress.connect(progress.append)
-    if w.worker.inspector.memory_bank is None:  # the first run builds the sample product's bank: let it
-        qtbot.waitUntil(lambda: bool(banks), timeout=60000)
-    banks.clear()
-    progress.clear()
     gc.collect()
     true_refs = sys.getrefcount(True)
 
@@ -110,7 +112,14 @@ def test_large_bank_while_a_folder_streams_and_chat_runs(station, qtbot, tmp_pat
     asker.setInterval(50)
     asker.timeout.connect(ask_once)
     asker.start()
-    qtbot.waitUntil(lambda: len(banks) == 1 and len(results) >= STREAMED and bool(finished), timeout=240000)
+    def all_done() -> None:
+        assert len(banks) == 1 and len(results) >= STREAMED and finished, (
+            f"banks {len(banks)}, results {len(results)} of {STREAMED} (files copied {len(copied)}), "
+            f"asked {asked}, chat finished {len(finished)}, failed {failed}, tokens {len(tokens)}, "
+            f"bank phases {[p.phase.name for p in progress][-3:]}"
+        )
+
+    qtbot.waitUntil(all_done, timeout=240000)
     asker.stop()
 
     assert banks[0].product_id == product.id and banks[0].patches > 0 and banks[0].active
