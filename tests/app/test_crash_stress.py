@@ -18,7 +18,6 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from iadgpt_desktop.qt_compat import emit_drops_true_references
 from iadgpt_desktop.ui.main_window import sample_dir
 from iadgpt_desktop.workers.inference import ProductInfo
-
 from tests.app.conftest import wait_for_worker
 
 REFERENCES = 96  # 96 x 256 patches: a coreset of 4096 from 24,576 rows, the long phase of the crash
