@@ -111,6 +111,7 @@ def test_large_bank_while_a_folder_streams_and_chat_runs(station, qtbot, tmp_pat
     asker.setInterval(50)
     asker.timeout.connect(ask_once)
     asker.start()
+
     def all_done() -> None:
         assert len(banks) == 1 and len(results) >= STREAMED and finished, (
             f"banks {len(banks)}, results {len(results)} of {STREAMED} (files copied {len(copied)}), "
