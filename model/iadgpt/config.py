@@ -83,6 +83,9 @@ class TinyLLMConfig:
     vocab_size: int = 1024
     max_positions: int = 1024
     seed: int = 0
+    # Each share of the image the evidence line writes ("0.0" ... "100.0") one token, so the answer
+    # copies it as it copies a place word, rather than digit by digit (decision 0016).
+    share_tokens: bool = False
 
 
 @dataclass(frozen=True)

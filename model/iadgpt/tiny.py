@@ -75,13 +75,16 @@ def cache_root() -> Path:
 
 
 def _fingerprint(cfg: TinyLLMConfig) -> str:
-    payload = json.dumps({"cfg": asdict(cfg), "corpus": _CORPUS, "template": _CHAT_TEMPLATE,
+    fields = asdict(cfg)
+    if not cfg.share_tokens:  # the folders built before the field keep their names
+        del fields["share_tokens"]
+    payload = json.dumps({"cfg": fields, "corpus": _CORPUS, "template": _CHAT_TEMPLATE,
                           "specials": _SPECIALS, "format": 1}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 def _build_tokenizer(cfg: TinyLLMConfig):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -92,8 +95,17 @@ def _build_tokenizer(cfg: TinyLLMConfig):
     tok.train_from_iterator(_CORPUS.splitlines(), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
                                    eos_token="</s>", additional_special_tokens=["<image>"])
+    if cfg.share_tokens:
+        # Matched in the text before the byte-level split (leftmost-longest, so "12.5" is one token,
+        # never "1" + "2.5"); the space before a share stays a token of its own.
+        fast.add_tokens([AddedToken(share, normalized=False) for share in share_strings()])
     fast.chat_template = _CHAT_TEMPLATE
     return fast
+
+
+def share_strings() -> list[str]:
+    """Every share of the image as the evidence line writes it (one decimal, 0.0 to 100.0)."""
+    return [f"{tenths / 10:.1f}" for tenths in range(1001)]
 
 
 def _build_model(cfg: TinyLLMConfig, tokenizer):

@@ -148,6 +148,40 @@ def test_tokenizer_round_trips_text(lm, text):
     assert lm.tokenizer.decode(ids) == text
 
 
+def test_share_tokens_make_each_share_one_token_and_round_trip(tmp_path):
+    """With share_tokens the evidence line's share ("11.5") is one token, which the answer can copy as
+    it copies a place word; the line and its answers decode to exactly the text they came from."""
+    from iadgpt.evidence import Evidence
+
+    lm = LanguageModel.load(ensure_tiny_llm(dataclasses.replace(TINY, share_tokens=True), root=tmp_path))
+    plain = LanguageModel.load(ensure_tiny_llm(TINY, root=tmp_path))
+    assert len(lm.tokenizer) == len(plain.tokenizer) + 1001
+    for area in (0.0004, 0.009, 0.115, 0.2999, 1.0):
+        line = Evidence("top left and center", 2, area, "spot", ("hole", "stain")).text()
+        share = f"{100 * area:.1f}"
+        pieces = [lm.tokenizer.decode([i]) for i in lm.tokenizer.encode(line, add_special_tokens=False)]
+        assert share in pieces, (share, pieces)
+        ids = lm.tokenizer.encode(line, add_special_tokens=False)
+        assert lm.tokenizer.decode(ids) == line
+        assert len(ids) < len(plain.tokenizer.encode(line, add_special_tokens=False))
+    for text in ("version 3.14159 of 10.25.2", "Yes, there is an anomaly, 12.0 % of the image."):
+        assert lm.tokenizer.decode(lm.tokenizer.encode(text, add_special_tokens=False)) == text
+
+
+def test_the_built_in_presets_tokenizer_is_the_one_its_shipped_llm_was_trained_with(tmp_path):
+    """The shipped LLM weights record their tokenizer's vocabulary; the preset must build that same one
+    (a share_tokens setting out of step with the weights would refuse to load them)."""
+    import json
+
+    from iadgpt.inspector import shipped_weights
+    from iadgpt.tiny import tokenizer_fingerprint
+
+    preset = load_preset("unified-lite0")
+    manifest = json.loads((shipped_weights("unified-lite0") / "manifest.json").read_text())
+    lm = LanguageModel.load(ensure_tiny_llm(preset.llm.tiny, root=tmp_path))
+    assert tokenizer_fingerprint(lm.tokenizer) == manifest["extra"]["tokenizer"]
+
+
 # --------------------------------------------------------------------------------------------------
 # loading errors
 
